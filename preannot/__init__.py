@@ -1,0 +1,13 @@
+"""preannot: pre-annotate data with pluggable annotators and keep Label Studio in step.
+
+Everything a plugin needs is importable from here; anything else is private to the host.
+"""
+
+from .annotator import Annotator, ConfigError, Context, Ranker, TaskFailed, Trainer
+from .hookspecs import hookimpl
+from .model import Box, Choice, Mask, Polygon, Prediction, Region, Span, Task
+
+__all__ = [
+    "Annotator", "Box", "Choice", "ConfigError", "Context", "Mask", "Polygon", "Prediction",
+    "Ranker", "Region", "Span", "Task", "TaskFailed", "Trainer", "hookimpl",
+]

@@ -1,0 +1,121 @@
+"""The base class a plugin subclasses to become a pre-annotator."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .model import Prediction, Region, Task
+
+
+class ConfigError(ValueError):
+    """A configuration the user must fix; the message says what and where."""
+
+
+class TaskFailed(Exception):
+    """Return (not raise) one of these in place of a task's result to fail that task alone."""
+
+
+@dataclass
+class Context:
+    """What the host tells an annotator about the run it is part of."""
+
+    base_dir: Path = field(default_factory=Path.cwd)
+    """Relative paths in the options are relative to this (the config file's folder)."""
+    cache_dir: Path = field(default_factory=lambda: Path.cwd() / ".preannot" / "cache")
+    """A folder an annotator may keep caches in (embeddings, compiled rules)."""
+
+    def path(self, value: str | Path) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base_dir / path
+
+
+class Annotator:
+    """A pre-annotator: reads tasks, emits regions.
+
+    Subclasses set ``type`` (the name used in config files), declare what they read and emit, and
+    implement :meth:`annotate`. Options come from the annotator's table in ``preannot.toml``.
+    """
+
+    type: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    reads: ClassVar[tuple[str, ...]] = ("text",)
+    """Keys of the task data this annotator reads (Label Studio's ``$text``, ``$image``...)."""
+    emits: ClassVar[tuple[str, ...]] = ("labels",)
+    """Label Studio result types: labels, rectanglelabels, brushlabels, polygonlabels, choices."""
+    can_train: ClassVar[bool] = False
+
+    def __init__(self, name: str, options: Mapping[str, Any] | None = None,
+                 context: Context | None = None) -> None:
+        self.name = name
+        self.options = dict(options or {})
+        self.context = context or Context()
+        after = self.options.pop("after", [])
+        self.after: list[str] = [after] if isinstance(after, str) else list(after)
+        """Names of upstream annotators whose predictions :meth:`annotate` receives."""
+        self.field: str = self.options.pop("field", self.reads[0] if self.reads else "text")
+        """The key of the task data it reads; a task without it is reported, not annotated."""
+        self.from_name: str = self.options.pop("from_name", "label")
+        self.to_name: str = self.options.pop("to_name", self.field)
+
+    @property
+    def labels(self) -> list[str]:
+        """The labels this instance can emit (shown by ``preannot plugins``, used for configs)."""
+        return list(self.options.get("labels", []))
+
+    def fingerprint(self) -> str:
+        """Changes whenever the output could change; a resumed run redoes tasks on a change.
+
+        The default digests the type and options; annotators that read files (rules, weights)
+        extend it with those files' content.
+        """
+        blob = json.dumps([self.type, self.options, self.after], sort_keys=True, default=str)
+        return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+
+    @property
+    def model_version(self) -> str:
+        """What Label Studio shows and samples by: the name plus the fingerprint."""
+        return self.options.get("model_version") or f"{self.name}-{self.fingerprint()}"
+
+    def annotate(self, tasks: Sequence[Task],
+                 upstream: Mapping[str, Sequence[Prediction]]) -> Sequence[Prediction | list[Region] | TaskFailed]:
+        """Annotate a batch. Return one item per task, in order: a :class:`Prediction`, a list of
+        regions (wrapped into a prediction for you), or a :class:`TaskFailed` for a task that
+        could not be done. ``upstream`` maps each name in ``after`` to its predictions, aligned
+        with ``tasks``.
+        """
+        raise NotImplementedError
+
+
+class Ranker:
+    """Orders tasks for humans: a higher priority is looked at first."""
+
+    type: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options = dict(options or {})
+
+    def priority(self, task: Task, predictions: Sequence[Prediction]) -> float:
+        """A number in [0, 1]; 1 means look at this first."""
+        raise NotImplementedError
+
+
+class Trainer:
+    """Turns harvested corrections into a new model version."""
+
+    type: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def __init__(self, options: Mapping[str, Any] | None = None,
+                 context: Context | None = None) -> None:
+        self.options = dict(options or {})
+        self.context = context or Context()
+
+    def train(self, corrections: Path, output_dir: Path) -> Path:
+        """Train on a corrections JSONL file; return the path of the new model."""
+        raise NotImplementedError

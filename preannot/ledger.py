@@ -1,0 +1,111 @@
+"""The run ledger: which input records a run has done, failed or not yet seen (embedded SQLite).
+
+A batch's results are committed together, so a crash or Ctrl-C loses at most the batch in
+flight, and a rerun skips what is done (same annotators, same input) without duplicating it.
+The output file is always rebuilt from the ledger, never appended to.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    output      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    position    INTEGER NOT NULL,
+    source      TEXT NOT NULL,
+    checksum    TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+    result      TEXT,
+    reason      TEXT,
+    detail      TEXT,
+    run         INTEGER NOT NULL,
+    PRIMARY KEY (output, key)
+);
+CREATE INDEX IF NOT EXISTS items_by_run ON items (output, run, position);
+"""
+
+
+class Ledger:
+    """One SQLite file; each output file is a separate run history inside it."""
+
+    def __init__(self, path: Path, output: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.output = output
+        self.db = sqlite3.connect(path)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self.run = time.time_ns()
+        """Records seen in this run are stamped with it, so records no longer in the input
+        are left out of the output."""
+
+    def forget(self) -> None:
+        """Drop this output's history (``--force``)."""
+        with self.db:
+            self.db.execute("DELETE FROM items WHERE output = ?", (self.output,))
+
+    def done(self, keys_and_checksums: list[tuple[str, str]], fingerprint: str) -> set[str]:
+        """Keys already done with this fingerprint and this content; they are stamped as seen."""
+        if not keys_and_checksums:
+            return set()
+        wanted = dict(keys_and_checksums)
+        keys = list(wanted)
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            rows = self.db.execute(
+                f"SELECT key, checksum FROM items WHERE output = ? AND status = 'done' "
+                f"AND fingerprint = ? AND key IN ({','.join('?' * len(chunk))})",
+                (self.output, fingerprint, *chunk))
+            found.update(key for key, checksum in rows if wanted[key] == checksum)
+        return found
+
+    def seen_this_run(self, keys: list[str]) -> set[str]:
+        """Keys this run already wrote: a second record with one of them is a duplicate id."""
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            found.update(key for (key,) in self.db.execute(
+                f"SELECT key FROM items WHERE output = ? AND run = ? "
+                f"AND key IN ({','.join('?' * len(chunk))})", (self.output, self.run, *chunk)))
+        return found
+
+    def record(self, rows: Iterable[dict[str, Any]], seen: Iterable[tuple[str, int]] = ()) -> None:
+        """Write a batch in one transaction: new results and failures, and stamp skipped keys."""
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO items (output, key, position, source, checksum, "
+                "fingerprint, status, result, reason, detail, run) VALUES "
+                "(:output, :key, :position, :source, :checksum, :fingerprint, :status, "
+                ":result, :reason, :detail, :run)",
+                [{"output": self.output, "run": self.run, "result": None, "reason": None,
+                  "detail": None, "checksum": "", "fingerprint": "", **row} for row in rows])
+            self.db.executemany(
+                "UPDATE items SET run = ?, position = ? WHERE output = ? AND key = ?",
+                [(self.run, position, self.output, key) for key, position in seen])
+
+    def results(self) -> Iterator[dict[str, Any]]:
+        """The done results of this run's inputs, in input order, streamed."""
+        rows = self.db.execute(
+            "SELECT result FROM items WHERE output = ? AND run = ? AND status = 'done' "
+            "ORDER BY position", (self.output, self.run))
+        for (result,) in rows:
+            yield json.loads(result)
+
+    def failures(self) -> list[tuple[str, str, str]]:
+        """(source, reason, detail) of this run's failed records, in input order."""
+        return list(self.db.execute(
+            "SELECT source, reason, detail FROM items WHERE output = ? AND run = ? "
+            "AND status = 'failed' ORDER BY position", (self.output, self.run)))
+
+    def close(self) -> None:
+        self.db.close()

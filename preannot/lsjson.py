@@ -1,0 +1,116 @@
+"""The one converter between preannot regions and Label Studio result JSON, both ways.
+
+Boxes and polygons go to percent of the original image size, masks to Label Studio's brush RLE
+through the SDK's own encoder. Provenance travels in each result item under ``"preannot"``
+(Label Studio keeps unknown keys of a prediction's result as they are).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from .model import Box, Choice, Mask, Polygon, Prediction, Region, Span, Task
+
+PROVENANCE_KEY = "preannot"
+
+
+def _pct(value: float, size: int) -> float:
+    return 100.0 * value / size
+
+
+def region_id() -> str:
+    """A short random id, as Label Studio's own editor makes them."""
+    return uuid.uuid4().hex[:10]
+
+
+def region_to_result(region: Region) -> dict[str, Any]:
+    """One Label Studio result item for one region."""
+    item: dict[str, Any] = {
+        "id": region.id or region_id(),
+        "from_name": region.from_name or "label",
+        "to_name": region.to_name or ("text" if isinstance(region, Span) else "image"),
+        "type": region.type,
+        "origin": "prediction",
+    }
+    if isinstance(region, Span):
+        value = {"start": region.start, "end": region.end, "text": region.text}
+    elif isinstance(region, Box):
+        w, h = region.image_width, region.image_height
+        value = {"x": _pct(region.x, w), "y": _pct(region.y, h),
+                 "width": _pct(region.width, w), "height": _pct(region.height, h),
+                 "rotation": region.rotation}
+        item.update(original_width=w, original_height=h, image_rotation=0)
+    elif isinstance(region, Mask):
+        import numpy as np
+        from label_studio_sdk.converter.brush import mask2rle
+
+        mask = (np.asarray(region.mask) > 0).astype(np.uint8) * 255
+        value = {"format": "rle", "rle": mask2rle(mask)}
+        item.update(original_width=region.image_width, original_height=region.image_height,
+                    image_rotation=0)
+    elif isinstance(region, Polygon):
+        w, h = region.image_width, region.image_height
+        value = {"points": [[_pct(x, w), _pct(y, h)] for x, y in region.points], "closed": True}
+        item.update(original_width=w, original_height=h, image_rotation=0)
+    elif isinstance(region, Choice):
+        value = {}
+    else:
+        raise TypeError(f"cannot convert {type(region).__name__} to Label Studio JSON")
+    value[region.type] = [region.label]
+    item["value"] = value
+    if region.score is not None:
+        item["score"] = float(region.score)
+    if region.provenance:
+        item[PROVENANCE_KEY] = region.provenance
+    return item
+
+
+def result_to_region(item: dict[str, Any]) -> Region:
+    """The region a Label Studio result item (predicted or human) describes."""
+    kind, value = item["type"], item.get("value", {})
+    labels = value.get(kind) or [""]
+    common = dict(label=labels[0], score=item.get("score"), from_name=item.get("from_name"),
+                  to_name=item.get("to_name"), id=item.get("id"),
+                  provenance=dict(item.get(PROVENANCE_KEY) or {}))
+    if kind == "labels":
+        return Span(start=value["start"], end=value["end"], text=value.get("text", ""), **common)
+    w, h = item.get("original_width"), item.get("original_height")
+    if kind == "rectanglelabels":
+        return Box(x=value["x"] * w / 100, y=value["y"] * h / 100,
+                   width=value["width"] * w / 100, height=value["height"] * h / 100,
+                   rotation=value.get("rotation", 0.0), image_width=w, image_height=h, **common)
+    if kind == "brushlabels":
+        from label_studio_sdk.converter.brush import decode_rle
+
+        pixels = decode_rle(value["rle"]).reshape(h, w, 4)[:, :, 3]
+        return Mask(mask=pixels > 0, **common)
+    if kind == "polygonlabels":
+        return Polygon(points=[(x * w / 100, y * h / 100) for x, y in value["points"]],
+                       image_width=w, image_height=h, **common)
+    if kind == "choices":
+        return Choice(**common)
+    raise ValueError(f"unsupported Label Studio result type {kind!r}")
+
+
+def prediction_to_ls(prediction: Prediction) -> dict[str, Any]:
+    """A Label Studio prediction object (as imported with a task or in bulk)."""
+    out: dict[str, Any] = {
+        "model_version": prediction.model_version,
+        "result": [region_to_result(r) for r in prediction.regions],
+    }
+    if prediction.score is not None:
+        out["score"] = float(prediction.score)
+    return out
+
+
+def task_to_ls(task: Task, predictions: list[Prediction]) -> dict[str, Any]:
+    """A Label Studio import task: its data and the predictions made for it.
+
+    The stable task id goes in ``meta`` so a later sync can find the task again.
+    """
+    return {
+        "data": task.data,
+        "meta": {**task.meta, "preannot_id": task.id},
+        "predictions": [prediction_to_ls(p) for p in predictions],
+    }
