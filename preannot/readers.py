@@ -174,6 +174,8 @@ def count_records(paths: list[Path]) -> int | None:
     for path in paths:
         if path.is_dir():
             total += sum(1 for p in _walk(path) if p.suffix.lower() in TEXT_SUFFIXES | IMAGE_SUFFIXES)
+        elif not path.exists():
+            total += 1
         elif path.suffix.lower() in {".jsonl", ".ndjson", ".csv", ".tsv", ".tab"}:
             with path.open("rb") as f:
                 lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))

@@ -1,0 +1,159 @@
+"""Plugin discovery through entry points, the PREANNOT_PLUGINS switch, broken plugins, every hook."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import ROOT, pip_install, run_cli, write_plugin
+
+HOOKS_PLUGIN = """
+    import click
+    from preannot import Annotator, Ranker, Trainer, Span, hookimpl
+
+    class Echo(Annotator):
+        type = "echo"
+        description = "tags the first word"
+        def annotate(self, tasks, upstream):
+            return [[Span(label="FIRST", start=0, end=len(t.data["text"].split()[0]),
+                          text=t.data["text"].split()[0])] for t in tasks]
+
+    class Shortest(Ranker):
+        type = "shortest"
+        def priority(self, task, predictions):
+            return 1 / (1 + len(task.data["text"]))
+
+    class Nothing(Trainer):
+        type = "copy"
+        def train(self, corrections, output_dir):
+            target = output_dir / "model.jsonl"
+            target.write_bytes(corrections.read_bytes())
+            return target
+
+    @hookimpl
+    def register_annotators(register):
+        register(Echo)
+
+    @hookimpl
+    def register_rankers(register):
+        register(Shortest)
+
+    @hookimpl
+    def register_trainers(register):
+        register(Nothing)
+
+    @hookimpl
+    def register_commands(cli):
+        @cli.command()
+        def hello():
+            "Say hello from a plugin."
+            click.echo("hello from a plugin")
+"""
+
+
+@pytest.fixture(scope="module")
+def plugin_dirs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("plugins")
+    good = pip_install(write_plugin(base / "src-good", "preannot-hooks", HOOKS_PLUGIN), base / "good")
+    broken = pip_install(write_plugin(base / "src-broken", "preannot-broken",
+                                      "raise ImportError('needs libfoo')\n"), base / "broken")
+    return good, broken
+
+
+def listing(result):
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_plugins_lists_hooks_and_annotators(plugin_dirs):
+    good, _ = plugin_dirs
+    data = listing(run_cli(["plugins", "--json"], pythonpath=[good]))
+    plugin = next(p for p in data["plugins"] if p["name"] == "preannot_hooks")
+    assert plugin["distribution"] == "preannot-hooks" and plugin["version"] == "1.2.3"
+    assert plugin["hooks"] == ["register_annotators", "register_commands", "register_rankers",
+                               "register_trainers"]
+    assert plugin["annotators"] == [{"type": "echo", "description": "tags the first word",
+                                     "reads": ["text"], "emits": ["labels"], "can_train": False}]
+
+
+def test_broken_plugin_is_reported_and_the_cli_still_works(plugin_dirs):
+    good, broken = plugin_dirs
+    result = run_cli(["plugins", "--json"], pythonpath=[good, broken])
+    data = listing(result)
+    assert data["failed"] == [{"name": "preannot_broken", "distribution": "preannot-broken",
+                               "error": "ImportError: needs libfoo"}]
+    assert any(p["name"] == "preannot_hooks" for p in data["plugins"])
+    table = run_cli(["plugins"], pythonpath=[broken])
+    assert table.returncode == 0
+    assert "failed to load" in table.stdout and "preannot-broken" in table.stdout
+
+
+def test_env_var_restricts_and_disables(plugin_dirs):
+    good, broken = plugin_dirs
+    only = listing(run_cli(["plugins", "--json"], pythonpath=[good, broken],
+                           env={"PREANNOT_PLUGINS": "preannot_hooks"}))
+    assert [p["name"] for p in only["plugins"] if p["name"] != "preannot"] == ["preannot_hooks"]
+    assert only["failed"] == []
+    none = listing(run_cli(["plugins", "--json"], pythonpath=[good, broken],
+                           env={"PREANNOT_PLUGINS": ""}))
+    assert [p["name"] for p in none["plugins"] if p["name"] != "preannot"] == []
+
+
+def test_register_commands_adds_a_subcommand(plugin_dirs):
+    good, _ = plugin_dirs
+    result = run_cli(["hello"], pythonpath=[good])
+    assert result.returncode == 0 and result.stdout.strip() == "hello from a plugin"
+    assert "hello" not in run_cli(["--help"], env={"PREANNOT_PLUGINS": ""}).stdout.split("Commands:")[1]
+
+
+def test_register_rankers_and_trainers(plugin_dirs, monkeypatch, tmp_path):
+    good, _ = plugin_dirs
+    monkeypatch.syspath_prepend(str(good))
+    from preannot import Task
+    from preannot.plugins import load_host
+
+    monkeypatch.setenv("PREANNOT_PLUGINS", "preannot_hooks")
+    host = load_host()
+    ranker_cls = host.ranker_types()["shortest"][1]
+    short, long = Task("a", {"text": "hi"}), Task("b", {"text": "a much longer text"})
+    ranker = ranker_cls()
+    assert ranker.priority(short, []) > ranker.priority(long, [])
+    trainer = host.trainer_types()["copy"][1]()
+    corrections = tmp_path / "corrections.jsonl"
+    corrections.write_text('{"x": 1}\n')
+    assert trainer.train(corrections, tmp_path).read_text() == '{"x": 1}\n'
+    assert host.annotator_types()["echo"][0] == "preannot_hooks"
+
+
+def test_unknown_annotator_type_says_what_to_install(tmp_path):
+    (tmp_path / "in.jsonl").write_text('{"text": "x"}\n')
+    (tmp_path / "preannot.toml").write_text(
+        '[input]\npaths=["in.jsonl"]\n[output]\npath="o.json"\n[[annotators]]\ntype="nope"\n')
+    result = run_cli(["run", "-c", str(tmp_path / "preannot.toml")], env={"PREANNOT_PLUGINS": ""})
+    assert result.returncode == 1
+    assert "no annotator type 'nope' is installed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_custom_plugin_example_installs_and_runs(tmp_path):
+    target = pip_install(ROOT / "examples" / "custom-plugin", tmp_path / "site")
+    data = listing(run_cli(["plugins", "--json"], pythonpath=[target]))
+    urgency = next(p for p in data["plugins"] if p["name"] == "urgency")
+    assert urgency["distribution"] == "preannot-urgency"
+    assert urgency["annotators"][0]["type"] == "urgency"
+    texts = ["Please ship ASAP, thanks", "No rush at all", "urgent: call me today"]
+    (tmp_path / "emails.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    (tmp_path / "preannot.toml").write_text(
+        '[input]\npaths=["emails.jsonl"]\n[output]\npath="out.json"\n'
+        '[[annotators]]\nname="urgency"\ntype="urgency"\n')
+    result = run_cli(["run", "-c", str(tmp_path / "preannot.toml"), "--no-progress"],
+                     pythonpath=[target])
+    assert result.returncode == 0, result.stderr
+    tasks = json.loads((tmp_path / "out.json").read_text())
+    choices = [[r["value"]["choices"] for r in t["predictions"][0]["result"] if r["type"] == "choices"]
+               for t in tasks]
+    assert choices == [[["URGENT"]], [], [["URGENT"]]]
+    cues = [[r["value"]["text"] for r in t["predictions"][0]["result"] if r["type"] == "labels"]
+            for t in tasks]
+    assert cues == [["ASAP"], [], ["urgent", "today"]]
