@@ -7,12 +7,11 @@ The output file is always rebuilt from the ledger, never appended to.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -31,6 +30,13 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_by_run ON items (output, run, position);
 """
+
+
+class ItemState(NamedTuple):
+    status: str
+    checksum: str
+    fingerprint: str
+    run: int
 
 
 class Ledger:
@@ -53,30 +59,15 @@ class Ledger:
         with self.db:
             self.db.execute("DELETE FROM items WHERE output = ?", (self.output,))
 
-    def done(self, keys_and_checksums: list[tuple[str, str]], fingerprint: str) -> set[str]:
-        """Keys already done with this fingerprint and this content; they are stamped as seen."""
-        if not keys_and_checksums:
-            return set()
-        wanted = dict(keys_and_checksums)
-        keys = list(wanted)
-        found: set[str] = set()
+    def states(self, keys: list[str]) -> dict[str, ItemState]:
+        """What the ledger knows of these keys (absent keys were never seen)."""
+        found: dict[str, ItemState] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start:start + 500]
             rows = self.db.execute(
-                f"SELECT key, checksum FROM items WHERE output = ? AND status = 'done' "
-                f"AND fingerprint = ? AND key IN ({','.join('?' * len(chunk))})",
-                (self.output, fingerprint, *chunk))
-            found.update(key for key, checksum in rows if wanted[key] == checksum)
-        return found
-
-    def seen_this_run(self, keys: list[str]) -> set[str]:
-        """Keys this run already wrote: a second record with one of them is a duplicate id."""
-        found: set[str] = set()
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            found.update(key for (key,) in self.db.execute(
-                f"SELECT key FROM items WHERE output = ? AND run = ? "
-                f"AND key IN ({','.join('?' * len(chunk))})", (self.output, self.run, *chunk)))
+                f"SELECT key, status, checksum, fingerprint, run FROM items WHERE output = ? "
+                f"AND key IN ({','.join('?' * len(chunk))})", (self.output, *chunk))
+            found.update((row[0], ItemState(*row[1:])) for row in rows)
         return found
 
     def record(self, rows: Iterable[dict[str, Any]], seen: Iterable[tuple[str, int]] = ()) -> None:
@@ -93,13 +84,13 @@ class Ledger:
                 "UPDATE items SET run = ?, position = ? WHERE output = ? AND key = ?",
                 [(self.run, position, self.output, key) for key, position in seen])
 
-    def results(self) -> Iterator[dict[str, Any]]:
-        """The done results of this run's inputs, in input order, streamed."""
+    def results(self) -> Iterator[str]:
+        """The done results (JSON text) of this run's inputs, in input order, streamed."""
         rows = self.db.execute(
             "SELECT result FROM items WHERE output = ? AND run = ? AND status = 'done' "
             "ORDER BY position", (self.output, self.run))
         for (result,) in rows:
-            yield json.loads(result)
+            yield result
 
     def failures(self) -> list[tuple[str, str, str]]:
         """(source, reason, detail) of this run's failed records, in input order."""

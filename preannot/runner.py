@@ -209,7 +209,7 @@ def run(config: RunConfig, *, host: Host | None = None, force: bool = False,
         for batch in _batches(read_inputs(config.inputs, None, config.base_dir), config.batch_size):
             tasks: list[Task] = []
             extra: list[dict[str, Any]] = []
-            duplicates = ledger.seen_this_run([r.id for r in batch if isinstance(r, Task)])
+            states = ledger.states([r.id for r in batch if isinstance(r, Task)])
             batch_keys: set[str] = set()
             for record in batch:
                 position += 1
@@ -217,7 +217,8 @@ def run(config: RunConfig, *, host: Host | None = None, force: bool = False,
                 if isinstance(record, BadRecord):
                     extra.append({"key": record.source, "position": position, "source": record.source,
                                   "status": "failed", "reason": record.reason, "detail": record.detail})
-                elif record.id in duplicates or record.id in batch_keys:
+                elif record.id in batch_keys or (record.id in states
+                                                 and states[record.id].run == ledger.run):
                     extra.append({"key": f"{record.source}#duplicate", "position": position,
                                   "source": record.source, "status": "failed",
                                   "reason": "duplicate task id", "detail": record.id})
@@ -225,7 +226,8 @@ def run(config: RunConfig, *, host: Host | None = None, force: bool = False,
                     batch_keys.add(record.id)
                     positions[record.id] = position
                     tasks.append(record)
-            done = ledger.done([(t.id, t.checksum) for t in tasks], run_fingerprint)
+            done = {t.id for t in tasks if (state := states.get(t.id)) and state.status == "done"
+                    and (state.checksum, state.fingerprint) == (t.checksum, run_fingerprint)}
             seen = [(t.id, positions.pop(t.id)) for t in tasks if t.id in done]
             todo = [t for t in tasks if t.id not in done]
             summary.skipped += len(seen)
@@ -247,8 +249,8 @@ def run(config: RunConfig, *, host: Host | None = None, force: bool = False,
     return summary
 
 
-def write_output(tasks: Iterable[dict[str, Any]], path: Path) -> int:
-    """Write Label Studio import JSON (a list) or JSON lines, atomically; returns the count."""
+def write_output(tasks: Iterable[str], path: Path) -> int:
+    """Write tasks (JSON texts) as Label Studio import JSON (a list) or JSON lines, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     count = 0
@@ -258,9 +260,9 @@ def write_output(tasks: Iterable[dict[str, Any]], path: Path) -> int:
             f.write("[")
         for task in tasks:
             if lines:
-                f.write(json.dumps(task, ensure_ascii=False) + "\n")
+                f.write(task + "\n")
             else:
-                f.write(("\n" if count == 0 else ",\n") + json.dumps(task, ensure_ascii=False))
+                f.write(("\n" if count == 0 else ",\n") + task)
             count += 1
         if not lines:
             f.write("\n]\n")
