@@ -1,0 +1,94 @@
+"""The ``rules`` annotator: dictionaries, spaCy token patterns and regexes, one span per place."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from preannot import Annotator, ConfigError, Prediction, Span, Task
+
+from .dictionary import Dictionary
+from .rules import RuleSet, load_rules
+
+
+class RulesAnnotator(Annotator):
+    type = "rules"
+    description = "Dictionary and business-rule NER: referentials, spaCy patterns, regexes"
+    reads = ("text",)
+    emits = ("labels",)
+
+    def __init__(self, name: str, options: Mapping[str, Any] | None = None, context=None) -> None:
+        super().__init__(name, options, context)
+        if "rules" not in self.options:
+            raise ConfigError(f"annotator {name!r} (rules): set 'rules' to a rules folder")
+        import spacy
+
+        self.rules: RuleSet = load_rules(self.context.path(self.options["rules"]))
+        self.nlp = spacy.blank(self.options.get("language", "en"))
+        groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        for index, term in enumerate(self.rules.terms):
+            groups.setdefault((term.case, term.accents), []).append((index, term.text))
+        self.dictionaries = [Dictionary(self.nlp, terms, case, accents)
+                             for (case, accents), terms in sorted(groups.items())]
+        self.matcher = None
+        if self.rules.token_patterns:
+            from spacy.matcher import Matcher
+
+            self.matcher = Matcher(self.nlp.vocab)
+            for index, rule in enumerate(self.rules.token_patterns):
+                try:
+                    self.matcher.add(str(index), [rule.pattern])
+                except (ValueError, KeyError) as exc:
+                    where = f"{rule.provenance['rule_file']} rule {rule.provenance['rule']}"
+                    raise ConfigError(f"{where}: invalid spaCy token pattern: {exc}") from None
+
+    @property
+    def labels(self) -> list[str]:
+        return self.rules.labels
+
+    def fingerprint(self) -> str:
+        blob = f"{super().fingerprint()}|{self.rules.digest}|{self.nlp.meta['lang']}"
+        return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+
+    def candidates(self, text: str) -> list[tuple[int, int, int, int, str, float, dict]]:
+        """Every rule hit: (start, end, token count, priority, label, confidence, provenance)."""
+        found = []
+        for dictionary in self.dictionaries:
+            for start, end, index, ntok in dictionary.matches(text):
+                term = self.rules.terms[index]
+                found.append((start, end, ntok, term.priority, term.label, term.confidence,
+                              term.provenance))
+        if self.matcher is not None:
+            doc = self.nlp.make_doc(text)
+            for match_id, s, e in self.matcher(doc):
+                rule = self.rules.token_patterns[int(self.nlp.vocab.strings[match_id])]
+                span = doc[s:e]
+                found.append((span.start_char, span.end_char, e - s, rule.priority, rule.label,
+                              rule.confidence, rule.provenance))
+        for rule in self.rules.regexes:
+            for m in rule.regex.finditer(text):
+                start, end = m.span(rule.group)
+                if end > start:
+                    found.append((start, end, self._token_count(text, start, end), rule.priority,
+                                  rule.label, rule.confidence, rule.provenance))
+        return found
+
+    def _token_count(self, text: str, start: int, end: int) -> int:
+        return len(self.nlp.tokenizer(text[start:end]))
+
+    def spans(self, text: str) -> list[Span]:
+        """Resolve overlaps: longest match in tokens, then higher priority, then leftmost, then
+        label (so equal candidates resolve the same way every time)."""
+        taken = bytearray(len(text))
+        kept = []
+        for start, end, _, _, label, confidence, provenance in sorted(
+                self.candidates(text), key=lambda c: (-c[2], -c[3], c[0], c[1], c[4])):
+            if not any(taken[start:end]):
+                taken[start:end] = b"\1" * (end - start)
+                kept.append(Span(label=label, start=start, end=end, text=text[start:end],
+                                 score=confidence, provenance=dict(provenance)))
+        return sorted(kept, key=lambda s: s.start)
+
+    def annotate(self, tasks: Sequence[Task], upstream: Mapping[str, Sequence[Prediction]]):
+        return [self.spans(task.data[self.field]) for task in tasks]
