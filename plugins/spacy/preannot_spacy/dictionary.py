@@ -5,8 +5,11 @@ Here an Aho-Corasick automaton (pyahocorasick) finds candidate strings in the (n
 and spaCy's own tokenizer is consulted only where it could disagree:
 
 * spaCy splits text on whitespace first and tokenizes each non-space chunk on its own, so a
-  candidate that starts and ends at whitespace (or the text's ends) and equals, character for
-  character, a key whose tokens were checked at build time has exactly the term's tokens;
+  candidate that starts and ends at whitespace (or the text's ends, or behind punctuation the
+  tokenizer always cuts off, such as brackets and commas) and equals, character for character,
+  a key whose tokens were checked at build time has exactly the term's tokens;
+* a candidate that starts or ends between two letters of a word is no match, unless the word
+  is a tokenizer exception that cuts there ("cannot", "don't");
 * any other candidate is checked against the tokens of the chunks it touches (``nlp.tokenizer``
   on those chunks only, cached), as the PhraseMatcher would see them.
 
@@ -18,6 +21,7 @@ spaCy's own PhraseMatcher, so no shortcut ever changes the result.
 from __future__ import annotations
 
 import itertools
+import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +29,11 @@ from functools import lru_cache
 
 import ahocorasick
 
+OPENERS = '([{"'
+CLOSERS = ',;!?)]}"'
+"""Punctuation spaCy's tokenizer always cuts off a chunk's start or end (prefixes, suffixes)."""
+WORD_MARKS = "'’."
+QUOTES = "'’"
 MAX_VARIANT_GAPS = 4
 """Terms with more joins between tokens than this match with their own spacing only."""
 
@@ -88,7 +97,61 @@ class Dictionary:
             self.automaton.add_word(key, (len(key), tuple(entries)))
         if keys:
             self.automaton.make_automaton()
+        self.exceptions = frozenset(nlp.tokenizer.rules or ())
+        punct = sorted((k for k in self.exceptions if set(k) & set(OPENERS + CLOSERS)),
+                       key=len, reverse=True)
+        self.punct_exceptions = re.compile("|".join(map(re.escape, punct))) if punct else None
+        self.letter_splits = frozenset(k for k in self.exceptions if self._cuts_between_letters(k))
+        """Exceptions that cut between two letters ("cannot", "don't"): the only cuts there,
+        since prefix, suffix and infix rules cut next to a non-letter (the equivalence test
+        checks this against spaCy)."""
         self.chunk_tokens = lru_cache(maxsize=200_000)(self._chunk_tokens)
+
+    def _cuts_between_letters(self, text: str) -> bool:
+        cuts = [t.idx for t in self.nlp.make_doc(text)][1:]
+        return any(text[i - 1].isalpha() and text[i].isalpha() for i in cuts)
+
+    def _opens_chunk(self, text: str, start: int) -> bool:
+        """``start`` begins a chunk, after nothing but punctuation spaCy always cuts off."""
+        left = start
+        while left > 0 and text[left - 1] in OPENERS:
+            left -= 1
+        if left > 0 and not text[left - 1].isspace():
+            return False
+        return left == start or not self._has_punct_exception(text, left)
+
+    def _closes_chunk(self, text: str, end: int) -> bool:
+        right = end
+        while right < len(text) and text[right] in CLOSERS:
+            right += 1
+        if right < len(text) and not text[right].isspace():
+            return False
+        return right == end or not self._has_punct_exception(text, end, right)
+
+    def _has_punct_exception(self, text: str, at: int, right: int | None = None) -> bool:
+        """Whether the chunk around ``at`` holds an exception made of punctuation ("8)", ":(")."""
+        if self.punct_exceptions is None:
+            return False
+        left = at
+        while left > 0 and not text[left - 1].isspace():
+            left -= 1
+        right = at if right is None else right
+        while right < len(text) and not text[right].isspace():
+            right += 1
+        return self.punct_exceptions.search(text, left, right) is not None
+
+    def _inside_word(self, text: str, cut: int) -> bool:
+        """True if ``cut`` falls between two letters of a word no exception splits there."""
+        if not (0 < cut < len(text) and text[cut - 1].isalpha() and text[cut].isalpha()):
+            return False
+        left, right = cut - 1, cut
+        while left > 0 and (text[left - 1].isalpha() or text[left - 1] in WORD_MARKS):
+            left -= 1
+        while right < len(text) and (text[right].isalpha() or text[right] in WORD_MARKS):
+            right += 1
+        word = text[left:right]
+        return not any(w in self.letter_splits for w in
+                       {word, word.rstrip("."), word.strip(QUOTES), word.strip(QUOTES + ".")})
 
     def _variants(self, doc) -> Iterator[str]:
         """Spellings with the same tokens as ``doc``: each join between tokens with or without
@@ -106,7 +169,13 @@ class Dictionary:
                 yield raw
 
     def _chunk_tokens(self, chunk: str) -> tuple[tuple[int, int], ...]:
-        """Token offsets within one whitespace-free chunk, as spaCy's tokenizer cuts it."""
+        """Token offsets within one whitespace-free chunk, as spaCy's tokenizer cuts it.
+
+        A chunk of letters only is one token unless it is a tokenizer exception ("cannot"):
+        prefix, suffix and infix rules all need a non-letter character to cut at.
+        """
+        if chunk.isalpha() and chunk not in self.exceptions:
+            return ((0, len(chunk)),)
         return tuple((t.idx, t.idx + len(t.text)) for t in self.nlp.tokenizer(chunk))
 
     def _tokens_between(self, text: str, start: int, end: int) -> list[tuple[int, int]] | None:
@@ -145,7 +214,9 @@ class Dictionary:
         for last, (length, entries) in self.automaton.iter(normed):
             end = last + 1
             start = end - length
-            bounded = (start == 0 or text[start - 1].isspace()) and (end == n or text[end].isspace())
+            bounded = self._opens_chunk(text, start) and self._closes_chunk(text, end)
+            if not bounded and (self._inside_word(text, start) or self._inside_word(text, end)):
+                continue
             raw = text[start:end]
             tokens = None
             for entry in entries:

@@ -12,7 +12,7 @@ from preannot_spacy.annotator import RulesAnnotator
 
 SYLLABLES = ["ka", "lo", "mi", "ne", "ro", "tu", "shi", "van", "por", "del", "ex", "qu", "zo"]
 DECOR = ["{}", "({})", "{},", "{}.", '"{}"', "{}'s", "{}-based", "[{}]", "{}!", "{}?", "x{}",
-         "{}s", "{}:", "{}..."]
+         "{}s", "{}:", "{}...", "{}n't", "can{}", "{}not", "{}km", "$"+"{}", "{} 8)", "({}:)", "{};)"]
 
 
 def word(rng: random.Random) -> str:
@@ -50,7 +50,8 @@ def make_texts(rng: random.Random, terms: list[str], n: int) -> list[str]:
                 term = rng.choice([term, term, term.upper(), term.lower(), term.replace("-", " - ")])
                 parts.append(rng.choice(DECOR).format(term))
             else:
-                parts.append(rng.choice([word(rng), word(rng), ",", "and", "the", "\n", "  "]))
+                parts.append(rng.choice([word(rng), word(rng), ",", "and", "the", "\n", "  ",
+                                         "cannot", "don't", "Im", "gonna", "U.S."]))
         texts.append(" ".join(parts))
     return texts
 
