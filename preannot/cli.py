@@ -175,3 +175,5 @@ def plugins(config_path: Path | None, as_json: bool) -> None:
 
 
 get_host().pm.hook.register_commands(cli=cli)
+from .labelstudio.cli import ls  # noqa: E402
+cli.add_command(ls)

@@ -14,7 +14,7 @@ from importlib import metadata
 
 import pluggy
 
-from . import hookspecs
+from . import default_plugins, hookspecs
 from .annotator import Annotator, ConfigError, Ranker, Trainer
 
 ENTRY_POINT_GROUP = "preannot"
@@ -86,6 +86,7 @@ def load_host(extra_plugins: tuple[object, ...] = ()) -> Host:
     """A fresh host with every installed plugin (restricted by ``PREANNOT_PLUGINS``)."""
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
+    pm.register(default_plugins, name="preannot")
     host = Host(pm)
     wanted = _wanted()
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):

@@ -1,0 +1,218 @@
+"""The one place that talks HTTP to Label Studio, through the SDK's ``LabelStudio`` client.
+
+Why a wrapper: bounded retries with exponential backoff on 5xx, timeouts and dropped
+connections; errors a user can act on (server down, bad token, no such project) instead of
+tracebacks; and a token that never shows up in output, logs, exception messages or reprs.
+Both token kinds work because the SDK picks the scheme: a legacy token is sent as
+``Authorization: Token ...``, a personal access token (a JWT refresh token) is exchanged for a
+short-lived access token sent as ``Bearer ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+from ..annotator import ConfigError
+
+T = TypeVar("T")
+URL_ENV = "LABEL_STUDIO_URL"
+KEY_ENV = "LABEL_STUDIO_API_KEY"
+PAGE_SIZE = 5000
+
+
+class LabelStudioError(ConfigError):
+    """Something the user must fix about the connection (server down, token, project)."""
+
+
+class Unreachable(LabelStudioError):
+    """The server did not answer, even after retries; a rerun resumes where this stopped."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the server is and the token to use; ``repr`` hides the token."""
+
+    url: str
+    api_key: str = field(repr=False)
+
+    @classmethod
+    def resolve(cls, settings: Mapping[str, Any] | None = None, base_dir: Path | None = None,
+                env: Mapping[str, str] | None = None) -> Connection:
+        """From ``LABEL_STUDIO_URL``/``LABEL_STUDIO_API_KEY``, else the ``[labelstudio]`` table.
+
+        The table may name ``url``, and the token only indirectly: ``api_key_env`` (a variable to
+        read) or ``api_key_file`` (a file holding it), never the token itself, so that a config
+        file can be committed.
+        """
+        env = os.environ if env is None else env
+        settings = dict(settings or {})
+        if "api_key" in settings:
+            raise LabelStudioError("[labelstudio] api_key is not allowed in preannot.toml: set "
+                                   f"{KEY_ENV}, or name a variable with api_key_env or a file "
+                                   "with api_key_file")
+        url = env.get(URL_ENV) or settings.get("url")
+        if not url:
+            raise LabelStudioError(f"no Label Studio server: set {URL_ENV} (and {KEY_ENV}) or "
+                                   "[labelstudio] url, or run `preannot ls up` for a local one")
+        key = env.get(KEY_ENV)
+        if not key and settings.get("api_key_env"):
+            key = env.get(settings["api_key_env"])
+        if not key and settings.get("api_key_file"):
+            path = Path(settings["api_key_file"]).expanduser()
+            path = path if path.is_absolute() or base_dir is None else base_dir / path
+            try:
+                key = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise LabelStudioError(f"[labelstudio] api_key_file {path}: {exc.strerror}") from None
+        if not key:
+            where = settings.get("api_key_env") or KEY_ENV
+            raise LabelStudioError(f"no Label Studio API key: set {where} (Account & Settings > "
+                                   "Personal Access Token, or a legacy token)")
+        return cls(url=str(url).rstrip("/"), api_key=key)
+
+
+class Client:
+    """A Label Studio connection with retries and readable errors."""
+
+    def __init__(self, connection: Connection, *, retries: int = 5, backoff: float = 0.5,
+                 timeout: float = 300.0) -> None:
+        self.url = connection.url
+        self.retries = retries
+        self.backoff = backoff
+        try:
+            self.sdk = LabelStudio(base_url=connection.url, api_key=connection.api_key,
+                                   timeout=timeout, max_retries=0)
+        except ApiError as exc:  # an expired or malformed personal access token
+            raise LabelStudioError(f"Label Studio at {self.url} rejected the API key: "
+                                   f"{_detail(exc)}") from None
+
+    def __repr__(self) -> str:
+        return f"Client(url={self.url!r})"
+
+    def call(self, fn: Callable[..., T], *args: Any, what: str = "request", retry: bool = True,
+             retries: int | None = None, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` with bounded exponential backoff on transient failures.
+
+        ``retry=False`` is for requests that must not be repeated blindly (an import whose answer
+        was lost may have been applied): the caller checks the server state and decides.
+        """
+        attempt, retries = 0, self.retries if retries is None else retries
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except (httpx.TransportError, ApiError) as exc:
+                transient = isinstance(exc, httpx.TransportError) or (
+                    exc.status_code is not None and exc.status_code >= 500)
+                if not transient or not retry or attempt >= retries:
+                    raise self._translate(exc, what, attempt) from None
+            attempt += 1
+            time.sleep(self.backoff * 2 ** (attempt - 1) * (0.75 + random.random() / 2))
+
+    def _translate(self, exc: Exception, what: str, attempts: int) -> LabelStudioError:
+        if isinstance(exc, httpx.TransportError):
+            return Unreachable(f"Label Studio at {self.url} is not reachable ({what}: "
+                               f"{type(exc).__name__}): start it or set {URL_ENV}")
+        assert isinstance(exc, ApiError)
+        if exc.status_code == 401:
+            return LabelStudioError(f"Label Studio at {self.url} rejected the API key (401): "
+                                    f"check {KEY_ENV}")
+        if exc.status_code == 403:
+            return LabelStudioError(f"Label Studio at {self.url} refused {what} (403): the "
+                                    "token's user lacks access")
+        if exc.status_code == 404:
+            return LabelStudioError(f"Label Studio at {self.url}: {what}: not found (404)")
+        if exc.status_code is not None and exc.status_code >= 500:
+            return Unreachable(f"Label Studio at {self.url} failed {what} "
+                               f"({exc.status_code}) after {attempts} retries")
+        return LabelStudioError(f"Label Studio at {self.url} refused {what} "
+                                f"({exc.status_code}): {_detail(exc)}")
+
+    def request(self, method: str, path: str, *, what: str = "request",
+                params: Mapping[str, Any] | None = None, body: Any = None,
+                retries: int | None = None) -> Any:
+        """A raw API call (for endpoints the SDK does not wrap), with the SDK's auth."""
+        def send() -> Any:
+            response = self.sdk._client_wrapper.httpx_client.request(
+                path, method=method, params=dict(params or {}), json=body)
+            if response.status_code >= 400:
+                try:
+                    payload = response.json()
+                except ValueError:
+                    payload = response.text[:500]
+                raise ApiError(status_code=response.status_code, body=payload)
+            return response.json() if response.content else None
+        return self.call(send, what=what, retries=retries)
+
+    def check(self) -> dict[str, Any]:
+        """Who the token belongs to; fails clearly when the server or the token is wrong
+        (after a short wait only: a server that is down at the start is not worth waiting for)."""
+        return self.request("GET", "api/current-user/whoami", what="checking the API key",
+                            retries=min(self.retries, 2))
+
+    def project(self, project: int | str) -> Any:
+        """A project by id (digits) or exact title."""
+        if isinstance(project, int) or str(project).isdigit():
+            return self.call(self.sdk.projects.get, int(project), what=f"project {project}")
+        found = [p for p in self.call(lambda: list(self.sdk.projects.list()), what="listing projects")
+                 if p.title == project]
+        if not found:
+            raise LabelStudioError(f"Label Studio at {self.url} has no project titled {project!r}")
+        return found[0]
+
+    def tasks(self, project_id: int, *, include: str = "id,meta",
+              model_version: str | None = None) -> Iterator[dict[str, Any]]:
+        """The project's tasks (only the ``include`` fields), paged; with ``model_version``, only
+        tasks that already hold a prediction of that version."""
+        params: dict[str, Any] = {"project": project_id, "fields": "task_only",
+                                  "include": include, "page_size": PAGE_SIZE}
+        if model_version is not None:
+            params["include"] = include + ",predictions_model_versions"
+            params["query"] = json.dumps({"filters": {"conjunction": "and", "items": [{
+                "filter": "filter:tasks:predictions_model_versions", "operator": "contains",
+                "type": "List", "value": [model_version]}]}})
+        page = 1
+        while True:
+            reply = self.request("GET", "api/tasks", params={**params, "page": page},
+                                 what=f"listing tasks of project {project_id}")
+            for task in reply["tasks"]:
+                if model_version is None or model_version in str(
+                        task.get("predictions_model_versions") or "").split(","):
+                    yield task
+            if page * PAGE_SIZE >= reply["total"]:
+                return
+            page += 1
+
+    def next_task(self, project_id: int) -> dict[str, Any]:
+        """The task Label Studio's labeling stream serves next (its sampling applied)."""
+        return self.request("GET", f"api/projects/{project_id}/next", what="asking for the next task")
+
+    def export(self, project_id: int) -> list[dict[str, Any]]:
+        """Every task of a project in Label Studio's JSON export format."""
+        return self.request("GET", f"api/projects/{project_id}/export",
+                            params={"exportType": "JSON", "download_all_tasks": "true"},
+                            what=f"exporting project {project_id}")
+
+
+def _detail(exc: ApiError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        return str(body.get("detail") or body.get("validation_errors") or body)[:500]
+    return str(body)[:500]
+
+
+def connect(settings: Mapping[str, Any] | None = None, base_dir: Path | None = None) -> Client:
+    """A checked client from the environment or the ``[labelstudio]`` table."""
+    client = Client(Connection.resolve(settings, base_dir))
+    client.check()
+    return client

@@ -1,0 +1,101 @@
+"""Labeling configs: generate one from the configured annotators, or check a user's against them.
+
+A prediction whose ``from_name``, ``to_name`` or label is not in the project's labeling config is
+silently not shown by Label Studio; checking before a push turns that into a clear error.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from xml.sax.saxutils import quoteattr
+
+from ..annotator import Annotator, ConfigError
+
+CONTROL_TAGS = {"labels": "Labels", "rectanglelabels": "RectangleLabels",
+                "brushlabels": "BrushLabels", "polygonlabels": "PolygonLabels",
+                "choices": "Choices"}
+OBJECT_TAGS = {"labels": "Text", "choices": "Text", "rectanglelabels": "Image",
+               "brushlabels": "Image", "polygonlabels": "Image"}
+
+
+@dataclass
+class Control:
+    tag: str
+    to_name: str
+    labels: list[str] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+
+
+def expected_controls(annotators: Sequence[Annotator]) -> tuple[dict[str, Control], dict[str, tuple[str, str]]]:
+    """Controls (by from_name) and objects (to_name -> (tag, data field)) the annotators need."""
+    controls: dict[str, Control] = {}
+    objects: dict[str, tuple[str, str]] = {}
+    for a in annotators:
+        for kind in a.emits:
+            if kind not in CONTROL_TAGS:
+                raise ConfigError(f"annotator {a.name!r} emits {kind!r}, which preannot cannot "
+                                  f"map to Label Studio (known: {', '.join(CONTROL_TAGS)})")
+            tag = CONTROL_TAGS[kind]
+            control = controls.setdefault(a.from_name, Control(tag, a.to_name))
+            if (control.tag, control.to_name) != (tag, a.to_name):
+                raise ConfigError(
+                    f"annotators {control.users[0]!r} and {a.name!r} both write from_name "
+                    f"{a.from_name!r} but as {control.tag}->{control.to_name} and "
+                    f"{tag}->{a.to_name}: give one of them its own from_name")
+            control.users.append(a.name)
+            control.labels += [label for label in a.labels if label not in control.labels]
+            objects.setdefault(a.to_name, (OBJECT_TAGS[kind], a.field))
+    return controls, objects
+
+
+def generate(annotators: Sequence[Annotator]) -> str:
+    """A labeling config that shows every region the annotators can emit."""
+    controls, objects = expected_controls(annotators)
+    lines = ["<View>"]
+    for to_name, (tag, data_field) in objects.items():
+        lines.append(f"  <{tag} name={quoteattr(to_name)} value={quoteattr('$' + data_field)}/>")
+    for from_name, control in controls.items():
+        if not control.labels:
+            raise ConfigError(f"annotator {control.users[0]!r} declares no labels: set "
+                              "labels = [...] in its [[annotators]] table or give a labeling config")
+        child = "Choice" if control.tag == "Choices" else "Label"
+        lines.append(f"  <{control.tag} name={quoteattr(from_name)} toName={quoteattr(control.to_name)}>")
+        lines += [f"    <{child} value={quoteattr(label)}/>" for label in control.labels]
+        lines.append(f"  </{control.tag}>")
+    lines.append("</View>")
+    return "\n".join(lines) + "\n"
+
+
+def check(label_config: str, annotators: Sequence[Annotator]) -> list[str]:
+    """What in ``label_config`` does not fit what the annotators emit (empty when all fits)."""
+    try:
+        root = ET.fromstring(label_config)
+    except ET.ParseError as exc:
+        return [f"labeling config is not valid XML: {exc}"]
+    found: dict[str, ET.Element] = {el.get("name"): el for el in root.iter() if el.get("name")}
+    controls, objects = expected_controls(annotators)
+    problems = []
+    for to_name, (tag, _) in objects.items():
+        if to_name not in found:
+            problems.append(f"no <{tag} name=\"{to_name}\"> for annotators to annotate "
+                            f"(to_name {to_name!r})")
+    for from_name, control in controls.items():
+        who = ", ".join(control.users)
+        el = found.get(from_name)
+        if el is None:
+            problems.append(f"no <{control.tag} name=\"{from_name}\"> (from_name of {who})")
+            continue
+        if el.tag != control.tag:
+            problems.append(f"from_name {from_name!r} is a <{el.tag}>, but {who} emit "
+                            f"{control.tag}")
+        if el.get("toName") != control.to_name:
+            problems.append(f"from_name {from_name!r} has toName={el.get('toName')!r}, but {who} "
+                            f"write to_name {control.to_name!r}")
+        have = {child.get("value") for child in el}
+        missing = [label for label in control.labels if label not in have]
+        if missing:
+            problems.append(f"<{el.tag} name=\"{from_name}\"> lacks label(s) "
+                            f"{', '.join(map(repr, missing))} that {who} emit")
+    return problems

@@ -1,0 +1,301 @@
+"""Push pre-annotations into a Label Studio project, in bulk, idempotently, ranked.
+
+State is derived from the server, never kept beside it: tasks carry ``meta.preannot_id``, so a
+rerun (after a crash or a server that went away mid-push) lists what the project already holds
+and sends only the rest. New tasks go in with their prediction (``projects.import_tasks``, thousands
+per request); tasks already in the project get the new model version's prediction through
+``projects.import_predictions``. Each task gets one prediction that gathers every annotator's
+regions (provenance stays in each region), so the project's ``model_version`` names one thing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from ..annotator import Annotator, ConfigError, Ranker
+from ..lsjson import result_to_region
+from ..model import Prediction, Task
+from ..ranking import priority_to_score
+from ..runner import annotate_batch
+from .client import Client, LabelStudioError, Unreachable
+from .labeling_config import check, generate
+
+PRIORITY_FIELD = "preannot_priority"
+"""Task data key holding the rank's priority, which the Data Manager view sorts on."""
+VIEW_TITLE = "preannot: by priority"
+SAMPLING = "Uncertainty sampling"
+BATCH = 5000
+
+
+@dataclass
+class PushSummary:
+    project_id: int
+    model_version: str = ""
+    created: int = 0
+    """New tasks imported with their prediction."""
+    predicted: int = 0
+    """Tasks already in the project that got this model version's prediction."""
+    unchanged: int = 0
+    """Tasks that already held this model version's prediction."""
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    """(task, reason) of tasks not pushed."""
+
+
+@dataclass
+class Item:
+    """One task ready to push: its stable id, where it came from, its Label Studio payload."""
+
+    key: str
+    source: str
+    data: dict[str, Any]
+    meta: dict[str, Any]
+    prediction: dict[str, Any]
+
+
+def read_import_file(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
+    """(source, task) from a runner output (JSON list or JSON lines); a bad record comes as
+    (source, error message) so the push reports it and goes on."""
+    if path.suffix.lower() in {".jsonl", ".ndjson"}:
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        yield f"{path.name}:{lineno}", json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        yield f"{path.name}:{lineno}", f"invalid JSON: {exc.msg}"
+        return
+    try:
+        tasks = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; run `preannot run` first") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    for index, task in enumerate(tasks if isinstance(tasks, list) else [tasks]):
+        yield f"{path.name}[{index}]", task
+
+
+def model_version_of(annotators: Sequence[Annotator]) -> str:
+    """The model version of the combined prediction: the annotators' versions joined."""
+    return "+".join(a.model_version for a in annotators)
+
+
+def prepare(source: str, task: Any, model_version: str | None,
+            ranker: Ranker | None) -> Item | str:
+    """An :class:`Item` from a Label Studio task with predictions, or why it cannot be pushed."""
+    if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+        return "not a Label Studio task (an object with a 'data' object)"
+    meta = dict(task.get("meta") or {})
+    key = str(meta.get("preannot_id") or task.get("id") or f"sha:{Task('', task['data']).checksum}")
+    meta["preannot_id"] = key
+    predictions = task.get("predictions") or []
+    results = [r for p in predictions for r in p.get("result", [])]
+    version = model_version or "+".join(p.get("model_version", "") for p in predictions)
+    if not version:
+        return "no model_version: the task has no predictions"
+    scores = [p["score"] for p in predictions if p.get("score") is not None]
+    data = dict(task["data"])
+    prediction: dict[str, Any] = {"model_version": version, "result": results}
+    if ranker is not None:
+        try:
+            parsed = [Prediction(key, p.get("model_version", ""), p.get("model_version", ""),
+                                 [result_to_region(r) for r in p.get("result", [])])
+                      for p in predictions]
+            priority = float(ranker.priority(Task(key, data, source, meta), parsed))
+        except Exception as exc:  # a ranker bug or an odd region fails this task alone
+            return f"ranker {ranker.type!r} failed: {type(exc).__name__}: {exc}"
+        data[PRIORITY_FIELD] = round(priority, 6)
+        prediction["score"] = priority_to_score(priority)
+    elif scores:
+        prediction["score"] = min(scores)
+    return Item(key, source, data, meta, prediction)
+
+
+class Pusher:
+    """Pushes batches of items to one project, resuming from what the server already holds."""
+
+    def __init__(self, client: Client, project_id: int, model_version: str,
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.client = client
+        self.project_id = project_id
+        self.model_version = model_version
+        self.progress = progress or (lambda n: None)
+        self.summary = PushSummary(project_id, model_version)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read which tasks the project holds and which have this model version."""
+        self.index = {t["meta"]["preannot_id"]: t["id"]
+                      for t in self.client.tasks(self.project_id)
+                      if isinstance(t.get("meta"), dict) and t["meta"].get("preannot_id")}
+        self.has_version = {t["id"] for t in self.client.tasks(
+            self.project_id, include="id", model_version=self.model_version)}
+
+    def push(self, items: Sequence[Item]) -> None:
+        """Send one batch; a transient failure waits, re-reads the server, and sends the rest."""
+        for attempt in range(self.client.retries + 1):
+            try:
+                self._send(items)
+                self.progress(len(items))
+                return
+            except Unreachable:
+                if attempt == self.client.retries:
+                    raise
+            time.sleep(self.client.backoff * 2 ** attempt)
+            try:
+                self.refresh()
+            except Unreachable:
+                pass  # still down: the next attempt fails the same way and waits longer
+
+    def _send(self, items: Sequence[Item]) -> None:
+        new = [i for i in items if i.key not in self.index]
+        todo = [i for i in items if i.key in self.index and self.index[i.key] not in self.has_version]
+        done_before = len(items) - len(new) - len(todo)
+        if new:
+            reply = self.client.call(
+                self.client.sdk.projects.import_tasks, self.project_id, retry=False,
+                what=f"importing {len(new)} tasks", return_task_ids=True,
+                request=[{"data": i.data, "meta": i.meta, "predictions": [i.prediction]}
+                         for i in new])
+            ids = list(reply.task_ids or [])
+            if len(ids) != len(new):  # no id list to map back: ask the server
+                self.refresh()
+            else:
+                self.index.update((i.key, tid) for i, tid in zip(new, ids))
+                self.has_version.update(ids)
+            self.summary.created += len(new)
+        if todo:
+            self.client.call(
+                self.client.sdk.projects.import_predictions, self.project_id, retry=False,
+                what=f"importing {len(todo)} predictions",
+                request=[{"task": self.index[i.key], **i.prediction} for i in todo])
+            self.has_version.update(self.index[i.key] for i in todo)
+            self.summary.predicted += len(todo)
+        self.summary.unchanged += done_before
+
+    def finish(self, ranked: bool) -> PushSummary:
+        """Point the project at this model version; with a ranking, serve it in rank order."""
+        changes: dict[str, Any] = {"model_version": self.model_version}
+        if ranked:
+            changes["sampling"] = SAMPLING
+        self.client.call(self.client.sdk.projects.update, self.project_id, **changes,
+                         what="setting the project's model version")
+        if ranked:
+            views = self.client.call(self.client.sdk.views.list, project=self.project_id,
+                                     what="listing views")
+            if not any((v.data or {}).get("title") == VIEW_TITLE for v in views):
+                self.client.call(self.client.sdk.views.create, project=self.project_id,
+                                 what="creating the priority view",
+                                 data={"title": VIEW_TITLE,
+                                       "ordering": [f"-tasks:data.{PRIORITY_FIELD}"]})
+        return self.summary
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def push_tasks(client: Client, project_id: int, tasks: Iterable[tuple[str, Any]], *,
+               model_version: str | None = None, ranker: Ranker | None = None,
+               batch_size: int = BATCH, progress: Callable[[int], None] | None = None) -> PushSummary:
+    """Push (source, Label Studio task with predictions) pairs, e.g. a runner output file."""
+    pusher: Pusher | None = None
+    failures: list[tuple[str, str]] = []
+    for batch in _batches(tasks, batch_size):
+        items: list[Item] = []
+        seen: set[str] = set()
+        for source, task in batch:
+            item = task if isinstance(task, str) else prepare(source, task, model_version, ranker)
+            if isinstance(item, str):
+                failures.append((source, item))
+            elif item.key in seen:
+                failures.append((source, f"duplicate task id {item.key!r}"))
+            else:
+                seen.add(item.key)
+                items.append(item)
+        if items and pusher is None:
+            pusher = Pusher(client, project_id, model_version or items[0].prediction["model_version"],
+                            progress)
+        if pusher:
+            pusher.push(items)
+        if progress and len(items) < len(batch):
+            progress(len(batch) - len(items))
+    if pusher is None:
+        summary = PushSummary(project_id, model_version or "")
+    else:
+        summary = pusher.finish(ranked=ranker is not None)
+    summary.failures = failures
+    return summary
+
+
+def annotate_project(client: Client, project_id: int, annotators: Sequence[Annotator], *,
+                     ranker: Ranker | None = None, batch_size: int = 256,
+                     progress: Callable[[int], None] | None = None) -> PushSummary:
+    """Pre-annotate the tasks already in a project with ``annotators``; predictions go in bulk."""
+    version = model_version_of(annotators)
+    pusher = Pusher(client, project_id, version, progress)
+    failures: list[tuple[str, str]] = []
+    pending = (t for t in client.tasks(project_id, include="id,data,meta")
+               if t["id"] not in pusher.has_version)
+    for batch in _batches(pending, batch_size):
+        tasks = [Task(id=str((t.get("meta") or {}).get("preannot_id") or f"ls:{t['id']}"),
+                      data=t["data"], source=f"task {t['id']}", meta=dict(t.get("meta") or {}))
+                 for t in batch]
+        for t, raw in zip(tasks, batch):  # tasks imported elsewhere are known by their LS id
+            pusher.index.setdefault(t.id, raw["id"])
+        items = []
+        for task, row in zip(tasks, annotate_batch(annotators, tasks)):
+            if row["status"] == "failed":
+                failures.append((task.source, f"{row['reason']} {row.get('detail') or ''}".strip()))
+                continue
+            item = prepare(task.source, json.loads(row["result"]), version, ranker)
+            if isinstance(item, str):
+                failures.append((task.source, item))
+            else:
+                items.append(item)
+        pusher.push(items)
+    summary = pusher.finish(ranked=ranker is not None)
+    summary.failures = failures
+    return summary
+
+
+def ensure_project(client: Client, project: int | str | None, *, title: str,
+                   annotators: Sequence[Annotator], label_config: str | None = None) -> int:
+    """The id of an existing project (by id or title) or of a new one titled ``title``.
+
+    The labeling config (given, or generated from the annotators) is checked against what the
+    annotators emit, so predictions do not silently vanish from the editor.
+    """
+    if project is not None:
+        try:
+            found = client.project(project)
+        except LabelStudioError:
+            if isinstance(project, int) or str(project).isdigit():
+                raise
+            found = None
+        if found is not None:
+            if annotators and (problems := check(found.label_config or "", annotators)):
+                raise ConfigError(f"project {found.id} ({found.title!r}) does not fit the "
+                                  "annotators:\n  " + "\n  ".join(problems))
+            return found.id
+        title = str(project)
+    if len(title) < 3:
+        raise ConfigError(f"project title {title!r} is too short: Label Studio needs 3 characters")
+    if label_config is None:
+        if not annotators:
+            raise ConfigError("cannot create a project without a labeling config: configure "
+                              "[[annotators]] or set [labelstudio] label_config")
+        label_config = generate(annotators)
+    elif annotators and (problems := check(label_config, annotators)):
+        raise ConfigError("the labeling config does not fit the annotators:\n  "
+                          + "\n  ".join(problems))
+    created = client.call(client.sdk.projects.create, title=title, label_config=label_config,
+                          what=f"creating project {title!r}")
+    return created.id

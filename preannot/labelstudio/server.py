@@ -1,0 +1,135 @@
+"""A local Label Studio for users (``preannot ls up``) and tests: loopback, SQLite, own data folder.
+
+Label Studio lives in its own virtual environment (it pins many packages of its own), found
+through ``PREANNOT_LABEL_STUDIO_BIN``, then ``PATH``, then ``.cache/labelstudio-venv`` (created
+with ``pip install label-studio`` on first use).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import venv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from .client import LabelStudioError
+
+BIN_ENV = "PREANNOT_LABEL_STUDIO_BIN"
+DEFAULT_VENV = Path(".cache") / "labelstudio-venv"
+CREDENTIALS = "preannot-credentials.json"
+
+
+def find_binary(venv_dir: Path = DEFAULT_VENV, install: bool = True) -> Path:
+    """The ``label-studio`` executable, installing it into ``venv_dir`` if none is found."""
+    if os.environ.get(BIN_ENV):
+        path = Path(os.environ[BIN_ENV])
+        if not path.exists():
+            raise LabelStudioError(f"{BIN_ENV}={path} does not exist")
+        return path
+    if found := shutil.which("label-studio"):
+        return Path(found)
+    scripts = venv_dir / ("Scripts" if sys.platform == "win32" else "bin")
+    binary = scripts / "label-studio"
+    if binary.exists():
+        return binary
+    if not install:
+        raise LabelStudioError(f"label-studio not found: set {BIN_ENV} or install it")
+    print(f"installing Label Studio into {venv_dir} (once; a few minutes)...", file=sys.stderr)
+    venv.create(venv_dir, with_pip=True)
+    subprocess.run([str(scripts / "python"), "-m", "pip", "install", "--quiet", "label-studio"],
+                   check=True)
+    return binary
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalServer:
+    """A Label Studio process with its login; :meth:`stop` and :meth:`start` keep the data."""
+
+    data_dir: Path
+    binary: Path
+    port: int
+    username: str
+    password: str = field(repr=False)
+    api_key: str = field(repr=False)
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 180.0) -> LocalServer:
+        """Start (or restart) the process and wait until it serves the API with our token."""
+        env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
+               "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true"}
+        env.pop("DJANGO_DB", None)
+        log = (self.data_dir / "server.log").open("ab")
+        self.process = subprocess.Popen(
+            [str(self.binary), "start", "--no-browser", "--host", "127.0.0.1",
+             "--port", str(self.port), "--data-dir", str(self.data_dir),
+             "--username", self.username, "--password", self.password,
+             "--user-token", self.api_key, "--enable-legacy-api-token"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise LabelStudioError(f"Label Studio exited with status {self.process.returncode}; "
+                                       f"see {self.data_dir / 'server.log'}")
+            try:
+                reply = httpx.get(f"{self.url}/api/current-user/whoami", timeout=5,
+                                  headers={"Authorization": f"Token {self.api_key}"})
+                if reply.status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise LabelStudioError(f"Label Studio did not come up within {timeout:.0f} s; "
+                               f"see {self.data_dir / 'server.log'}")
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL after 20 s); the data folder stays."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def wait(self) -> int:
+        return self.process.wait() if self.process else 0
+
+
+def local_server(data_dir: Path, *, port: int | None = None, binary: Path | None = None) -> LocalServer:
+    """A (not yet started) server over ``data_dir``; its login is made once and kept there
+    (file mode 0600), so the same user, password and token work on every start."""
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    creds_file = data_dir / CREDENTIALS
+    if creds_file.exists():
+        creds = json.loads(creds_file.read_text())
+    else:
+        creds = {"username": "admin@preannot.local", "password": secrets.token_urlsafe(12),
+                 "api_key": secrets.token_hex(20)}
+        creds_file.touch(mode=0o600)
+        creds_file.write_text(json.dumps(creds))
+    return LocalServer(data_dir=data_dir, binary=binary or find_binary(), port=port or free_port(),
+                       **creds)

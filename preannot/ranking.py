@@ -1,0 +1,139 @@
+"""What humans should look at first: the built-in rankers and how a rank reaches Label Studio.
+
+The ranker is picked in ``preannot.toml`` (``[ranking] ranker = "uncertainty"``, its other keys
+are the ranker's options). Label Studio's "Uncertainty sampling" serves the task whose prediction
+has the lowest ``score`` first, so a pushed prediction's score is ``1 - priority``; each region
+keeps its own original confidence in its ``score``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+from typing import Any
+
+from .annotator import ConfigError, Ranker
+from .model import Box, Choice, Mask, Polygon, Prediction, Region, Span, Task
+
+
+def load_ranker(settings: Mapping[str, Any] | None, host: Any) -> Ranker | None:
+    """The ranker a ``[ranking]`` table names, built with its other keys as options."""
+    settings = dict(settings or {})
+    name = settings.pop("ranker", None)
+    if not name:
+        return None
+    types = host.ranker_types()
+    if name not in types:
+        known = ", ".join(sorted(types)) or "none"
+        raise ConfigError(f"[ranking] ranker {name!r} is not installed (installed: {known})")
+    return types[name][1](settings)
+
+
+def priority_to_score(priority: float) -> float:
+    """The prediction score Label Studio's uncertainty sampler serves lowest-first."""
+    return round(1.0 - min(1.0, max(0.0, priority)), 6)
+
+
+class Uncertainty(Ranker):
+    """Lowest region confidence first; ``empty`` is the priority of a task with no scored region."""
+
+    type = "uncertainty"
+    description = "least confident predictions first"
+
+    def priority(self, task: Task, predictions: Sequence[Prediction]) -> float:
+        scores = [r.score for p in predictions for r in p.regions if r.score is not None]
+        return 1.0 - min(scores) if scores else float(self.options.get("empty", 0.5))
+
+
+def _interval_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else float(a == b)
+
+
+def _bbox(region: Region) -> tuple[float, float, float, float]:
+    if isinstance(region, Box):
+        return region.xyxy
+    xs, ys = zip(*region.points)
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
+def overlap(a: Region, b: Region) -> float:
+    """How much two regions of the same label cover the same thing, 0..1 (IoU-like)."""
+    if a.label != b.label or type(a) is not type(b):
+        return 0.0
+    if isinstance(a, Span):
+        return _interval_iou((a.start, a.end), (b.start, b.end))
+    if isinstance(a, Choice):
+        return 1.0
+    if isinstance(a, Mask):
+        import numpy as np
+
+        ma, mb = np.asarray(a.mask) > 0, np.asarray(b.mask) > 0
+        union = np.logical_or(ma, mb).sum()
+        return float(np.logical_and(ma, mb).sum() / union) if union else 1.0
+    if isinstance(a, (Box, Polygon)):
+        ax0, ay0, ax1, ay1 = _bbox(a)
+        bx0, by0, bx1, by1 = _bbox(b)
+        inter = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
+        union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
+        return inter / union if union > 0 else 0.0
+    return 0.0
+
+
+class Disagreement(Ranker):
+    """Tasks where annotators disagree first: 1 - the share of regions the others also found.
+
+    Options: ``threshold`` (overlap that counts as the same region, default 0.5) and
+    ``annotators`` (names to compare; default all).
+    """
+
+    type = "disagreement"
+    description = "tasks where annotators disagree first"
+
+    def _agreement(self, a: Sequence[Region], b: Sequence[Region]) -> float:
+        if not a and not b:
+            return 1.0
+        threshold = float(self.options.get("threshold", 0.5))
+        matched_a = sum(any(overlap(r, s) >= threshold for s in b) for r in a)
+        matched_b = sum(any(overlap(r, s) >= threshold for s in a) for r in b)
+        return (matched_a + matched_b) / (len(a) + len(b))
+
+    def priority(self, task: Task, predictions: Sequence[Prediction]) -> float:
+        wanted = self.options.get("annotators")
+        chosen = [p for p in predictions if not wanted or p.annotator in wanted]
+        pairs = list(combinations(chosen, 2))
+        if not pairs:
+            return 0.0
+        return 1.0 - sum(self._agreement(a.regions, b.regions) for a, b in pairs) / len(pairs)
+
+
+class Business(Ranker):
+    """Priority from what was found: the highest weight among the task's regions.
+
+    Options: ``labels`` (label -> weight) and ``sources`` (a provenance value such as a rule
+    set or annotator name -> weight); weights are scaled by the largest one configured.
+    """
+
+    type = "business"
+    description = "business priority from label and rule weights"
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        self.labels = {str(k): float(v) for k, v in self.options.get("labels", {}).items()}
+        self.sources = {str(k): float(v) for k, v in self.options.get("sources", {}).items()}
+        self.top = max([*self.labels.values(), *self.sources.values(), 0.0])
+        if self.top <= 0:
+            raise ConfigError("[ranking] ranker 'business' needs positive weights in "
+                              "labels = {LABEL = weight} or sources = {name = weight}")
+
+    def priority(self, task: Task, predictions: Sequence[Prediction]) -> float:
+        best = 0.0
+        for prediction in predictions:
+            for region in prediction.regions:
+                best = max(best, self.labels.get(region.label, 0.0),
+                           *(self.sources.get(str(v), 0.0) for v in region.provenance.values()))
+        return best / self.top
+
+
+BUILT_IN = (Uncertainty, Disagreement, Business)

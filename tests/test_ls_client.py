@@ -1,0 +1,83 @@
+"""The Label Studio connection: settings, both token kinds, retries, and secrets kept secret."""
+
+import threading
+import time
+
+import pytest
+
+from helpers import run_cli
+from preannot.labelstudio.client import Client, Connection, LabelStudioError, Unreachable
+from preannot.labelstudio.server import free_port
+
+SECRET = "s3cr3t-token-value-0123456789"
+
+
+def test_settings_come_from_env_or_config_but_never_hold_the_token_itself(tmp_path):
+    env = {"LABEL_STUDIO_URL": "http://ls:8080/", "LABEL_STUDIO_API_KEY": SECRET}
+    conn = Connection.resolve({}, env=env)
+    assert (conn.url, conn.api_key) == ("http://ls:8080", SECRET)
+    assert SECRET not in repr(conn)
+    assert Connection.resolve({"url": "http://x", "api_key_env": "MY_KEY"},
+                              env={"MY_KEY": SECRET}).api_key == SECRET
+    (tmp_path / "key").write_text(SECRET + "\n")
+    assert Connection.resolve({"url": "http://x", "api_key_file": "key"}, tmp_path, env={}).api_key == SECRET
+    with pytest.raises(LabelStudioError, match="api_key is not allowed"):
+        Connection.resolve({"url": "http://x", "api_key": SECRET}, env={})
+    with pytest.raises(LabelStudioError, match="set MY_KEY"):
+        Connection.resolve({"url": "http://x", "api_key_env": "MY_KEY"}, env={})
+    with pytest.raises(LabelStudioError, match="ls up"):
+        Connection.resolve({}, env={})
+
+
+def test_legacy_and_personal_access_tokens_both_work(labelstudio):
+    legacy = labelstudio.client()
+    me = legacy.check()
+    for old in legacy.sdk.tokens.list():  # one personal token per user: make room for ours
+        legacy.sdk.tokens.blacklist(refresh=old.token)
+    personal = legacy.sdk.tokens.create().token
+    assert personal.count(".") == 2  # a JWT refresh token, exchanged for a Bearer access token
+    client = Client(Connection(labelstudio.url, personal))
+    assert client.check()["id"] == me["id"]
+    assert personal not in repr(client)
+
+
+@pytest.mark.parametrize("case", ["bad token", "server down"])
+def test_cli_errors_are_clear_and_never_show_the_token(labelstudio, tmp_path, case):
+    url = labelstudio.url if case == "bad token" else f"http://127.0.0.1:{free_port()}"
+    (tmp_path / "pred.json").write_text("[]")
+    result = run_cli(["ls", "push", "pred.json"], cwd=tmp_path,
+                     env={"LABEL_STUDIO_URL": url, "LABEL_STUDIO_API_KEY": SECRET,
+                          "PREANNOT_PLUGINS": ""})
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert SECRET not in output
+    assert "Traceback" not in output
+    expected = ("rejected the API key (401): check LABEL_STUDIO_API_KEY" if case == "bad token"
+                else "is not reachable (checking the API key: ConnectError): start it or set "
+                     "LABEL_STUDIO_URL")
+    assert f"Label Studio at {url} {expected}" in output
+
+
+def test_a_wrong_project_id_is_a_clear_error(labelstudio):
+    with pytest.raises(LabelStudioError, match="project 987654: not found"):
+        labelstudio.client().project(987654)
+
+
+def test_requests_retry_with_backoff_across_a_server_restart(labelstudio):
+    if labelstudio.server is None:
+        pytest.skip("needs a server this session started (PREANNOT_TEST_LS_URL reuses another)")
+    server = labelstudio.server
+    server.stop()
+    restarted = threading.Thread(target=lambda: (time.sleep(1), server.start()))
+    restarted.start()
+    try:
+        patient = labelstudio.client(retries=8, backoff=0.5)
+        assert patient.request("GET", "api/current-user/whoami")["email"] == server.username
+    finally:
+        restarted.join()
+    server.stop()
+    try:
+        with pytest.raises(Unreachable, match="not reachable"):
+            labelstudio.client(retries=2, backoff=0.1).check()
+    finally:
+        server.start()

@@ -1,0 +1,41 @@
+"""Labeling configs generated from annotators, and checks of a user's config against them."""
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from preannot import ConfigError
+from preannot.labelstudio.labeling_config import check, generate
+from ls_plugin import Keywords
+
+
+def words(name, **options):
+    return Keywords(name, {"words": {"apple": ["FRUIT", 0.9], "bolt": ["PART", 0.4]}, **options})
+
+
+def test_generated_config_has_the_text_and_every_label():
+    root = ET.fromstring(generate([words("kw")]))
+    assert root.find("Text").attrib == {"name": "text", "value": "$text"}
+    labels = root.find("Labels")
+    assert labels.get("name") == "label" and labels.get("toName") == "text"
+    assert [el.get("value") for el in labels] == ["FRUIT", "PART"]
+    assert check(generate([words("kw")]), [words("kw")]) == []
+
+
+def test_check_names_the_mismatched_from_name_to_name_and_label():
+    config = ('<View><Text name="body" value="$text"/>'
+              '<Labels name="label" toName="body"><Label value="FRUIT"/></Labels></View>')
+    problems = check(config, [words("kw")])
+    assert any("to_name 'text'" in p for p in problems)
+    assert any("toName='body'" in p for p in problems)
+    assert any("'PART'" in p and "kw" in p for p in problems)
+    assert check(config, [words("kw", to_name="body")]) == [
+        "<Labels name=\"label\"> lacks label(s) 'PART' that kw emit"]
+    assert "no <Labels name=\"ner\">" in check(config, [words("kw", from_name="ner", to_name="body")])[0]
+
+
+def test_two_annotators_writing_one_from_name_differently_is_an_error():
+    other = Keywords("img", {"words": {}, "field": "image"})
+    other.emits = ("rectanglelabels",)
+    with pytest.raises(ConfigError, match="both write from_name 'label'"):
+        generate([words("kw"), other])
