@@ -1,8 +1,10 @@
-"""Push (and pull) throughput against a real Label Studio, compared with the raw SDK in the same run.
+"""Push and pull throughput against a real Label Studio, compared with the raw SDK in the same run.
 
 Push: 20,000 tasks with predictions through ``preannot.labelstudio.push.push_tasks`` versus the
 same payload sent with ``projects.import_tasks`` (same batch size), each into a fresh project.
-Pull baseline: the raw JSON export (``/api/projects/{id}/export?exportType=JSON&download_all_tasks=true``).
+Pull: ``preannot.labelstudio.harvest.pull`` (export snapshot, streamed, stored in SQLite) versus
+the raw JSON export (``/api/projects/{id}/export?exportType=JSON&download_all_tasks=true``, which
+returns prediction ids only) of the same project.
 
 Usage: python benchmarks/ls_push_pull.py [--tasks N]
 Uses LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY if set, else starts a local server (set
@@ -20,6 +22,7 @@ import tracemalloc
 from pathlib import Path
 
 from preannot.labelstudio.client import Client, Connection
+from preannot.labelstudio.harvest import HarvestStore, pull, write_outputs
 from preannot.labelstudio.push import BATCH, push_tasks, read_import_file
 from preannot.labelstudio.server import local_server
 
@@ -91,6 +94,19 @@ def main() -> None:
         exported, export_s, export_mem = timed(lambda: client.export(ours_project))
         print(f"pull baseline: raw JSON export of {len(exported)} tasks "
               f"{len(exported) / export_s:,.0f} tasks/s (peak {export_mem / 2**20:.1f} MiB)")
+        del exported
+        store = HarvestStore(Path(tempfile.mkdtemp()) / "ledger.sqlite", f"bench#{ours_project}")
+        pulled, pull_s, pull_mem = timed(lambda: pull(client, ours_project, store))
+        assert pulled.fetched == len(tasks), pulled
+        pull_rate = pulled.fetched / pull_s
+        print(f"pull: preannot ls pull (filtered export snapshot with full predictions, streamed, "
+              f"stored) {pull_rate:,.0f} tasks/s (peak {pull_mem / 2**20:.1f} MiB); ratio "
+              f"{pull_rate / (len(tasks) / export_s):.2f} vs raw export (target >= 0.9)")
+        _, again_s, _ = timed(lambda: pull(client, ours_project, store))
+        print(f"pull again with nothing changed: {again_s:.2f} s")
+        _, out_s, out_mem = timed(lambda: write_outputs(store, Path(tempfile.mkdtemp())))
+        print(f"classify + corrections/metrics/report of {len(tasks)} tasks: {out_s:.1f} s "
+              f"(peak {out_mem / 2**20:.1f} MiB)")
     finally:
         if server:
             server.stop()

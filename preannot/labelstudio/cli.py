@@ -158,3 +158,119 @@ def up(config_path: Path | None, detach: bool, port: int | None, no_progress: bo
     finally:
         if server is not None:
             server.stop()
+
+
+# --- harvest: ls pull, ls suggest-rules ---------------------------------------------------------
+
+def _harvest_settings(config: RunConfig) -> tuple[dict, Path]:
+    settings = dict(config.raw.get("harvest", {}))
+    out_dir = config.base_dir / settings.pop("output_dir", "harvest")
+    return settings, out_dir
+
+
+@ls.command()
+@config_option
+@click.option("-p", "--project", help="Project id or title (default: [labelstudio] project).")
+@click.option("-o", "--output-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Where corrections.jsonl, metrics.json and report.html go "
+                   "(default: [harvest] output_dir, else harvest/ beside the config).")
+@click.option("--model-version", help="Measure predictions of this model version "
+                                      "(default: each task's newest prediction).")
+@click.option("--full", is_flag=True, help="Forget earlier pulls and fetch every task again.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def pull(config_path: Path | None, project: str | None, output_dir: Path | None,
+         model_version: str | None, full: bool, no_progress: bool) -> None:
+    """Harvest human corrections and measure every pre-annotator.
+
+    Fetches only the tasks changed since the last pull, then rewrites, from every task pulled
+    so far: corrections.jsonl (one line per task: data, human-final regions, predicted regions
+    classified accepted/modified/deleted, added ones), metrics.json and report.html.
+    Overlap thresholds come from [harvest] span_iou, box_iou, mask_iou, polygon_iou.
+    """
+    from .harvest import HarvestStore, pull as pull_tasks, write_outputs
+
+    try:
+        config = load_config(config_path)
+        settings, out_dir = _harvest_settings(config)
+        client = connect(config.raw.get("labelstudio"), config.base_dir)
+        project = project or config.raw.get("labelstudio", {}).get("project")
+        if project is None:
+            raise ConfigError("which project? pass --project or set [labelstudio] project")
+        found = client.project(project)
+        store = HarvestStore(config.state_dir / "ledger.sqlite", f"{client.url}#{found.id}")
+        if full:
+            store.forget()
+        with Progress(TextColumn("[bold]pulling"), BarColumn(), MofNCompleteColumn(),
+                      console=err, disable=no_progress) as bar:
+            bar_task = bar.add_task("pull", total=None)
+            summary = pull_tasks(client, found.id, store,
+                                 progress=lambda n: bar.update(bar_task, advance=n))
+        thresholds = {k: float(v) for k, v in settings.items() if k.endswith("_iou")}
+        metrics = write_outputs(store, output_dir or out_dir, model_version=model_version,
+                                thresholds=thresholds, title=f"preannot harvest: {found.title}")
+        store.close()
+    except (ConfigError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: run the same command again (nothing pulled is lost)")
+        sys.exit(130)
+    tasks = metrics["tasks"]
+    err.print(f"[green]pulled {summary.fetched} changed tasks[/] of project {found.id}; "
+              f"{tasks.get('annotated', 0)} annotated, {tasks.get('skipped', 0)} skipped, "
+              f"{metrics['cancelled_annotations']} cancelled annotations, {metrics['errors']} "
+              f"unreadable result items; outputs in {output_dir or out_dir}")
+    for name, m in metrics["annotators"].items():
+        err.print(f"  {name}: precision {m['precision']}, recall {m['recall']}, "
+                  f"acceptance {m['acceptance_rate']}, edits/task {m['edits_per_task']}")
+
+
+@ls.command("suggest-rules")
+@config_option
+@click.option("--rules", "rules_dir", required=True,
+              type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="The rules folder the patch is for.")
+@click.option("-i", "--input-dir", type=click.Path(path_type=Path, file_okay=False),
+              help="The `ls pull` output folder (default as for `ls pull`).")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the patch here (default: standard output).")
+@click.option("--min-count", type=click.IntRange(1), default=3, show_default=True,
+              help="Propose a term humans added at least this many times.")
+@click.option("--min-precision", type=float, default=0.5, show_default=True,
+              help="Disable rules whose harvested precision is below this.")
+@click.option("--min-support", type=click.IntRange(1), default=5, show_default=True,
+              help="...when they made at least this many predictions.")
+def suggest_rules(config_path: Path | None, rules_dir: Path, input_dir: Path | None,
+                  output: Path | None, min_count: int, min_precision: float,
+                  min_support: int) -> None:
+    """Propose rules changes from the harvest as a patch to review (never applied here).
+
+    Apply it with `git apply PATCH` or `patch -p1 < PATCH` from the current folder.
+    """
+    import json
+
+    from ..rules_suggest import suggest
+    from .harvest import CORRECTIONS, METRICS, read_corrections
+
+    try:
+        config = load_config(config_path)
+        folder = input_dir or _harvest_settings(config)[1]
+        if not (folder / METRICS).exists():
+            raise ConfigError(f"{folder / METRICS} not found: run `preannot ls pull` first")
+        rules = json.loads((folder / METRICS).read_text(encoding="utf-8"))["rules"]
+        errors: list[str] = []
+        result = suggest(read_corrections(folder / CORRECTIONS, errors), rules, rules_dir,
+                         min_count=min_count, min_precision=min_precision, min_support=min_support)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    for message in errors:
+        err.print(f"[red]skipped[/] {message}")
+    for term, label, n, target in result.terms:
+        err.print(f"add {term!r} as {label} (added by humans {n} times) to {target}")
+    for rule in result.flagged:
+        err.print(f"disable {rule['file']} rule {rule['rule']}: precision {rule['precision']} "
+                  f"over {rule['predicted']} predictions")
+    if output:
+        output.write_text(result.patch, encoding="utf-8")
+        err.print(f"patch written to {output}: review it, then `git apply {output}`")
+    else:
+        click.echo(result.patch, nl=False)

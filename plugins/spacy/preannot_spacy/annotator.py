@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from preannot import Annotator, ConfigError, Prediction, Span, Task
+from preannot import Annotator, ConfigError, Prediction, Span, Task, TaskFailed
 
 from .dictionary import Dictionary
 from .rules import RuleSet, load_rules
@@ -91,4 +91,6 @@ class RulesAnnotator(Annotator):
         return sorted(kept, key=lambda s: s.start)
 
     def annotate(self, tasks: Sequence[Task], upstream: Mapping[str, Sequence[Prediction]]):
-        return [self.spans(task.data[self.field]) for task in tasks]
+        return [self.spans(text) if isinstance(text := task.data[self.field], str)
+                else TaskFailed(f"{self.field!r} holds a {type(text).__name__}, not text")
+                for task in tasks]

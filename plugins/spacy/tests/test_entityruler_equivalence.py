@@ -78,3 +78,53 @@ def test_same_spans_as_entity_ruler_on_a_generated_12k_term_dictionary(tmp_path,
     assert sum(map(len, theirs)) > 3000, "the generated texts must hold many matches"
     mismatched = [(t, a, b) for t, a, b in zip(texts, ours, theirs) if a != b]
     assert mismatched == []
+
+
+PIECES = ["wi", "fi", "usb", "c", "C++", "AT&T", "U.S.", "e.g.", "3.5mm", "Ø", "straße", "café",
+          "don't", "can", "not", "gonna", "x1", "iPhone", "15", "M2", "1,000", "€", "$", "#1",
+          "@home", "o'neil", "rock'n'roll", "a.b", "foo.com", "…", "--", "/", "&", "HP", "hp",
+          "LaserJet", "Pro", "'s", "n't", "e-mail", "10", "km", "'", ":", ")"]
+JOINS = [" ", "-", "", "/", ".", "'", "&", " - "]
+TRAPS = ["{}", "({})", "{}.)", "“{}”", "{}’s", "{}…", "http://{}.com/x", "www.{}.org", "{}@mail.com",
+         "#{}", "{}\t", "{}\n\n", "{}\xa0", "'{}'", "{}/{}", "--{}", "<{}>", "{}%", "{}°C", "{}'",
+         "' '{}-x", "x' {}", "{} :-)", ":-( {}", "{} ''", "{}&", "¿{}?", "{}'ll", "{}n’t", "{}km"]
+
+
+def tricky_terms(rng: random.Random, nlp, n: int) -> list[str]:
+    """Terms full of punctuation, apostrophes, units and tokenizer exceptions; at most 7 tokens
+    (longer ones match with their own spacing only, see rules/README.md)."""
+    terms: dict[str, str] = {}
+    while len(terms) < n:
+        term = rng.choice(PIECES)
+        for _ in range(rng.randint(0, 2)):
+            term += rng.choice(JOINS) + rng.choice(PIECES)
+        if term == term.strip() and len(nlp.make_doc(term)) <= 7:
+            terms.setdefault(term.lower(), term)
+    return list(terms.values())
+
+
+@pytest.mark.parametrize("case,attr", [("sensitive", None), ("insensitive", "LOWER")])
+def test_same_spans_as_entity_ruler_where_the_tokenizer_is_tricky(tmp_path, case, attr):
+    """Terms glued to punctuation, URLs, emoticons and quotes on the next word (spaCy applies
+    those special cases over the whole text), hyphens spaced out, odd whitespace."""
+    rng = random.Random(11)
+    terms = tricky_terms(rng, spacy.blank("en"), 3000)
+    labels = {t: "THING" for t in terms}
+    (tmp_path / "terms.tsv").write_text(
+        "term\tlabel\n" + "".join(f"{t}\tTHING\n" for t in terms), encoding="utf-8")
+    (tmp_path / "rules.toml").write_text(f'[defaults]\ncase = "{case}"\n')
+    texts = []
+    for _ in range(400):
+        parts = []
+        for _ in range(rng.randint(5, 20)):
+            term = rng.choice(terms)
+            term = rng.choice([term, term.upper(), term.lower(), term.replace("-", " - "),
+                               term.replace(" ", "-"), term.replace(" ", "")])
+            parts.append(rng.choice(TRAPS).replace("{}", term, 1).replace("{}", rng.choice(terms)))
+        texts.append(rng.choice([" ", "", "-", "  "]).join(parts))
+    annotator = RulesAnnotator("dict", {"rules": str(tmp_path)}, Context(base_dir=tmp_path))
+    ours = [sorted((s.start, s.end, s.label) for s in annotator.spans(t)) for t in texts]
+    theirs = entity_ruler_spans(terms, labels, texts, attr)
+    assert sum(map(len, theirs)) > 3000
+    mismatched = [(t, a, b) for t, a, b in zip(texts, ours, theirs) if a != b]
+    assert mismatched == []

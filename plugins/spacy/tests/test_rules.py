@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from preannot import ConfigError, Context
+from preannot import ConfigError, Context, Task, TaskFailed
 from preannot_spacy.annotator import RulesAnnotator
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -83,6 +83,13 @@ def test_malformed_rules_name_the_file_and_line(tmp_path):
     (tmp_path / "p.csv").unlink()
     with pytest.raises(ConfigError, match=r"r\.toml: rule #1 \(bad\): invalid regex"):
         annotator(tmp_path, r__toml='[[rules]]\nname = "bad"\nlabel = "X"\npattern = "(unclosed"\n')
+
+
+def test_a_task_whose_text_is_not_a_string_fails_alone(tmp_path):
+    a = annotator(tmp_path, brands__txt="Bic\n")
+    ok, bad = a.annotate([Task("1", {"text": "a Bic pen"}), Task("2", {"text": 42})], {})
+    assert [(s.text, s.label) for s in ok] == [("Bic", "BRANDS")]
+    assert isinstance(bad, TaskFailed) and "'text' holds a int" in str(bad)
 
 
 def test_fingerprint_follows_the_rules_files(tmp_path):

@@ -1,0 +1,144 @@
+"""Measure every pre-annotator against the humans, from harvested corrections records.
+
+Definitions (regions, counted over annotated tasks; skipped and unannotated tasks are counted
+apart and measure nothing):
+
+- precision = accepted / predicted (accepted: same label, overlap within the threshold);
+- recall = accepted / human regions of the labels in play (per label: that label; per
+  annotator: the labels it predicted anywhere in the harvest; per rule: not defined);
+- F1 = harmonic mean of the two;
+- acceptance rate = share of tasks whose predicted regions (of that annotator) were all
+  accepted and where the human added nothing with its labels ("accepted as is");
+- edits per task = (modified + deleted + added in its labels) / tasks;
+- agreement = mean pairwise region F1 between annotators of the tasks annotated more than once.
+
+The accumulator is fed one record at a time, so memory does not grow with the task count.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+KINDS = ("accepted", "modified", "deleted")
+BINS = 10
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return round(num / den, 4) if den else None
+
+
+def _f1(p: float | None, r: float | None) -> float | None:
+    if p is None or r is None:
+        return None
+    return round(2 * p * r / (p + r), 4) if p + r else 0.0
+
+
+class Metrics:
+    """Counts fed by :meth:`add`; :meth:`result` gives the JSON-ready figures."""
+
+    def __init__(self) -> None:
+        self.tasks: Counter[str] = Counter()
+        self.cancelled = 0
+        self.errors = 0
+        self.by_annotator: dict[str, Counter[str]] = defaultdict(Counter)
+        self.by_label: dict[str, Counter[str]] = defaultdict(Counter)
+        self.by_rule: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
+        self.annotator_labels: dict[str, set[str]] = defaultdict(set)
+        self.task_outcomes: Counter[tuple[str, bool, frozenset[str]]] = Counter()
+        """(annotator, all its regions accepted, labels added) of the tasks it predicted on."""
+        self.task_adds: Counter[frozenset[str]] = Counter()
+        """Labels added, of every measured task (an annotator silent on a task is judged too)."""
+        self.agreements: list[float] = []
+        self.hist: dict[str, list[int]] = {"accepted": [0] * BINS, "rejected": [0] * BINS}
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        self.tasks[record["status"]] += 1
+        self.cancelled += record.get("cancelled", 0)
+        self.errors += len(record.get("errors") or [])
+        if record["status"] != "annotated" or record.get("model_version") is None:
+            if record["status"] == "annotated":
+                self.tasks["annotated without prediction"] += 1
+            return
+        if record.get("agreement") is not None:
+            self.agreements.append(record["agreement"])
+        added = Counter()
+        for item in record["human"]:
+            label = _label(item)
+            self.by_label[label]["human"] += 1
+            if item["classification"] == "added":
+                added[label] += 1
+                self.by_label[label]["added"] += 1
+        ok: dict[str, bool] = {}
+        for item in record["predicted"]:
+            kind, annotator, label = item["classification"], item["annotator"], item["label"]
+            ok[annotator] = ok.get(annotator, True) and kind == "accepted"
+            self.annotator_labels[annotator].add(label)
+            for counter in (self.by_annotator[annotator], self.by_label[label]):
+                counter["predicted"] += 1
+                counter[kind] += 1
+            prov = item.get("preannot") or {}
+            if prov.get("rule_file") or prov.get("rule"):
+                rule = self.by_rule[(annotator, str(prov.get("rule_file", "")), str(prov.get("rule", "")))]
+                rule["predicted"] += 1
+                rule[kind] += 1
+            if item.get("score") is not None:
+                b = min(BINS - 1, max(0, int(float(item["score"]) * BINS)))
+                self.hist["accepted" if kind == "accepted" else "rejected"][b] += 1
+        self.tasks["measured"] += 1
+        self.task_adds[frozenset(added)] += 1
+        for annotator, all_ok in ok.items():
+            self.task_outcomes[(annotator, all_ok, frozenset(added))] += 1
+
+    def result(self) -> dict[str, Any]:
+        annotators = {}
+        for name, c in sorted(self.by_annotator.items()):
+            labels = self.annotator_labels[name]
+            human = sum(self.by_label[lb]["human"] for lb in labels)
+            added = sum(self.by_label[lb]["added"] for lb in labels)
+            outcomes = [(ok, adds, n) for (a, ok, adds), n in self.task_outcomes.items() if a == name]
+            silent = Counter(self.task_adds)  # tasks where it predicted nothing
+            for _, adds, n in outcomes:
+                silent[adds] -= n
+            outcomes += [(True, adds, n) for adds, n in silent.items() if n > 0]
+            tasks = sum(n for _, _, n in outcomes)
+            as_is = sum(n for ok, adds, n in outcomes if ok and not adds & labels)
+            p, r = _ratio(c["accepted"], c["predicted"]), _ratio(c["accepted"], human)
+            annotators[name] = {
+                **{k: c[k] for k in ("predicted", *KINDS)}, "added": added, "human": human,
+                "tasks": tasks, "precision": p, "recall": r, "f1": _f1(p, r),
+                "acceptance_rate": _ratio(as_is, tasks),
+                "edits_per_task": _ratio(c["modified"] + c["deleted"] + added, tasks)}
+        labels = {}
+        for name, c in sorted(self.by_label.items()):
+            p, r = _ratio(c["accepted"], c["predicted"]), _ratio(c["accepted"], c["human"])
+            labels[name] = {**{k: c[k] for k in ("predicted", *KINDS, "added", "human")},
+                            "precision": p, "recall": r, "f1": _f1(p, r)}
+        rules = [{"annotator": a, "rule_file": f, "rule": r,
+                  **{k: c[k] for k in ("predicted", *KINDS)},
+                  "precision": _ratio(c["accepted"], c["predicted"]),
+                  "misfires": c["modified"] + c["deleted"]}
+                 for (a, f, r), c in sorted(self.by_rule.items())]
+        return {
+            "tasks": dict(sorted(self.tasks.items())), "cancelled_annotations": self.cancelled,
+            "errors": self.errors,
+            "agreement": {"method": "mean pairwise region F1", "tasks": len(self.agreements),
+                          "mean": _ratio(sum(self.agreements), len(self.agreements))},
+            "annotators": annotators, "labels": labels, "rules": rules,
+            "confidence_histogram": {"bins": [round(i / BINS, 2) for i in range(BINS + 1)],
+                                     **self.hist}}
+
+
+def _label(item: Mapping[str, Any]) -> str:
+    value = item.get("value") or {}
+    labels = value.get(item.get("type", "")) or [""]
+    return labels[0]
+
+
+def compute(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Metrics of a whole harvest."""
+    metrics = Metrics()
+    for record in records:
+        metrics.add(record)
+    return metrics.result()
