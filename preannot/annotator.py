@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -47,7 +47,9 @@ class Annotator:
     """Keys of the task data this annotator reads (Label Studio's ``$text``, ``$image``...)."""
     emits: ClassVar[tuple[str, ...]] = ("labels",)
     """Label Studio result types: labels, rectanglelabels, brushlabels, polygonlabels, choices."""
-    can_train: ClassVar[bool] = False
+    combines: ClassVar[bool] = False
+    """A combiner (fusion) merges its upstreams' predictions into one: their own predictions are
+    then left out of the output, and it runs with whichever of them are configured."""
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None,
                  context: Context | None = None) -> None:
@@ -105,17 +107,44 @@ class Ranker:
         raise NotImplementedError
 
 
+@dataclass
+class Example:
+    """One human-reviewed task and its human-final regions: what a trainer learns from."""
+
+    task: Task
+    regions: list[Region]
+
+
 class Trainer:
-    """Turns harvested corrections into a new model version."""
+    """Turns human-reviewed examples into a new model version.
+
+    A trainer makes models that an annotator type runs: ``annotator`` names that type, whose
+    ``model`` option takes the folder or file :meth:`train` returns. Options come from the
+    trainer's table in ``preannot.toml``.
+    """
 
     type: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    annotator: ClassVar[str] = ""
+    """The annotator type that runs the models this trainer makes."""
+    learns: ClassVar[tuple[str, ...]] = ("labels",)
+    """Label Studio result types it learns from; other human regions are left out."""
 
-    def __init__(self, options: Mapping[str, Any] | None = None,
+    def __init__(self, name: str, options: Mapping[str, Any] | None = None,
                  context: Context | None = None) -> None:
+        self.name = name
         self.options = dict(options or {})
         self.context = context or Context()
+        self.field: str = self.options.pop("field", "text")
+        """The key of the task data it learns from."""
 
-    def train(self, corrections: Path, output_dir: Path) -> Path:
-        """Train on a corrections JSONL file; return the path of the new model."""
+    def train(self, train: Sequence[Example], dev: Sequence[Example], work_dir: Path, *,
+              parent: Path | None = None, log: Callable[[str], None] = print) -> Path:
+        """Train on ``train`` (``dev`` is for early stopping, never the gate's evaluation split)
+        and return the new model's file or folder, inside ``work_dir``.
+
+        ``parent`` is the current model (fine-tune from it, or ignore it). ``work_dir`` is the
+        same for a rerun with the same data, options and parent, so a trainer that checkpoints
+        there resumes an interrupted run. ``log`` reports progress to the user.
+        """
         raise NotImplementedError

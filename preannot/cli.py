@@ -38,6 +38,8 @@ def cli() -> None:
       preannot run data.jsonl --rules rules/product-ner -o out/predictions.json
       preannot run -c examples/product-ner/preannot.toml
       preannot plugins
+      preannot ls up -c examples/product-ner/preannot.toml
+      preannot ls pull && preannot train
     """
 
 
@@ -127,23 +129,27 @@ def plugins(config_path: Path | None, as_json: bool) -> None:
     """
     host = get_host()
     annotators = host.annotator_types()
+    trainers = host.trainer_types()
+    trainable = {cls.annotator for _, cls in trainers.values()}
     listing = []
     for name, plugin in host.pm.list_name_plugin():
         dist, version = host.distributions.get(name, (name, "?"))
         hooks = sorted(h.name for h in host.pm.get_hookcallers(plugin) or [])
         provided = [{"type": t, "description": cls.description, "reads": list(cls.reads),
-                     "emits": list(cls.emits), "can_train": cls.can_train}
+                     "emits": list(cls.emits), "can_train": t in trainable}
                     for t, (owner, cls) in sorted(annotators.items()) if owner == name]
+        trains = [{"type": t, "description": cls.description, "annotator": cls.annotator,
+                   "learns": list(cls.learns)}
+                  for t, (owner, cls) in sorted(trainers.items()) if owner == name]
         listing.append({"name": name, "distribution": dist, "version": version,
-                        "hooks": hooks, "annotators": provided})
+                        "hooks": hooks, "annotators": provided, "trainers": trains})
     failures = [vars(f) for f in host.failures]
     configured = []
     if config_path:
-        from .annotator import Context
-        from .runner import build_annotators
+        from .runner import configured_annotators
         config = load_config(config_path)
         try:
-            built = build_annotators(config.annotators, host, Context(base_dir=config.base_dir))
+            built = configured_annotators(config, host)[1]
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
         configured = [{"name": a.name, "type": a.type, "model_version": a.model_version,
@@ -154,11 +160,15 @@ def plugins(config_path: Path | None, as_json: bool) -> None:
                                "annotators": configured}, indent=2))
         return
     out = Console()
-    table = Table("plugin", "distribution", "version", "hooks", "annotator types", title="plugins")
+    table = Table("plugin", "distribution", "version", "hooks", "annotator types", "trainer types",
+                  title="plugins")
     for p in listing:
-        types = "\n".join(f"{a['type']}: reads {', '.join(a['reads'])}; emits {', '.join(a['emits'])}"
-                          for a in p["annotators"])
-        table.add_row(p["name"], p["distribution"], p["version"], ", ".join(p["hooks"]), types)
+        types = "\n".join(f"{a['type']}: reads {', '.join(a['reads'])}; emits "
+                          f"{', '.join(a['emits']) or 'what it combines'}" for a in p["annotators"])
+        trains = "\n".join(f"{t['type']}: learns {', '.join(t['learns'])} for {t['annotator']}"
+                           for t in p["trainers"])
+        table.add_row(p["name"], p["distribution"], p["version"], ", ".join(p["hooks"]), types,
+                      trains)
     out.print(table)
     if not listing:
         out.print(f"no plugins loaded ({ENV_VAR}={os.environ[ENV_VAR]!r})"
@@ -176,4 +186,7 @@ def plugins(config_path: Path | None, as_json: bool) -> None:
 
 get_host().pm.hook.register_commands(cli=cli)
 from .labelstudio.cli import ls  # noqa: E402
+from .training.cli import models, train  # noqa: E402
 cli.add_command(ls)
+cli.add_command(train)
+cli.add_command(models)

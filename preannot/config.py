@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .annotator import ConfigError
+from .annotator import ConfigError, Context
 
 DEFAULT_FILE = "preannot.toml"
 
@@ -45,6 +45,16 @@ class RunConfig:
     def state_dir(self) -> Path:
         """Where the ledger and caches live: ``.preannot/`` beside the config file."""
         return self.base_dir / ".preannot"
+
+    @property
+    def registry_dir(self) -> Path:
+        """The model registry: ``[training] registry``, default ``.preannot/models``."""
+        folder = self.raw.get("training", {}).get("registry")
+        return _resolve(self.base_dir, folder) if folder else self.state_dir / "models"
+
+    def context(self) -> Context:
+        """What annotators and trainers are told about this run (paths, cache folder)."""
+        return Context(base_dir=self.base_dir, cache_dir=self.state_dir / "cache")
 
 
 def _resolve(base: Path, value: str | Path) -> Path:

@@ -1,7 +1,8 @@
-"""The rankers preannot ships with, registered through the same hook a third-party plugin uses."""
+"""What preannot ships with, registered through the same hooks a third-party plugin uses."""
 
 from __future__ import annotations
 
+from .fusion import FusionAnnotator
 from .hookspecs import hookimpl
 from .ranking import BUILT_IN
 
@@ -10,3 +11,8 @@ from .ranking import BUILT_IN
 def register_rankers(register) -> None:
     for ranker in BUILT_IN:
         register(ranker)
+
+
+@hookimpl
+def register_annotators(register) -> None:
+    register(FusionAnnotator)

@@ -25,11 +25,11 @@ KINDS = ("accepted", "modified", "deleted")
 BINS = 10
 
 
-def _ratio(num: float, den: float) -> float | None:
+def ratio(num: float, den: float) -> float | None:
     return round(num / den, 4) if den else None
 
 
-def _f1(p: float | None, r: float | None) -> float | None:
+def f1_score(p: float | None, r: float | None) -> float | None:
     if p is None or r is None:
         return None
     return round(2 * p * r / (p + r), 4) if p + r else 0.0
@@ -44,6 +44,7 @@ class Metrics:
         self.errors = 0
         self.by_annotator: dict[str, Counter[str]] = defaultdict(Counter)
         self.by_label: dict[str, Counter[str]] = defaultdict(Counter)
+        self.by_annotator_label: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         self.by_rule: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
         self.annotator_labels: dict[str, set[str]] = defaultdict(set)
         self.task_outcomes: Counter[tuple[str, bool, frozenset[str]]] = Counter()
@@ -75,7 +76,8 @@ class Metrics:
             kind, annotator, label = item["classification"], item["annotator"], item["label"]
             ok[annotator] = ok.get(annotator, True) and kind == "accepted"
             self.annotator_labels[annotator].add(label)
-            for counter in (self.by_annotator[annotator], self.by_label[label]):
+            for counter in (self.by_annotator[annotator], self.by_label[label],
+                            self.by_annotator_label[(annotator, label)]):
                 counter["predicted"] += 1
                 counter[kind] += 1
             prov = item.get("preannot") or {}
@@ -104,28 +106,33 @@ class Metrics:
             outcomes += [(True, adds, n) for adds, n in silent.items() if n > 0]
             tasks = sum(n for _, _, n in outcomes)
             as_is = sum(n for ok, adds, n in outcomes if ok and not adds & labels)
-            p, r = _ratio(c["accepted"], c["predicted"]), _ratio(c["accepted"], human)
+            p, r = ratio(c["accepted"], c["predicted"]), ratio(c["accepted"], human)
             annotators[name] = {
                 **{k: c[k] for k in ("predicted", *KINDS)}, "added": added, "human": human,
-                "tasks": tasks, "precision": p, "recall": r, "f1": _f1(p, r),
-                "acceptance_rate": _ratio(as_is, tasks),
-                "edits_per_task": _ratio(c["modified"] + c["deleted"] + added, tasks)}
+                "tasks": tasks, "precision": p, "recall": r, "f1": f1_score(p, r),
+                "acceptance_rate": ratio(as_is, tasks),
+                "edits_per_task": ratio(c["modified"] + c["deleted"] + added, tasks)}
         labels = {}
         for name, c in sorted(self.by_label.items()):
-            p, r = _ratio(c["accepted"], c["predicted"]), _ratio(c["accepted"], c["human"])
+            p, r = ratio(c["accepted"], c["predicted"]), ratio(c["accepted"], c["human"])
             labels[name] = {**{k: c[k] for k in ("predicted", *KINDS, "added", "human")},
-                            "precision": p, "recall": r, "f1": _f1(p, r)}
+                            "precision": p, "recall": r, "f1": f1_score(p, r)}
+        annotator_labels: dict[str, dict[str, Any]] = defaultdict(dict)
+        for (name, label), c in sorted(self.by_annotator_label.items()):
+            annotator_labels[name][label] = {**{k: c[k] for k in ("predicted", *KINDS)},
+                                             "precision": ratio(c["accepted"], c["predicted"])}
         rules = [{"annotator": a, "rule_file": f, "rule": r,
                   **{k: c[k] for k in ("predicted", *KINDS)},
-                  "precision": _ratio(c["accepted"], c["predicted"]),
+                  "precision": ratio(c["accepted"], c["predicted"]),
                   "misfires": c["modified"] + c["deleted"]}
                  for (a, f, r), c in sorted(self.by_rule.items())]
         return {
             "tasks": dict(sorted(self.tasks.items())), "cancelled_annotations": self.cancelled,
             "errors": self.errors,
             "agreement": {"method": "mean pairwise region F1", "tasks": len(self.agreements),
-                          "mean": _ratio(sum(self.agreements), len(self.agreements))},
+                          "mean": ratio(sum(self.agreements), len(self.agreements))},
             "annotators": annotators, "labels": labels, "rules": rules,
+            "annotator_labels": dict(annotator_labels),
             "confidence_histogram": {"bins": [round(i / BINS, 2) for i in range(BINS + 1)],
                                      **self.hist}}
 

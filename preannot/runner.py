@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -23,6 +24,7 @@ from .lsjson import task_to_ls
 from .model import Prediction, Task
 from .plugins import Host, get_host
 from .readers import BadRecord, count_records, read_inputs
+from .training.registry import Registry, resolve_models
 
 
 def build_annotators(specs: list[dict[str, Any]], host: Host, context: Context) -> list[Annotator]:
@@ -55,6 +57,16 @@ def build_annotators(specs: list[dict[str, Any]], host: Host, context: Context) 
     for name in built:
         visit(name, name)
     return ordered
+
+
+def configured_annotators(config: RunConfig, host: Host) -> tuple[list[dict[str, Any]], list[Annotator]]:
+    """The config's annotators, built, with ``registry:`` models resolved to their current
+    version (and their specs, for worker processes); what is left out is said on stderr."""
+    specs, notices = resolve_models(config.annotators, Registry(config.registry_dir),
+                                    lambda spec: host.annotator_class(spec["type"]).combines)
+    for notice in notices:
+        print(f"notice: {notice}", file=sys.stderr)
+    return specs, build_annotators(specs, host, config.context())
 
 
 def fingerprint(annotators: Sequence[Annotator]) -> str:
@@ -98,10 +110,12 @@ def _run_one(annotator: Annotator, tasks: list[Task],
     return results
 
 
-def annotate_batch(annotators: Sequence[Annotator], tasks: list[Task]) -> list[dict[str, Any]]:
-    """Ledger rows for a batch of tasks: each task done with its predictions, or failed."""
+def predict(annotators: Sequence[Annotator], tasks: list[Task]
+            ) -> tuple[dict[str, list[Prediction | None]], dict[int, tuple[str, str]]]:
+    """Run the annotators (in chain order) over a batch: each annotator's prediction per task
+    (None where the task failed earlier), and the failed tasks' (reason, detail) by index."""
     failed: dict[int, tuple[str, str]] = {}
-    outputs: dict[str, list[Prediction]] = {}
+    outputs: dict[str, list[Any]] = {}
     for annotator in annotators:
         missing = [i for i, t in enumerate(tasks) if annotator.field not in t.data and i not in failed]
         for i in missing:
@@ -113,15 +127,29 @@ def annotate_batch(annotators: Sequence[Annotator], tasks: list[Task]) -> list[d
         for i, result in zip(live, results):
             if isinstance(result, TaskFailed):
                 failed[i] = (result.args[0], result.args[1] if len(result.args) > 1 else "")
+                result = None
             column[i] = result
         outputs[annotator.name] = column
+    return outputs, failed
+
+
+def published(annotators: Sequence[Annotator]) -> list[Annotator]:
+    """The annotators whose predictions go out: a combiner's upstreams speak through it."""
+    hidden = {name for a in annotators if a.combines for name in a.after}
+    return [a for a in annotators if a.name not in hidden]
+
+
+def annotate_batch(annotators: Sequence[Annotator], tasks: list[Task]) -> list[dict[str, Any]]:
+    """Ledger rows for a batch of tasks: each task done with its predictions, or failed."""
+    outputs, failed = predict(annotators, tasks)
+    shown = published(annotators)
     rows = []
     for i, task in enumerate(tasks):
         row = {"key": task.id, "source": task.source, "checksum": task.checksum}
         if i in failed:
             row.update(status="failed", reason=failed[i][0], detail=failed[i][1])
         else:
-            predictions = [outputs[a.name][i] for a in annotators]
+            predictions = [outputs[a.name][i] for a in shown]
             row.update(status="done", result=json.dumps(task_to_ls(task, predictions),
                                                         ensure_ascii=False))
         rows.append(row)
@@ -176,8 +204,7 @@ def run(config: RunConfig, *, host: Host | None = None, force: bool = False,
     if not config.annotators:
         raise ConfigError("no annotators: add [[annotators]] to preannot.toml or use --rules")
     host = host or get_host()
-    context = Context(base_dir=config.base_dir, cache_dir=config.state_dir / "cache")
-    annotators = build_annotators(config.annotators, host, context)
+    specs, annotators = configured_annotators(config, host)
     run_fingerprint = fingerprint(annotators)
     ledger = Ledger(config.state_dir / "ledger.sqlite", str(config.output.resolve()))
     if force:
@@ -189,7 +216,7 @@ def run(config: RunConfig, *, host: Host | None = None, force: bool = False,
     pool = None
     if config.workers > 1:
         pool = ProcessPoolExecutor(config.workers, mp_context=get_context("spawn"),
-                                   initializer=_init_worker, initargs=(config.annotators, context))
+                                   initializer=_init_worker, initargs=(specs, config.context()))
     in_flight: list[tuple[Future | list[dict[str, Any]], list[dict[str, Any]], int]] = []
 
     def settle(entry: tuple[Any, list[dict[str, Any]], int]) -> None:

@@ -24,11 +24,12 @@ HOOKS_PLUGIN = """
         def priority(self, task, predictions):
             return 1 / (1 + len(task.data["text"]))
 
-    class Nothing(Trainer):
-        type = "copy"
-        def train(self, corrections, output_dir):
-            target = output_dir / "model.jsonl"
-            target.write_bytes(corrections.read_bytes())
+    class Memorise(Trainer):
+        type = "memorise"
+        annotator = "echo"
+        def train(self, train, dev, work_dir, *, parent=None, log=print):
+            target = work_dir / "labels.txt"
+            target.write_text(" ".join(sorted({r.label for e in train for r in e.regions})))
             return target
 
     @hookimpl
@@ -41,7 +42,7 @@ HOOKS_PLUGIN = """
 
     @hookimpl
     def register_trainers(register):
-        register(Nothing)
+        register(Memorise)
 
     @hookimpl
     def register_commands(cli):
@@ -74,7 +75,9 @@ def test_plugins_lists_hooks_and_annotators(plugin_dirs):
     assert plugin["hooks"] == ["register_annotators", "register_commands", "register_rankers",
                                "register_trainers"]
     assert plugin["annotators"] == [{"type": "echo", "description": "tags the first word",
-                                     "reads": ["text"], "emits": ["labels"], "can_train": False}]
+                                     "reads": ["text"], "emits": ["labels"], "can_train": True}]
+    assert plugin["trainers"] == [{"type": "memorise", "description": "", "annotator": "echo",
+                                   "learns": ["labels"]}]
 
 
 def test_broken_plugin_is_reported_and_the_cli_still_works(plugin_dirs):
@@ -119,10 +122,12 @@ def test_register_rankers_and_trainers(plugin_dirs, monkeypatch, tmp_path):
     short, long = Task("a", {"text": "hi"}), Task("b", {"text": "a much longer text"})
     ranker = ranker_cls()
     assert ranker.priority(short, []) > ranker.priority(long, [])
-    trainer = host.trainer_types()["copy"][1]()
-    corrections = tmp_path / "corrections.jsonl"
-    corrections.write_text('{"x": 1}\n')
-    assert trainer.train(corrections, tmp_path).read_text() == '{"x": 1}\n'
+    from preannot import Example, Span
+
+    trainer = host.trainer_types()["memorise"][1]("m")
+    examples = [Example(short, [Span(label="B", start=0, end=2, text="hi")]),
+                Example(long, [Span(label="A", start=0, end=1, text="a")])]
+    assert trainer.train(examples, [], tmp_path).read_text() == "A B"
     assert host.annotator_types()["echo"][0] == "preannot_hooks"
 
 

@@ -10,15 +10,15 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..annotator import ConfigError, Context
+from ..annotator import ConfigError
 from ..config import RunConfig, load_config
 from ..plugins import get_host, report_failures
 from ..ranking import load_ranker
-from ..runner import build_annotators, run as run_pipeline
+from ..runner import configured_annotators, run as run_pipeline
 from .client import URL_ENV, Client, Connection, connect
 from .push import (PushSummary, annotate_project, ensure_project, model_version_of,
                    push_tasks, read_import_file)
-from .server import local_server
+from .server import local_server, running_local
 
 err = Console(stderr=True)
 config_option = click.option("-c", "--config", "config_path",
@@ -35,14 +35,25 @@ def ls() -> None:
     """
 
 
+def _connect(config: RunConfig) -> Client:
+    """The configured server; with none configured, the local one `ls up` started for this
+    config, while it runs."""
+    settings = config.raw.get("labelstudio", {})
+    if not (os.environ.get(URL_ENV) or settings.get("url")):
+        if local := running_local(config.state_dir / "labelstudio"):
+            client = Client(local)
+            client.check()
+            return client
+    return connect(settings, config.base_dir)
+
+
 def _push(config: RunConfig, client: Client, project: str | None, input_file: Path | None,
-          existing: bool, no_progress: bool) -> PushSummary:
+          existing: bool, no_progress: bool, unlabeled: bool = False) -> PushSummary:
     """Everything `ls push` and `ls up` share: project, annotators, ranking, the push itself."""
     settings = config.raw.get("labelstudio", {})
     host = get_host()
     report_failures(host)
-    annotators = build_annotators(config.annotators, host, Context(
-        base_dir=config.base_dir, cache_dir=config.state_dir / "cache")) if config.annotators else []
+    annotators = configured_annotators(config, host)[1] if config.annotators else []
     ranker = load_ranker(config.raw.get("ranking"), host)
     label_config = None
     if settings.get("label_config"):
@@ -62,7 +73,8 @@ def _push(config: RunConfig, client: Client, project: str | None, input_file: Pa
             if not annotators:
                 raise ConfigError("--existing needs [[annotators]] in the config to run")
             return annotate_project(client, project_id, annotators, ranker=ranker,
-                                    batch_size=config.batch_size, progress=progress)
+                                    batch_size=config.batch_size, unlabeled_only=unlabeled,
+                                    progress=progress)
         if input_file is None:
             summary = run_pipeline(config, host=host)
             if summary.failed:
@@ -73,6 +85,20 @@ def _push(config: RunConfig, client: Client, project: str | None, input_file: Pa
         return push_tasks(client, project_id, read_import_file(input_file),
                           model_version=settings.get("model_version") or version,
                           ranker=ranker, progress=progress)
+
+
+def repredict(config: RunConfig, no_progress: bool = False) -> None:
+    """After a promotion or a rollback: fresh predictions, from the annotators as configured
+    now, for the project's tasks no human has touched; the project's model version follows.
+    Says what to run later when the server cannot be reached."""
+    if not config.raw.get("labelstudio", {}).get("project"):
+        return
+    try:
+        client = _connect(config)
+        _report(_push(config, client, None, None, True, no_progress, unlabeled=True), client.url)
+    except ConfigError as exc:
+        err.print(f"[yellow]Label Studio not updated[/]: {exc}\n  once it is reachable, run "
+                  "`preannot ls push --existing --unlabeled`")
 
 
 def _report(summary: PushSummary, url: str) -> None:
@@ -91,9 +117,11 @@ def _report(summary: PushSummary, url: str) -> None:
 @click.option("-p", "--project", help="Project id or title (created with that title if absent).")
 @click.option("--existing", is_flag=True,
               help="Pre-annotate the tasks already in the project instead of importing tasks.")
+@click.option("--unlabeled", is_flag=True,
+              help="With --existing: only tasks no human has annotated or skipped yet.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def push(input_file: Path | None, config_path: Path | None, project: str | None, existing: bool,
-         no_progress: bool) -> None:
+         unlabeled: bool, no_progress: bool) -> None:
     """Push pre-annotations to Label Studio as predictions, ranked, in bulk.
 
     INPUT_FILE is a `preannot run` output (.json or .jsonl); without it, the configured
@@ -104,8 +132,8 @@ def push(input_file: Path | None, config_path: Path | None, project: str | None,
     """
     try:
         config = load_config(config_path)
-        client = connect(config.raw.get("labelstudio"), config.base_dir)
-        summary = _push(config, client, project, input_file, existing, no_progress)
+        client = _connect(config)
+        summary = _push(config, client, project, input_file, existing, no_progress, unlabeled)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
@@ -192,7 +220,7 @@ def pull(config_path: Path | None, project: str | None, output_dir: Path | None,
     try:
         config = load_config(config_path)
         settings, out_dir = _harvest_settings(config)
-        client = connect(config.raw.get("labelstudio"), config.base_dir)
+        client = _connect(config)
         project = project or config.raw.get("labelstudio", {}).get("project")
         if project is None:
             raise ConfigError("which project? pass --project or set [labelstudio] project")
@@ -222,6 +250,26 @@ def pull(config_path: Path | None, project: str | None, output_dir: Path | None,
     for name, m in metrics["annotators"].items():
         err.print(f"  {name}: precision {m['precision']}, recall {m['recall']}, "
                   f"acceptance {m['acceptance_rate']}, edits/task {m['edits_per_task']}")
+    try:
+        _retrain_if_due(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _retrain_if_due(config: RunConfig) -> None:
+    """``[training] retrain_after = N``: retrain each model that has N newly reviewed tasks
+    since its last version; the gate decides whether the result is used."""
+    from ..training.cli import train_all
+    from ..training.flow import due, settings, trainer_specs
+
+    if int(settings(config).get("retrain_after", 0)) <= 0:
+        return
+    for spec in trainer_specs(config):
+        is_due, now, then = due(config, spec)
+        if is_due:
+            err.print(f"{now - then} newly reviewed tasks since {spec['name']} was last "
+                      f"trained ([training] retrain_after): retraining")
+            train_all(config, [spec["name"]], promote=True, push=True)
 
 
 @ls.command("suggest-rules")

@@ -33,6 +33,8 @@ def expected_controls(annotators: Sequence[Annotator]) -> tuple[dict[str, Contro
     controls: dict[str, Control] = {}
     objects: dict[str, tuple[str, str]] = {}
     for a in annotators:
+        if a.combines:
+            continue  # its regions are its upstreams', with their names
         for kind in a.emits:
             if kind not in CONTROL_TAGS:
                 raise ConfigError(f"annotator {a.name!r} emits {kind!r}, which preannot cannot "

@@ -81,7 +81,8 @@ def read_import_file(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
 
 
 def model_version_of(annotators: Sequence[Annotator]) -> str:
-    """The model version of the combined prediction: the annotators' versions joined."""
+    """The model version of the combined prediction: the annotators' versions joined (those
+    behind a combiner too: a new model version upstream is a new prediction)."""
     return "+".join(a.model_version for a in annotators)
 
 
@@ -237,13 +238,17 @@ def push_tasks(client: Client, project_id: int, tasks: Iterable[tuple[str, Any]]
 
 def annotate_project(client: Client, project_id: int, annotators: Sequence[Annotator], *,
                      ranker: Ranker | None = None, batch_size: int = 256,
+                     unlabeled_only: bool = False,
                      progress: Callable[[int], None] | None = None) -> PushSummary:
-    """Pre-annotate the tasks already in a project with ``annotators``; predictions go in bulk."""
+    """Pre-annotate the tasks already in a project with ``annotators``; predictions go in bulk.
+    ``unlabeled_only`` leaves out tasks a human has annotated or skipped."""
     version = model_version_of(annotators)
     pusher = Pusher(client, project_id, version, progress)
     failures: list[tuple[str, str]] = []
-    pending = (t for t in client.tasks(project_id, include="id,data,meta")
-               if t["id"] not in pusher.has_version)
+    pending = (t for t in client.tasks(
+                   project_id, include="id,data,meta,total_annotations,cancelled_annotations")
+               if t["id"] not in pusher.has_version and not (
+                   unlabeled_only and (t.get("total_annotations") or t.get("cancelled_annotations"))))
     for batch in _batches(pending, batch_size):
         tasks = [Task(id=str((t.get("meta") or {}).get("preannot_id") or f"ls:{t['id']}"),
                       data=t["data"], source=f"task {t['id']}", meta=dict(t.get("meta") or {}))

@@ -12,10 +12,11 @@ from typing import Any
 
 W, BAR_H, GAP, LEFT = 640, 14, 6, 170
 COLORS = {"precision": "#3b7dd8", "recall": "#e08a2c", "accepted": "#3a9d5d",
-          "rejected": "#c94a4a", "misfires": "#c94a4a"}
+          "rejected": "#c94a4a", "misfires": "#c94a4a", "current": "#9a9a9a",
+          "candidate": "#3b7dd8"}
 
 
-def _fmt(v: float | None) -> str:
+def fmt(v: float | None) -> str:
     return "–" if v is None else f"{v:.2f}"
 
 
@@ -35,8 +36,8 @@ def bars(title: str, rows: list[tuple[str, dict[str, float | None]]], series: li
             width = 0 if v is None or not scale else (W - LEFT - 60) * v / scale
             out.append(f'<rect x="{LEFT}" y="{y + k * BAR_H}" width="{width:.1f}" '
                        f'height="{BAR_H - 2}" fill="{COLORS.get(key, "#888")}"><title>{escape(name)} '
-                       f'{key} {_fmt(v)}</title></rect><text x="{LEFT + width + 4:.1f}" '
-                       f'y="{y + k * BAR_H + BAR_H - 3}" font-size="11">{key} {_fmt(v) if scale == 1 else int(v or 0)}</text>')
+                       f'{key} {fmt(v)}</title></rect><text x="{LEFT + width + 4:.1f}" '
+                       f'y="{y + k * BAR_H + BAR_H - 3}" font-size="11">{key} {fmt(v) if scale == 1 else int(v or 0)}</text>')
     out.append("</svg>")
     return "".join(out)
 
@@ -60,7 +61,7 @@ def histogram(title: str, edges: list[float], counts: dict[str, list[int]]) -> s
     return "".join(out)
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{escape(_cell(r.get(c)))}</td>" for c in columns) + "</tr>"
                    for r in rows)
@@ -68,7 +69,15 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def _cell(v: Any) -> str:
-    return _fmt(v) if isinstance(v, float) else ("–" if v is None else str(v))
+    return fmt(v) if isinstance(v, float) else ("–" if v is None else str(v))
+
+
+def head(title: str) -> str:
+    """The page's start, up to its heading: one style for every preannot report."""
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
+            "<style>body{font-family:sans-serif;margin:2em;max-width:60em}table{border-collapse:"
+            "collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
+            f"td:first-child{{text-align:left}}</style></head><body>\n<h1>{escape(title)}</h1>")
 
 
 def render(metrics: dict[str, Any], title: str = "preannot harvest", misfiring: int = 15) -> str:
@@ -81,22 +90,18 @@ def render(metrics: dict[str, Any], title: str = "preannot harvest", misfiring: 
     hist = metrics["confidence_histogram"]
     agreement = metrics["agreement"]
     parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em;max-width:60em}table{border-collapse:"
-        "collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
-        "td:first-child{text-align:left}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
-        "<h2>Tasks</h2>", _table([metrics["tasks"]], list(metrics["tasks"])),
+        head(title),
+        "<h2>Tasks</h2>", table([metrics["tasks"]], list(metrics["tasks"])),
         f"<p>{metrics['cancelled_annotations']} cancelled (skipped) annotations; "
         f"{metrics['errors']} unreadable result items; inter-annotator agreement "
-        f"({escape(agreement['method'])}) {_fmt(agreement['mean'])} over {agreement['tasks']} "
+        f"({escape(agreement['method'])}) {fmt(agreement['mean'])} over {agreement['tasks']} "
         "tasks annotated more than once.</p>",
         "<h2>Annotators</h2>",
-        _table([{"annotator": k, **v} for k, v in metrics["annotators"].items()],
+        table([{"annotator": k, **v} for k, v in metrics["annotators"].items()],
                ["annotator", "predicted", "accepted", "modified", "deleted", "added", "precision",
                 "recall", "f1", "acceptance_rate", "edits_per_task"]),
         "<h2>Labels</h2>", bars("Precision and recall per label", label_rows, ["precision", "recall"]),
-        _table([{"label": k, **v} for k, v in labels.items()],
+        table([{"label": k, **v} for k, v in labels.items()],
                ["label", "predicted", "accepted", "modified", "deleted", "added", "precision",
                 "recall", "f1"]),
         "<h2>Confidence</h2>",
@@ -104,7 +109,7 @@ def render(metrics: dict[str, Any], title: str = "preannot harvest", misfiring: 
                   {"accepted": hist["accepted"], "rejected": hist["rejected"]}),
         "<h2>Rules that misfire most</h2>",
         bars("Misfires (modified + deleted) per rule", rule_rows, ["misfires"], scale=top),
-        _table(rules, ["rule_file", "rule", "annotator", "predicted", "accepted", "modified",
+        table(rules, ["rule_file", "rule", "annotator", "predicted", "accepted", "modified",
                        "deleted", "precision"]),
         "</body></html>"]
     return "\n".join(parts)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from .client import LabelStudioError
+from .client import Connection, LabelStudioError
 
 BIN_ENV = "PREANNOT_LABEL_STUDIO_BIN"
 DEFAULT_VENV = Path(".cache") / "labelstudio-venv"
@@ -91,13 +91,11 @@ class LocalServer:
             if self.process.poll() is not None:
                 raise LabelStudioError(f"Label Studio exited with status {self.process.returncode}; "
                                        f"see {self.data_dir / 'server.log'}")
-            try:
-                reply = httpx.get(f"{self.url}/api/current-user/whoami", timeout=5,
-                                  headers={"Authorization": f"Token {self.api_key}"})
-                if reply.status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
+            if _answers(self.url, self.api_key):
+                creds_file = self.data_dir / CREDENTIALS  # so later commands find it running
+                creds = json.loads(creds_file.read_text())
+                creds_file.write_text(json.dumps({**creds, "url": self.url}))
+                return self
             time.sleep(0.5)
         self.stop()
         raise LabelStudioError(f"Label Studio did not come up within {timeout:.0f} s; "
@@ -133,3 +131,23 @@ def local_server(data_dir: Path, *, port: int | None = None, binary: Path | None
         creds_file.write_text(json.dumps(creds))
     return LocalServer(data_dir=data_dir, binary=binary or find_binary(), port=port or free_port(),
                        **creds)
+
+
+def _answers(url: str, api_key: str) -> bool:
+    try:
+        reply = httpx.get(f"{url}/api/current-user/whoami", timeout=5,
+                          headers={"Authorization": f"Token {api_key}"})
+        return reply.status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def running_local(data_dir: Path) -> Connection | None:
+    """The connection to the server `preannot ls up` started over ``data_dir``, if it still runs."""
+    creds_file = data_dir / CREDENTIALS
+    if not creds_file.exists():
+        return None
+    creds = json.loads(creds_file.read_text())
+    if creds.get("url") and _answers(creds["url"], creds["api_key"]):
+        return Connection(creds["url"], creds["api_key"])
+    return None

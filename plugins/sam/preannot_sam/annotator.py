@@ -10,8 +10,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from preannot import Annotator, Box, ConfigError, Mask, Polygon, Prediction, Region, Task, TaskFailed
-from preannot.images import open_image
+from preannot import (Annotator, Box, ConfigError, Mask, Polygon, Prediction, Region, Task, TaskFailed,
+                      open_image)
 
 from .cache import EmbeddingCache, image_digest
 from .geometry import mask_to_polygon

@@ -1,4 +1,5 @@
-"""preannot plugin ``yolo``: ultralytics YOLO pre-annotations. Importing it loads no torch."""
+"""preannot plugin ``yolo``: ultralytics YOLO pre-annotations, and a trainer that fine-tunes them on
+human boxes. Importing it loads no torch."""
 
 from preannot import hookimpl
 
@@ -8,3 +9,10 @@ def register_annotators(register):
     from .annotator import YoloAnnotator
 
     register(YoloAnnotator)
+
+
+@hookimpl
+def register_trainers(register):
+    from .trainer import YoloTrainer
+
+    register(YoloTrainer)

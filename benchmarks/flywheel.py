@@ -1,0 +1,403 @@
+"""The data flywheel against a real Label Studio: does correcting, retraining and fusing pay off?
+
+What it measures. A seeded corpus of customer order e-mails (``flywheel_corpus.py``) where a
+product dictionary is not enough: 40% of the products and five brands are not in it, mentions come
+with typos, hyphens, missing spaces and plurals, and some words are both product names and common
+words ("a dead pixel", "the surface is scratched", "apple juice"). A work folder gets a
+``preannot.toml`` with three annotators: ``rules`` (the partial dictionary), ``model``
+(``spacy-ner`` running ``registry:ner``, left out until a version is promoted) and ``fused``
+(``fusion`` over both, ``policy = "learned"`` from the harvest's ``metrics.json``), a
+``[[trainers]]`` entry training ``ner`` and a ``[training]`` gate. Then:
+
+- round 0: the pool is pushed to a new Label Studio project, pre-annotated by what is configured
+  (the fused pipeline, which is the rules alone while there is no model);
+- each round r = 1..R: the next K unlabeled tasks, by Label Studio task id (the pool is shuffled,
+  so that is a random sample), are corrected to the gold labels by a simulated annotator through
+  the API (``annotations.create``; regions the prediction had exactly right keep their id, as in
+  the editor); then ``pull`` + ``write_outputs`` into ``harvest/``, ``flow.train`` (train,
+  register, evaluate, gate, promote), and when promoted ``repredict`` for the unlabeled tasks.
+
+What the figures mean.
+
+- ``F1 rules / model / fused``: micro F1 (exact span and label, ``gate.evaluate``) on a held-out
+  test set generated with the same distribution and never pushed; each source alone, and the
+  fused pipeline as configured after the round (current model version, learned weights from
+  the latest harvest). ``-`` = no model version yet.
+- ``edits/task``: what the annotator had to do on the K tasks of the round, given the prediction
+  Label Studio showed them: ``add`` (a gold region nothing predicted overlaps), ``delete`` (a
+  predicted region that overlaps no gold region), ``change`` (a predicted region paired with an
+  overlapping gold one whose span or label differs: one edit). Regions are paired one to one as
+  the harvest does (``preannot.labelstudio.match`` with span_iou 1.0); the harvest's own
+  classification of the same tasks is checked against this count.
+- The summary compares rules-only (round 0) with after round 1 and after the last round, as
+  ratios to the rules-only baseline measured in the same run.
+
+How to run (about 5-10 minutes on 2 cores with the defaults; most of it is spaCy training and the
+Label Studio start):
+
+    export PREANNOT_LABEL_STUDIO_BIN=.cache/labelstudio-venv/bin/label-studio   # if not on PATH
+    python benchmarks/flywheel.py [--pool 800] [--k 100] [--rounds 3] [--test 300] [--seed 0]
+                                  [--epochs 30] [--out results.json] [--workdir DIR]
+
+With ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY`` set, that server is used (a new project per
+run); otherwise a local one is started in the work folder and stopped at the end. spaCy's
+training output goes to ``flywheel.log`` in the work folder (a temporary folder, removed at the
+end unless ``--workdir`` is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from flywheel_corpus import Doc, Generator, write_rules
+
+from preannot import Span, Task
+from preannot.annotator import Example
+from preannot.config import load_config
+from preannot.labelstudio.cli import _push, repredict
+from preannot.labelstudio.client import Client, Connection
+from preannot.labelstudio.harvest import CORRECTIONS, HarvestStore, pull, write_outputs
+from preannot.labelstudio.match import ACCEPTED, DELETED, MODIFIED, match
+from preannot.lsjson import result_to_region
+from preannot.plugins import get_host
+from preannot.runner import configured_annotators
+from preannot.training import flow
+from preannot.training.gate import evaluate
+
+CONFIG = """\
+[input]
+paths = ["pool.jsonl"]
+
+[output]
+path = "out/predictions.json"
+
+[[annotators]]
+name = "rules"
+type = "rules"
+rules = "rules"
+
+[[annotators]]
+name = "model"
+type = "spacy-ner"
+model = "registry:ner"
+
+[[annotators]]
+name = "fused"
+type = "fusion"
+after = ["rules", "model"]
+policy = "learned"
+metrics = "harvest/metrics.json"
+
+[[trainers]]
+name = "ner"
+type = "spacy-ner"
+annotator = "model"
+epochs = {epochs}
+seed = {seed}
+
+[training]
+eval_fraction = {eval_fraction}
+
+[labelstudio]
+project = "{project}"
+{connection}
+[harvest]
+output_dir = "harvest"
+"""
+SOURCES = ("rules", "model", "fused")
+
+
+def gold_regions(doc: Doc) -> list[Span]:
+    return [Span(start=s, end=e, text=doc.text[s:e], label=label, from_name="label",
+                 to_name="text") for s, e, label in doc.spans]
+
+
+def gold_result(doc: Doc, shown: list[Span]) -> list[dict[str, Any]]:
+    """The annotation the simulated human saves: the gold regions; one the prediction had
+    exactly right keeps the predicted region's id, as Label Studio's editor does."""
+    kept = {(r.start, r.end, r.label): r.id for r in shown}
+    return [{"id": kept.get((s, e, label)) or f"{doc.id}-g{n}", "from_name": "label",
+             "to_name": "text", "type": "labels",
+             "value": {"start": s, "end": e, "text": doc.text[s:e], "labels": [label]}}
+            for n, (s, e, label) in enumerate(doc.spans)]
+
+
+def edits(predicted: list[Span], gold: list[Span]) -> Counter[str]:
+    """add / delete / change needed to turn ``predicted`` into ``gold`` (exact span and label)."""
+    m = match(predicted, gold)
+    kinds = Counter(kind for kind, _, _ in m.predicted)
+    return Counter(add=len(m.added), delete=kinds[DELETED], change=kinds[MODIFIED],
+                   kept=kinds[ACCEPTED])
+
+
+def shown_prediction(client: Client, task_id: int) -> tuple[str | None, list[Span]]:
+    """The newest prediction of a task, as Label Studio shows it: (model version, spans)."""
+    task = client.request("GET", f"api/tasks/{task_id}", what=f"reading task {task_id}")
+    preds = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
+    newest = max(preds, key=lambda p: (p.get("created_at") or "", p.get("id") or 0), default=None)
+    if newest is None:
+        return None, []
+    return newest.get("model_version"), [result_to_region(r) for r in newest.get("result") or []
+                                         if r.get("type") == "labels"]
+
+
+@contextmanager
+def to_log(path: Path):
+    """Send this process's stdout and stderr (spaCy's training table, warnings) to ``path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with path.open("ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def held_out(config_path: Path, host, test: list[Example]) -> dict[str, dict[str, Any] | None]:
+    """Each source alone and the fused pipeline, as configured now, on the held-out set."""
+    config = load_config(config_path)
+    annotators = {a.name: a for a in configured_annotators(config, host)[1]}
+    thresholds = flow.thresholds(config)
+    out: dict[str, dict[str, Any] | None] = {}
+    for name in SOURCES:
+        if name not in annotators:
+            out[name] = None
+            continue
+        chain = ([annotators[n] for n in annotators] if name == "fused" else [annotators[name]])
+        result = evaluate(chain, name, test, learns=("labels",), thresholds=thresholds)
+        if result["failed"]:
+            print(f"  warning: {len(result['failed'])} held-out tasks failed for {name}: "
+                  f"{result['failed'][:3]}")
+        out[name] = {"overall": result["overall"], "labels": result["labels"]}
+    return out
+
+
+def short(version: str) -> str:
+    """The model part of a combined version (``rules-..+ner-v2+fused-..``): ``ner-v2``."""
+    parts = [p for p in version.split("+") if not p.startswith(("rules-", "fused-"))]
+    return "+".join(parts) or "rules only"
+
+
+def f1(scores: dict[str, Any] | None) -> str:
+    return "    -" if scores is None else f"{scores['overall']['f1']:.3f}"
+
+
+def per_label(scores: dict[str, Any] | None) -> str:
+    if scores is None:
+        return "-"
+    return ", ".join(f"{label} {s['f1']:.2f}" for label, s in scores["labels"].items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pool", type=int, default=800, help="tasks pushed to Label Studio")
+    parser.add_argument("--k", type=int, default=100, help="tasks corrected per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--test", type=int, default=300, help="held-out tasks (never pushed)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=30, help="spaCy training epochs")
+    parser.add_argument("--eval-fraction", type=float, default=0.25,
+                        help="[training] eval_fraction: reviewed tasks kept for the gate")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--workdir", type=Path, help="work folder to use and keep "
+                        "(default: a temporary one, removed at the end)")
+    args = parser.parse_args()
+    if args.k * args.rounds > args.pool:
+        parser.error(f"--k {args.k} x --rounds {args.rounds} is more than --pool {args.pool}")
+    started = time.perf_counter()
+    work = args.workdir.resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="flywheel-"))
+    work.mkdir(parents=True, exist_ok=True)
+    log_path = work / "flywheel.log"
+
+    pool_gen, test_gen = Generator(args.seed), Generator(args.seed + 10_000)
+    pool = pool_gen.docs("pool", args.pool)
+    test_docs = test_gen.docs("test", args.test)
+    by_key = {d.id: d for d in pool}
+    test = [Example(Task(d.id, {"text": d.text}, d.id), gold_regions(d)) for d in test_docs]
+    dictionary = write_rules(work / "rules")
+    with (work / "pool.jsonl").open("w", encoding="utf-8") as f:
+        for d in pool:
+            f.write(json.dumps({"data": {"text": d.text}, "meta": {"preannot_id": d.id}}) + "\n")
+    gold_count = Counter(label for d in pool for _, _, label in d.spans)
+    print(f"corpus: pool {len(pool)} tasks ({gold_count['PRODUCT']} PRODUCT, "
+          f"{gold_count['BRAND']} BRAND gold spans), held-out test {len(test)} tasks; "
+          f"product mentions by variant: "
+          + ", ".join(f"{k} {v}" for k, v in sorted(pool_gen.variants.items(), key=lambda x: -x[1])))
+    print(f"dictionary: {dictionary['brands']} of 18 brands, {dictionary['products']} of 67 "
+          f"products, {dictionary['bare lines']} bare product lines (Pixel, Surface, Echo...), "
+          "case-insensitive")
+
+    server = None
+    if os.environ.get("LABEL_STUDIO_URL"):
+        client = Client(Connection.resolve())
+        connection = ""
+    else:
+        from preannot.labelstudio.server import local_server
+
+        t0 = time.perf_counter()
+        server = local_server(work / "labelstudio").start()
+        client = Client(Connection(server.url, server.api_key))
+        token = work / "ls-token"
+        token.touch(mode=0o600)
+        token.write_text(server.api_key)
+        connection = f'url = "{server.url}"\napi_key_file = "ls-token"\n'
+        print(f"local Label Studio up at {server.url} in {time.perf_counter() - t0:.0f} s")
+    results: dict[str, Any] = {"args": {k: str(v) if isinstance(v, Path) else v
+                                        for k, v in vars(args).items()},
+                               "dictionary": dictionary, "variants": pool_gen.variants,
+                               "rounds": []}
+    try:
+        title = f"preannot flywheel {time.strftime('%Y%m%d-%H%M%S')}"
+        config_path = work / "preannot.toml"
+        config_path.write_text(CONFIG.format(epochs=args.epochs, seed=args.seed, project=title,
+                                             eval_fraction=args.eval_fraction,
+                                             connection=connection), encoding="utf-8")
+        config = load_config(config_path)
+        host = get_host()
+        spec = flow.trainer_specs(config)[0]
+
+        t0 = time.perf_counter()
+        summary = _push(config, client, None, None, False, True)
+        project_id = summary.project_id
+        print(f"round 0: pushed {summary.created} tasks to project {project_id} with "
+              f"{summary.model_version} in {time.perf_counter() - t0:.1f} s")
+        scores = held_out(config_path, host, test)
+        print(f"round 0: held-out F1 rules {f1(scores['rules'])}, model {f1(scores['model'])}, "
+              f"fused {f1(scores['fused'])} (per label, rules: {per_label(scores['rules'])})")
+        results["rounds"].append({"round": 0, "reviewed": 0, "heldout": scores})
+        store = HarvestStore(config.state_dir / "ledger.sqlite", f"{client.url}#{project_id}")
+        reviewed = 0
+        print()
+        print("round  reviewed  promoted  version  F1 rules  model  fused   edits/task "
+              "(add+delete+change)  shown version                  s")
+        for r in range(1, args.rounds + 1):
+            t0 = time.perf_counter()
+            tasks = sorted(client.tasks(project_id, include="id,meta,total_annotations,"
+                                                          "cancelled_annotations"),
+                           key=lambda t: t["id"])
+            todo = [t for t in tasks
+                    if not (t.get("total_annotations") or t.get("cancelled_annotations"))][:args.k]
+            counts: Counter[str] = Counter()
+            versions: Counter[str] = Counter()
+            ids = {}
+            for t in todo:
+                doc = by_key[t["meta"]["preannot_id"]]
+                version, shown = shown_prediction(client, t["id"])
+                versions[version or "none"] += 1
+                counts += edits(shown, gold_regions(doc))
+                ids[t["id"]] = doc.id
+                client.call(client.sdk.annotations.create, t["id"],
+                            result=gold_result(doc, shown), what=f"annotating task {t['id']}")
+            reviewed += len(todo)
+            pulled = pull(client, project_id, store)
+            write_outputs(store, config.base_dir / "harvest", thresholds=flow.thresholds(config),
+                          title=f"preannot harvest: {title}")
+            # the harvest's own classification of the same tasks, as a check on the count
+            harvested: Counter[str] = Counter()
+            with (config.base_dir / "harvest" / CORRECTIONS).open(encoding="utf-8") as f:
+                for line in f:
+                    rec = json.loads(line)
+                    if rec["task"] in ids:
+                        kinds = Counter(p["classification"] for p in rec["predicted"])
+                        harvested += Counter(add=sum(h["classification"] == "added"
+                                                     for h in rec["human"]),
+                                             delete=kinds["deleted"], change=kinds["modified"])
+            mine = Counter({k: counts[k] for k in ("add", "delete", "change")})
+            if +harvested != +mine:
+                print(f"  warning: the harvest classifies these tasks as {dict(harvested)}, "
+                      f"the benchmark counted {dict(mine)}")
+            messages: list[str] = []
+            t_train = time.perf_counter()
+            with to_log(log_path):
+                outcome = flow.train(config, host, spec, log=messages.append)
+            train_s = time.perf_counter() - t_train
+            t_push = time.perf_counter()
+            if outcome.promoted and not outcome.reused:
+                repredict(config, no_progress=True)
+            push_s = time.perf_counter() - t_push
+            scores = held_out(config_path, host, test)
+            n = max(1, len(todo))
+            per_task = {k: counts[k] / n for k in ("add", "delete", "change")}
+            total = sum(per_task.values())
+            shown_v = ", ".join(f"{short(v)} x{c}" for v, c in versions.most_common())
+            elapsed = time.perf_counter() - t0
+            print(f"{r:>5}  {reviewed:>8}  {'yes' if outcome.promoted else 'no':>8}  "
+                  f"{outcome.version.version:>7}  {f1(scores['rules']):>8}  "
+                  f"{f1(scores['model']):>5}  {f1(scores['fused']):>5}   "
+                  f"{total:4.2f} ({per_task['add']:.2f}+{per_task['delete']:.2f}+"
+                  f"{per_task['change']:.2f})         {shown_v:<30} {elapsed:3.0f}")
+            for m in messages:
+                if m.startswith(("ner:", "registered", "skipped")):
+                    print(f"         {m}")
+            print(f"         gate: {'; '.join(outcome.reasons)}; train {train_s:.0f} s, "
+                  f"re-predict {push_s:.0f} s; held-out per label: model "
+                  f"{per_label(scores['model'])}; fused {per_label(scores['fused'])}")
+            results["rounds"].append({
+                "round": r, "reviewed": reviewed, "corrected": len(todo),
+                "pulled": pulled.fetched, "shown_versions": dict(versions),
+                "edits": {k: counts[k] for k in ("add", "delete", "change", "kept")},
+                "edits_per_task": {**per_task, "total": total},
+                "promoted": outcome.promoted, "version": outcome.version.version,
+                "gate_reasons": outcome.reasons, "train_s": round(train_s, 1),
+                "heldout": scores, "seconds": round(elapsed, 1)})
+        store.close()
+    finally:
+        if server is not None:
+            server.stop()
+
+    rounds = results["rounds"]
+    base = rounds[0]["heldout"]["rules"]["overall"]["f1"]
+    picks = [(f"rules only (round 0)", rounds[0])]
+    if len(rounds) > 1:
+        picks.append(("after round 1", rounds[1]))
+    if len(rounds) > 2:
+        picks.append((f"after round {rounds[-1]['round']}", rounds[-1]))
+    print()
+    print(f"held-out F1 ({len(test)} tasks never pushed; exact span and label)")
+    print(f"{'':<22}{'rules':>7}{'model':>7}{'fused':>7}   fused / rules-only baseline")
+    for name, rnd in picks:
+        h = rnd["heldout"]
+        fused = h["fused"]["overall"]["f1"]
+        print(f"{name:<22}{f1(h['rules']):>7}{f1(h['model']):>7}{f1(h['fused']):>7}   "
+              f"{fused / base if base else float('nan'):.2f}")
+    print()
+    print("edits per task of the K tasks corrected in each round (given what they were shown)")
+    print(f"{'round':>5}{'shown':>30}{'add':>7}{'delete':>8}{'change':>8}{'total':>7}"
+          "   vs round 1")
+    first = rounds[1]["edits_per_task"]["total"] if len(rounds) > 1 else None
+    for rnd in rounds[1:]:
+        e = rnd["edits_per_task"]
+        shown = ", ".join(f"{short(v)} x{c}" for v, c in rnd["shown_versions"].items())
+        print(f"{rnd['round']:>5}{shown[-30:]:>30}{e['add']:>7.2f}{e['delete']:>8.2f}"
+              f"{e['change']:>8.2f}{e['total']:>7.2f}   "
+              f"{e['total'] / first if first else float('nan'):.2f}")
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    print(f"\ntotal {results['elapsed_s']:.0f} s; spaCy training log: {log_path}"
+          + ("" if args.workdir else " (removed)"))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
+        print(f"results written to {args.out}")
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Retraining from corrections: the model registry, the evaluation split, the promotion gate."""

@@ -1,0 +1,219 @@
+"""``preannot train`` and ``preannot models``: retrain from corrections, keep versions, gate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ..annotator import ConfigError
+from ..config import RunConfig, load_config
+from ..plugins import get_host, report_failures
+from . import flow
+from .gate import evaluate
+from .registry import Registry
+
+err = Console(stderr=True)
+config_option = click.option("-c", "--config", "config_path",
+                             type=click.Path(path_type=Path, dir_okay=False),
+                             help="Config file (default: ./preannot.toml if present).")
+no_push_option = click.option("--no-push", is_flag=True,
+                              help="Do not update the Label Studio project.")
+
+
+def _log(message: str) -> None:
+    err.print(message, markup=False, highlight=False)
+
+
+def train_all(config: RunConfig, names: list[str] | None, *, promote: bool, push: bool,
+              force: bool = False) -> bool:
+    """Train the named (default: every) trainer; re-predict in Label Studio on a promotion.
+    Returns whether every trained version was promoted (or already current)."""
+    host = get_host()
+    report_failures(host)
+    all_promoted, promoted_any = True, False
+    for spec in flow.trainer_spec(config, None) if not names else [
+            s for name in names for s in flow.trainer_spec(config, name)]:
+        outcome = flow.train(config, host, spec, promote=promote, force=force, log=_log)
+        verdict = "[green]promoted[/]" if outcome.promoted else "[yellow]not promoted[/]"
+        if outcome.promoted and not promote:
+            verdict = "[green]passed the gate[/] (not promoted: --no-promote)"
+        err.print(f"{outcome.version.version}: {verdict}")
+        for reason in outcome.reasons:
+            err.print(f"  {reason}", markup=False, highlight=False)
+        err.print(f"  report: {outcome.report}")
+        all_promoted &= outcome.promoted
+        promoted_any |= outcome.promoted and promote and not outcome.reused
+    if promoted_any and push:
+        from ..labelstudio.cli import repredict
+        repredict(config)
+    return all_promoted
+
+
+@click.command()
+@config_option
+@click.option("-m", "--model", "names", multiple=True,
+              help="Train only this [[trainers]] entry (repeatable; default: all).")
+@click.option("--no-promote", is_flag=True, help="Register and evaluate, but leave the current "
+                                                 "version in place.")
+@no_push_option
+@click.option("-f", "--force", is_flag=True, help="Train even if a version was trained on the "
+                                                  "same data and options.")
+def train(config_path: Path | None, names: tuple[str, ...], no_promote: bool, no_push: bool,
+          force: bool) -> None:
+    """Retrain from the harvested corrections and promote the result if it is better.
+
+    \b
+    Reads corrections.jsonl from `preannot ls pull`; only human-reviewed tasks count, and a
+    fixed share of them (by task id: [training] eval_fraction) is never trained on: the gate
+    evaluates the new version and the current one there, and promotes the new one only when
+    it is better by [training] margin on [training] metric with no label losing more than
+    [training] label_tolerance F1. A promotion gives the project's unlabeled tasks fresh
+    predictions (bulk) and points the project's model version at them.
+
+    Exit status: 0 promoted, 4 refused by the gate, 1 error. Ctrl-C and a rerun resume.
+    """
+    try:
+        promoted = train_all(load_config(config_path), list(names) or None,
+                             promote=not no_promote, push=not no_push, force=force)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:
+        err.print("interrupted: run the same command again to resume")
+        sys.exit(130)
+    if not promoted:
+        sys.exit(4)
+
+
+@click.group()
+def models() -> None:
+    """The model registry: list, compare, promote and roll back trained versions.
+
+    Versions live in [training] registry (default .preannot/models beside the config), each
+    with a card: trainer, parent version, the harvest it learned from, options, evaluation
+    and the gate's decision. The version string is the model_version Label Studio shows.
+    """
+
+
+def _config_and_registry(config_path: Path | None) -> tuple[RunConfig, Registry]:
+    config = load_config(config_path)
+    return config, Registry(config.registry_dir)
+
+
+@models.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_models(config_path: Path | None, as_json: bool) -> None:
+    """Every version of every model, the current one marked."""
+    _, registry = _config_and_registry(config_path)
+    rows = []
+    for name in registry.names():
+        current = registry.current(name)
+        for v in registry.versions(name):
+            ev = v.card.get("evaluation", {}).get("overall", {})
+            rows.append({"version": v.version, "current": current is not None
+                         and current.version == v.version, "status": v.status,
+                         "created_at": v.card.get("created_at"), "parent": v.card.get("parent"),
+                         "trained_on": v.card.get("harvest", {}).get("train"),
+                         "f1": ev.get("f1"), "precision": ev.get("precision"),
+                         "recall": ev.get("recall")})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        err.print(f"no models in {registry.root}: run `preannot train`")
+        return
+    table = Table("", "version", "status", "created", "parent", "trained on", "precision",
+                  "recall", "F1", title=f"models in {registry.root}")
+    for r in rows:
+        table.add_row("*" if r["current"] else "", r["version"], r["status"], r["created_at"],
+                      r["parent"] or "", str(r["trained_on"]),
+                      *(f"{r[k]:.3f}" if r[k] is not None else "–"
+                        for k in ("precision", "recall", "f1")))
+    Console().print(table)
+
+
+@models.command()
+@config_option
+@click.argument("version")
+def show(config_path: Path | None, version: str) -> None:
+    """A version's card (lineage, options, evaluation, gate) as JSON."""
+    try:
+        click.echo(json.dumps(_config_and_registry(config_path)[1].get(version).card, indent=2))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@models.command()
+@config_option
+@click.argument("old")
+@click.argument("new")
+def compare(config_path: Path | None, old: str, new: str) -> None:
+    """Per-label precision, recall and F1 of two versions, both measured now on the current
+    evaluation split (so the figures compare like with like)."""
+    from .report import COLUMNS, rows
+
+    try:
+        config, registry = _config_and_registry(config_path)
+        a, b = registry.get(old), registry.get(new)
+        host = get_host()
+        spec = next((s for s in flow.trainer_specs(config) if s["name"] == a.name), None)
+        if spec is None:
+            raise ConfigError(f"no [[trainers]] entry named {a.name!r} in the config")
+        trainer = flow.make_trainer(spec, host, config)
+        data = flow.load_dataset(flow.corrections_path(config), learns=trainer.learns,
+                                 field=trainer.field, eval_fraction=float(
+                                     flow.settings(config).get("eval_fraction", 0.2)))
+        figures = [evaluate(flow.pipeline_with(config, host, spec["annotator"], v.artifact,
+                                               v.version), spec["annotator"], data.eval,
+                            learns=trainer.learns, thresholds=flow.thresholds(config))
+                   for v in (a, b)]
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    table = Table(*[c.replace("current", old).replace("candidate", new) for c in COLUMNS],
+                  title=f"{old} vs {new} on {figures[1]['tasks']} evaluation tasks")
+    for row in rows(figures[1], figures[0]):
+        table.add_row(*(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])
+                        for c in COLUMNS))
+    Console().print(table)
+
+
+@models.command()
+@config_option
+@click.argument("version")
+@no_push_option
+def promote(config_path: Path | None, version: str, no_push: bool) -> None:
+    """Make VERSION current by hand (the gate's verdict stays on its card)."""
+    try:
+        config, registry = _config_and_registry(config_path)
+        chosen = registry.get(version)
+        previous = registry.promote(chosen)
+        registry.update(chosen, promoted_by="hand")
+        err.print(f"{chosen.version} is now current (was {previous.version if previous else 'none'})")
+        if not no_push:
+            from ..labelstudio.cli import repredict
+            repredict(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@models.command()
+@config_option
+@click.argument("name")
+@no_push_option
+def rollback(config_path: Path | None, name: str, no_push: bool) -> None:
+    """Retire NAME's current version and restore the one promoted before it; the project's
+    unlabeled tasks get that version's predictions back and its model version points at it."""
+    try:
+        config, registry = _config_and_registry(config_path)
+        old, restored = registry.rollback(name)
+        err.print(f"rolled back {old.version}: {restored.version} is current again")
+        if not no_push:
+            from ..labelstudio.cli import repredict
+            repredict(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -1,0 +1,80 @@
+"""Harvested corrections as training examples, and the fixed evaluation split.
+
+Only human-reviewed tasks count (status ``annotated``: skipped and untouched tasks teach
+nothing). The split is decided by a hash of each task's stable id, so a task stays on its side
+for ever: the gate's evaluation tasks are never trained on, however many pulls come later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..annotator import ConfigError, Example
+from ..labelstudio.harvest import read_corrections
+from ..lsjson import result_to_region
+from ..model import Task
+
+SPLIT_SALT = "preannot-eval"
+
+
+def _fraction(key: str, salt: str) -> float:
+    digest = hashlib.blake2b(f"{salt}|{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2 ** 64
+
+
+def in_eval_split(key: str, fraction: float) -> bool:
+    """Whether the task with stable id ``key`` belongs to the evaluation split."""
+    return _fraction(key, SPLIT_SALT) < fraction
+
+
+@dataclass
+class Dataset:
+    """The reviewed examples of one corrections file, split three ways."""
+
+    train: list[Example] = field(default_factory=list)
+    dev: list[Example] = field(default_factory=list)
+    """A slice of the training side for the trainer's early stopping."""
+    eval: list[Example] = field(default_factory=list)
+    """The gate's split: never trained on."""
+    errors: list[str] = field(default_factory=list)
+    """Lines or regions that could not be read, with file:line or task."""
+
+    @property
+    def reviewed(self) -> int:
+        return len(self.train) + len(self.dev) + len(self.eval)
+
+
+def load_dataset(path: Path, *, learns: Sequence[str], field: str, eval_fraction: float = 0.2,
+                 dev_fraction: float = 0.1) -> Dataset:
+    """The examples of a corrections file: human-final regions of the types in ``learns``."""
+    if not path.exists():
+        raise ConfigError(f"{path} not found: run `preannot ls pull` first to harvest corrections")
+    data = Dataset()
+    for record in read_corrections(path, data.errors):
+        if record.get("status") != "annotated":
+            continue
+        key = str(record.get("preannot_id") or f"ls:{record.get('task')}")
+        task = Task(key, record.get("data") or {}, f"task {record.get('task')}")
+        if field not in task.data:
+            data.errors.append(f"{path}: task {record.get('task')} has no {field!r} field")
+            continue
+        regions = []
+        for item in record.get("human") or []:
+            if item.get("type") not in learns:
+                continue
+            try:
+                regions.append(result_to_region(item))
+            except (KeyError, ValueError, TypeError) as exc:
+                data.errors.append(f"{path}: task {record.get('task')} region {item.get('id')}: "
+                                   f"{type(exc).__name__}: {exc}")
+        example = Example(task, regions)
+        if in_eval_split(key, eval_fraction):
+            data.eval.append(example)
+        elif _fraction(key, "preannot-dev") < dev_fraction:
+            data.dev.append(example)
+        else:
+            data.train.append(example)
+    return data

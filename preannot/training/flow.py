@@ -1,0 +1,224 @@
+"""Train, register, evaluate, gate: one trained model version from the latest harvest.
+
+```toml
+[[trainers]]
+name = "products-ner"     # the model's name in the registry: versions products-ner-v1, -v2...
+type = "spacy-ner"        # a trainer type listed by `preannot plugins`
+annotator = "ner"         # the [[annotators]] entry running it: model = "registry:products-ner"
+epochs = 20               # the trainer's own options follow
+
+[training]
+eval_fraction = 0.2       # share of reviewed tasks held out for the gate, fixed by task id
+metric = "f1"             # f1, precision or recall (micro, over the evaluation split)
+margin = 0.0              # how much better a new version must be
+label_tolerance = 0.05    # how much worse (F1) any one label may get
+retrain_after = 0         # `ls pull` retrains after this many newly reviewed tasks (0: never)
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..annotator import Annotator, ConfigError, Trainer
+from ..config import RunConfig
+from ..labelstudio.harvest import read_corrections
+from ..lsjson import region_to_result
+from ..plugins import Host
+from ..runner import build_annotators
+from . import report
+from .dataset import Dataset, load_dataset
+from .gate import GatePolicy, decide, evaluate
+from .registry import REGISTRY_PREFIX, Registry, Version, registry_reference, resolve_models
+
+Log = Callable[[str], None]
+
+
+def settings(config: RunConfig) -> dict[str, Any]:
+    return dict(config.raw.get("training", {}))
+
+
+def corrections_path(config: RunConfig) -> Path:
+    """``[training] corrections``, else ``corrections.jsonl`` in the harvest folder."""
+    if path := settings(config).get("corrections"):
+        return config.base_dir / path
+    return config.base_dir / config.raw.get("harvest", {}).get("output_dir", "harvest") / "corrections.jsonl"
+
+
+def thresholds(config: RunConfig) -> dict[str, float]:
+    return {k: float(v) for k, v in config.raw.get("harvest", {}).items() if k.endswith("_iou")}
+
+
+def trainer_specs(config: RunConfig) -> list[dict[str, Any]]:
+    """The ``[[trainers]]`` tables, each with the annotator that runs its model."""
+    specs = []
+    for index, raw in enumerate(config.raw.get("trainers", [])):
+        spec = dict(raw)
+        if "type" not in spec or "name" not in spec:
+            raise ConfigError(f"[[trainers]] #{index + 1}: set 'name' (the model's name) and "
+                              "'type' (a trainer type from `preannot plugins`)")
+        if "annotator" not in spec:
+            users = [a["name"] for a in config.annotators
+                     if registry_reference(a)[1] == spec["name"]]
+            if len(users) != 1:
+                raise ConfigError(f"trainer {spec['name']!r}: set annotator = \"...\", the "
+                                  f"[[annotators]] entry with model = \"{REGISTRY_PREFIX}"
+                                  f"{spec['name']}\" ({'none' if not users else 'several'} found)")
+            spec["annotator"] = users[0]
+        elif spec["annotator"] not in {a["name"] for a in config.annotators}:
+            raise ConfigError(f"trainer {spec['name']!r}: annotator {spec['annotator']!r} is "
+                              "not in [[annotators]]")
+        specs.append(spec)
+    return specs
+
+
+def trainer_spec(config: RunConfig, name: str | None) -> list[dict[str, Any]]:
+    specs = trainer_specs(config)
+    if not specs:
+        raise ConfigError("no [[trainers]] in the config: add one (see `preannot train --help`)")
+    if name is None:
+        return specs
+    chosen = [s for s in specs if s["name"] == name]
+    if not chosen:
+        raise ConfigError(f"no trainer named {name!r} (configured: "
+                          f"{', '.join(s['name'] for s in specs)})")
+    return chosen
+
+
+def make_trainer(spec: Mapping[str, Any], host: Host, config: RunConfig) -> Trainer:
+    types = host.trainer_types()
+    if spec["type"] not in types:
+        raise ConfigError(f"no trainer type {spec['type']!r} is installed (installed: "
+                          f"{', '.join(sorted(types)) or 'none'}); check `preannot plugins`")
+    options = {k: v for k, v in spec.items() if k not in {"name", "type", "annotator"}}
+    return types[spec["type"]][1](spec["name"], options, config.context())
+
+
+def pipeline_with(config: RunConfig, host: Host, annotator: str, model: Path | None,
+                  version: str) -> list[Annotator]:
+    """The annotator ``annotator`` (and what it is chained after) running ``model``."""
+    by_name = {a["name"]: a for a in config.annotators}
+    wanted: list[str] = []
+
+    def visit(name: str) -> None:
+        after = by_name[name].get("after", [])
+        for upstream in [after] if isinstance(after, str) else after:
+            visit(upstream)
+        if name not in wanted:
+            wanted.append(name)
+
+    visit(annotator)
+    specs = [dict(by_name[n]) for n in wanted]
+    specs[-1].update({registry_reference(specs[-1])[0]: str(model), "model_version": version})
+    specs, _ = resolve_models(specs, Registry(config.registry_dir),
+                              lambda s: host.annotator_class(s["type"]).combines)
+    return build_annotators(specs, host, config.context())
+
+
+def training_key(spec: Mapping[str, Any], data: Dataset) -> str:
+    """Same training data and options, same key: a version is not trained twice on them."""
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(json.dumps(spec, sort_keys=True, default=str).encode())
+    for example in [*data.train, *data.dev]:
+        digest.update(json.dumps([example.task.id, example.task.checksum,
+                                  [region_to_result(r) for r in example.regions]],
+                                 sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class Outcome:
+    version: Version
+    promoted: bool
+    reasons: list[str]
+    baseline: Version | None
+    report: Path
+    reused: bool = False
+    """The same data and options were trained on before: that version was gated again."""
+
+
+def train(config: RunConfig, host: Host, spec: Mapping[str, Any], *, promote: bool = True,
+          force: bool = False, log: Log = print) -> Outcome:
+    """Train ``spec``'s model on the harvest, register it, evaluate it and the current version
+    on the evaluation split, and promote it when the gate says so."""
+    options = settings(config)
+    policy = GatePolicy.from_settings(options)
+    trainer = make_trainer(spec, host, config)
+    path = corrections_path(config)
+    data = load_dataset(path, learns=trainer.learns, field=trainer.field,
+                        eval_fraction=float(options.get("eval_fraction", 0.2)))
+    for error in data.errors:
+        log(f"skipped: {error}")
+    if not data.train:
+        raise ConfigError(f"{path}: no human-reviewed tasks to train on ({data.reviewed} "
+                          "reviewed in all): correct some tasks in Label Studio, then `ls pull`")
+    registry = Registry(config.registry_dir)
+    current = registry.current(spec["name"])
+    key = training_key(spec, data)
+    previous = next((v for v in registry.versions(spec["name"])
+                     if v.card.get("training_key") == key), None)
+    log(f"{spec['name']}: {len(data.train)} training, {len(data.dev)} dev and {len(data.eval)} "
+        f"evaluation tasks (of {data.reviewed} reviewed); current version: "
+        f"{current.version if current else 'none'}")
+    if previous is not None and not force:
+        log(f"{previous.version} was trained on exactly this data and these options: not "
+            "training again (--force retrains)")
+        version, reused = previous, True
+    else:
+        parent = current.version if current else "none"
+        work_dir = config.state_dir / "training" / spec["name"] / f"{key}-{parent}"
+        work_dir.mkdir(parents=True, exist_ok=True)
+        artifact = trainer.train(data.train, data.dev, work_dir,
+                                 parent=current.artifact if current else None, log=log)
+        version = registry.add(spec["name"], artifact, {
+            "trainer": spec["type"], "annotator": spec["annotator"], "training_key": key,
+            "parent": current.version if current else None,
+            "harvest": {"corrections": str(path), "reviewed": data.reviewed,
+                        "train": len(data.train), "dev": len(data.dev), "eval": len(data.eval),
+                        "skipped": len(data.errors)},
+            "options": {k: v for k, v in spec.items() if k not in {"name", "type"}}})
+        shutil.rmtree(work_dir, ignore_errors=True)
+        reused = False
+        log(f"registered {version.version}")
+    if current is not None and current.version == version.version:
+        return Outcome(version, True, ["it is already the current version"], None,
+                       version.folder / "gate.html", reused)
+    candidate = evaluate(pipeline_with(config, host, spec["annotator"], version.artifact,
+                                       version.version),
+                         spec["annotator"], data.eval, learns=trainer.learns,
+                         thresholds=thresholds(config))
+    baseline = None
+    if current is not None:
+        baseline = evaluate(pipeline_with(config, host, spec["annotator"], current.artifact,
+                                          current.version),
+                            spec["annotator"], data.eval, learns=trainer.learns,
+                            thresholds=thresholds(config))
+    decision = decide(candidate, baseline, policy)
+    registry.update(version, evaluation=candidate, gate={
+        "promote": decision.promote, "reasons": decision.reasons, "policy": vars(policy),
+        "baseline": current.version if current else None, "baseline_evaluation": baseline})
+    page = report.write_gate(version, current, candidate, baseline, decision, policy)
+    if decision.promote and promote:
+        registry.promote(version)
+    elif not decision.promote:
+        registry.update(version, status="rejected")
+    return Outcome(version, decision.promote, decision.reasons, current, page, reused)
+
+
+def due(config: RunConfig, spec: Mapping[str, Any]) -> tuple[bool, int, int]:
+    """Whether ``[training] retrain_after`` newly reviewed tasks have come in since the last
+    version of ``spec``'s model was trained: (due, reviewed now, reviewed then)."""
+    every = int(settings(config).get("retrain_after", 0))
+    path = corrections_path(config)
+    if every <= 0 or not path.exists():
+        return False, 0, 0
+    reviewed = sum(1 for r in read_corrections(path, []) if r.get("status") == "annotated")
+    versions = Registry(config.registry_dir).versions(spec["name"])
+    then = max((v.card.get("harvest", {}).get("reviewed", 0) for v in versions), default=0)
+    return reviewed - then >= every, reviewed, then

@@ -1,0 +1,115 @@
+"""Fusion of a gazetteer's and a model's spans: precedence, learned weights, provenance."""
+
+import json
+
+import pytest
+
+from preannot import ConfigError, Context, Prediction, Span, Task
+from preannot.config import RunConfig
+from preannot.fusion import FusionAnnotator
+from preannot.plugins import load_host
+from preannot.runner import run
+from test_ls_push import KeywordsPlugin
+
+TEXT = "Send two Acme drill kits and a Zeta saw"
+
+
+def span(sub, label, source, score=None, rule=None):
+    start = TEXT.index(sub)
+    provenance = {"annotator": source, **({"rule": rule} if rule else {})}
+    return Span(start=start, end=start + len(sub), text=sub, label=label, score=score,
+                provenance=provenance, from_name="label", to_name="text")
+
+
+# The two sources disagree on "Acme drill kits" (rules: the brand only; model: the product),
+# agree on "Zeta saw", and each finds one thing alone.
+RULES = [span("Acme", "BRAND", "rules", 0.8, rule="12"), span("Zeta saw", "PRODUCT", "rules", 0.8),
+         span("two", "QUANTITY", "rules", 0.9)]
+MODEL = [span("Acme drill kits", "PRODUCT", "ner"), span("Zeta saw", "PRODUCT", "ner")]
+
+
+def fuse(options, context=None):
+    annotator = FusionAnnotator("fused", {"after": ["rules", "ner"], **options}, context)
+    task = Task("t", {"text": TEXT})
+    upstream = {"rules": [Prediction("t", "rules", "r1", RULES)],
+                "ner": [Prediction("t", "ner", "n1", MODEL)]}
+    return annotator.annotate([task], upstream)[0]
+
+
+def summary(regions):
+    return [(r.text, r.label, r.provenance["annotator"]) for r in regions]
+
+
+def test_precedence_keeps_the_first_source_in_each_conflict():
+    assert summary(fuse({})) == [("two", "QUANTITY", "rules"), ("Acme", "BRAND", "rules"),
+                                 ("Zeta saw", "PRODUCT", "rules")]
+    model_first = fuse({"order": ["ner", "rules"]})
+    assert summary(model_first) == [("two", "QUANTITY", "rules"),
+                                    ("Acme drill kits", "PRODUCT", "ner"),
+                                    ("Zeta saw", "PRODUCT", "ner")]
+    zeta = model_first[-1]
+    assert zeta.provenance["fused"]["sources"] == ["ner", "rules"]  # both said it
+
+
+def write_metrics(tmp_path, rules_brand, ner_product):
+    """A harvest's per-annotator, per-label counts (metrics.json's annotator_labels)."""
+    counts = {"rules": {"BRAND": {"predicted": 100, "accepted": rules_brand},
+                        "PRODUCT": {"predicted": 100, "accepted": 70},
+                        "QUANTITY": {"predicted": 50, "accepted": 49}},
+              "ner": {"PRODUCT": {"predicted": 100, "accepted": ner_product}}}
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"annotator_labels": counts}))
+    return path
+
+
+def test_learned_weights_follow_harvested_precision(tmp_path):
+    context = Context(base_dir=tmp_path)
+    write_metrics(tmp_path, rules_brand=20, ner_product=90)  # the brand rule misfires
+    fused = fuse({"policy": "learned", "metrics": "metrics.json"}, context)
+    assert summary(fused) == [("two", "QUANTITY", "rules"), ("Acme drill kits", "PRODUCT", "ner"),
+                              ("Zeta saw", "PRODUCT", "ner")]
+    zeta = fused[-1]
+    # smoothed by 2 pseudo-counts towards the region's own score (0.5 when it has none)
+    w_ner, w_rules = (90 + 2 * 0.5) / 102, (70 + 2 * 0.8) / 102
+    assert zeta.score == pytest.approx(1 - (1 - w_ner) * (1 - w_rules), abs=1e-4)
+    assert fused[1].score == pytest.approx(w_ner, abs=1e-4)  # alone: its own weight
+    write_metrics(tmp_path, rules_brand=95, ner_product=30)  # now the model is the weak one
+    fused = fuse({"policy": "learned", "metrics": "metrics.json"}, context)
+    assert ("Acme", "BRAND", "rules") in summary(fused)
+    assert fused[1].provenance["rule"] == "12"  # the winner keeps its provenance
+
+
+def test_min_weight_drops_what_nobody_trusts(tmp_path):
+    write_metrics(tmp_path, rules_brand=95, ner_product=30)
+    fused = fuse({"policy": "learned", "metrics": "metrics.json", "min_weight": 0.6},
+                 Context(base_dir=tmp_path))
+    assert "Acme drill kits" not in [r.text for r in fused]
+
+
+def test_options_are_checked(tmp_path, capsys):
+    before_any_harvest = FusionAnnotator("f", {"after": ["a"], "policy": "learned"},
+                                         Context(base_dir=tmp_path))
+    assert before_any_harvest.weight("a", span("Acme", "BRAND", "a", score=0.8)) == 0.8
+    assert before_any_harvest.weight("a", span("Acme", "BRAND", "a")) == 0.5
+    assert "no harvest metrics" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="order names"):
+        FusionAnnotator("f", {"after": ["a"], "order": ["b"]})
+    with pytest.raises(ConfigError, match="policy 'vote'"):
+        FusionAnnotator("f", {"after": ["a"], "policy": "vote"})
+
+
+def test_a_run_writes_the_fused_prediction_only(tmp_path):
+    (tmp_path / "in.jsonl").write_text(json.dumps({"id": "d1", "text": "an apple and a pear"}) + "\n")
+    config = RunConfig(base_dir=tmp_path, inputs=[tmp_path / "in.jsonl"],
+                       output=tmp_path / "out.json", annotators=[
+                           {"name": "fruit", "type": "keywords",
+                            "words": {"apple": ["FRUIT", 0.9], "pear": ["FRUIT", 0.3]}},
+                           {"name": "food", "type": "keywords",
+                            "words": {"an apple": ["FOOD", 0.5]}},
+                           {"name": "fused", "type": "fusion", "after": ["food", "fruit"]}])
+    assert run(config, host=load_host((KeywordsPlugin(),))).failed == 0
+    task = json.loads((tmp_path / "out.json").read_text())[0]
+    assert len(task["predictions"]) == 1  # the upstreams speak through the fusion
+    result = task["predictions"][0]["result"]
+    assert [(r["value"]["text"], r["value"]["labels"][0], r["preannot"]["annotator"])
+            for r in result] == [("an apple", "FOOD", "food"), ("pear", "FRUIT", "fruit")]

@@ -1,0 +1,145 @@
+"""The flywheel end to end against a real Label Studio and real spaCy training: push rules
+pre-annotations, a human corrects tasks through the API, pull, `preannot train` promotes a
+model, the unlabeled tasks get its predictions and the project's model version points at it;
+rollback points everything back."""
+
+import json
+import random
+import uuid
+
+import pytest
+from click.testing import CliRunner
+
+from preannot.cli import cli
+from preannot.training.registry import Registry
+
+pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
+
+KNOWN = ["Acme drill", "Zeta saw", "Omega sander"]  # in the dictionary
+UNKNOWN = ["Nova grinder", "Vega planer"]  # only humans mark these
+TEMPLATES = ["Please send 2 {p} to Lyon.", "Is the {p} in stock?", "We need a {p} for the shop.",
+             "Our {p} broke, ship a new one.", "Quote 5 {p} please."]
+
+
+def corpus(n=70, seed=3):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        product = rng.choice(KNOWN + UNKNOWN)
+        template = rng.choice(TEMPLATES)
+        text = template.format(p=product)
+        start = template.index("{p}")
+        rows.append({"id": f"doc{i}", "text": text, "gold": (start, start + len(product), product)})
+    return rows
+
+
+@pytest.fixture
+def project(tmp_path, labelstudio, monkeypatch):
+    for key, value in labelstudio.env().items():
+        monkeypatch.setenv(key, value)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "products.csv").write_text(
+        "term,label\n" + "".join(f"{p},PRODUCT\n" for p in KNOWN))
+    rows = corpus()
+    (tmp_path / "emails.jsonl").write_text(
+        "".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in rows))
+    (tmp_path / "preannot.toml").write_text(f"""
+[input]
+paths = ["emails.jsonl"]
+[output]
+path = "out/predictions.json"
+
+[[annotators]]
+name = "rules"
+type = "rules"
+rules = "rules"
+
+[[annotators]]
+name = "model"
+type = "spacy-ner"
+model = "registry:ner"
+
+[[annotators]]
+name = "fused"
+type = "fusion"
+after = ["rules", "model"]
+policy = "learned"
+
+[[trainers]]
+name = "ner"
+type = "spacy-ner"
+epochs = 15
+
+[training]
+eval_fraction = 0.25
+margin = 0.0
+
+[labelstudio]
+project = "flywheel {uuid.uuid4().hex[:6]}"
+""")
+    return tmp_path, rows
+
+
+def invoke(*args):
+    result = CliRunner().invoke(cli, [*args], catch_exceptions=False)
+    return result
+
+
+def test_correct_pull_train_promote_repredict_rollback(project, labelstudio):
+    folder, rows = project
+    config = str(folder / "preannot.toml")
+    result = invoke("ls", "push", "-c", config, "--no-progress")
+    assert result.exit_code == 0, result.output
+    client = labelstudio.client()
+    title = next(line for line in (folder / "preannot.toml").read_text().splitlines()
+                 if line.startswith("project"))
+    project_id = client.project(title.split('"')[1]).id
+    first_version = client.sdk.projects.get(project_id).model_version
+    assert first_version.startswith("rules-") and "ner" not in first_version
+
+    tasks = {t["meta"]["preannot_id"]: t for t in client.export(project_id)}
+    gold = {r["id"]: r["gold"] for r in rows}
+    reviewed = [f"doc{i}" for i in range(50)]
+    for key in reviewed:  # the human: exactly the gold span, whatever was predicted
+        start, end, text = gold[key]
+        client.sdk.annotations.create(tasks[key]["id"], result=[{
+            "id": f"h-{key}", "from_name": "label", "to_name": "text", "type": "labels",
+            "value": {"start": start, "end": end, "text": text, "labels": ["PRODUCT"]}}])
+    result = invoke("ls", "pull", "-c", config, "--no-progress")
+    assert result.exit_code == 0, result.output
+
+    result = invoke("train", "-c", config)
+    assert result.exit_code == 0, result.output
+    assert "ner-v1: promoted" in result.output
+    registry = Registry(folder / ".preannot" / "models")
+    v1 = registry.current("ner")
+    assert v1.version == "ner-v1" and v1.card["harvest"]["train"] + v1.card["harvest"]["dev"] \
+        + v1.card["harvest"]["eval"] == 50
+    promoted_version = client.sdk.projects.get(project_id).model_version
+    assert "ner-v1" in promoted_version and promoted_version != first_version
+    unlabeled = [t for k, t in tasks.items() if k not in reviewed]
+    for task in unlabeled:  # every unlabeled task got the new version's prediction...
+        versions = [p.model_version for p in client.sdk.predictions.list(task=task["id"])]
+        assert promoted_version in versions
+    for key in reviewed[:5]:  # ...and the reviewed ones were left alone
+        versions = [p.model_version for p in client.sdk.predictions.list(task=tasks[key]["id"])]
+        assert promoted_version not in versions
+    # the model finds the products the dictionary does not know, in the new predictions
+    found = set()
+    for task in unlabeled:
+        for p in client.sdk.predictions.list(task=task["id"]):
+            if p.model_version == promoted_version:
+                found |= {r["value"]["text"] for r in p.result}
+    assert set(UNKNOWN) & found, found
+
+    result = invoke("train", "-c", config, "--force")  # same data again: a tie passes margin 0
+    assert result.exit_code == 0, result.output
+    assert registry.current("ner").version == "ner-v2"
+    assert "ner-v2" in client.sdk.projects.get(project_id).model_version
+    result = invoke("models", "rollback", "ner", "-c", config)
+    assert result.exit_code == 0, result.output
+    assert registry.current("ner").version == "ner-v1"
+    assert client.sdk.projects.get(project_id).model_version == promoted_version
+    result = invoke("models", "list", "-c", config, "--json")
+    statuses = {r["version"]: r["status"] for r in json.loads(result.output)}
+    assert statuses == {"ner-v1": "promoted", "ner-v2": "rolled back"}

@@ -1,0 +1,189 @@
+"""Retraining from corrections: the split, the registry, the gate, promotion and rollback, with
+a real (tiny) trainer whose models the real rules annotator runs."""
+
+import json
+import random
+
+import pytest
+from click.testing import CliRunner
+
+from preannot.config import load_config
+from preannot.plugins import load_host
+from preannot.runner import run
+from preannot.training import cli as training_cli
+from preannot.training import flow
+from preannot.training.dataset import in_eval_split, load_dataset
+from preannot.training.gate import GatePolicy, decide
+from preannot.training.registry import Registry, resolve_models
+from train_plugin import GazetteerPlugin
+
+PRODUCTS = {"Acme drill": "PRODUCT", "Zeta saw": "PRODUCT", "Omega sander": "PRODUCT",
+            "Bolt kit": "PRODUCT", "Acme": "BRAND", "Zeta": "BRAND", "Omega": "BRAND"}
+TEMPLATES = ["I would like 2 {p} please", "Is the {p} in stock?", "Send a {p} to Lyon",
+             "my {p} broke again", "price of the {p}?"]
+
+
+def record(i, term, label, status="annotated"):
+    template = TEMPLATES[i % len(TEMPLATES)]
+    text = template.format(p=term)
+    start = template.index("{p}")
+    item = {"id": f"h{i}", "from_name": "label", "to_name": "text", "type": "labels",
+            "value": {"start": start, "end": start + len(term), "text": term, "labels": [label]},
+            "classification": "added"}
+    return {"task": i, "preannot_id": f"doc{i}", "data": {"text": text}, "status": status,
+            "human": [item] if status == "annotated" else [], "predicted": []}
+
+
+def write_corrections(folder, n, seed=0):
+    rng = random.Random(seed)
+    terms = sorted(PRODUCTS)
+    lines = []
+    for i in range(n):
+        term = rng.choice(terms)
+        lines.append(json.dumps(record(i, term, PRODUCTS[term])))
+    lines.append(json.dumps(record(n, "Acme", "BRAND", status="skipped")))
+    (folder / "harvest").mkdir(exist_ok=True)
+    (folder / "harvest" / "corrections.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def project(tmp_path):
+    (tmp_path / "preannot.toml").write_text("""
+[input]
+paths = ["in.jsonl"]
+[output]
+path = "out/predictions.json"
+
+[[annotators]]
+name = "learned"
+type = "rules"
+rules = "registry:terms"
+
+[[trainers]]
+name = "terms"
+type = "gazetteer"
+
+[training]
+eval_fraction = 0.3
+margin = 0.01
+""")
+    (tmp_path / "in.jsonl").write_text(json.dumps({"id": "x", "text": "I want a Zeta saw"}) + "\n")
+    return tmp_path
+
+
+@pytest.fixture
+def host():
+    return load_host((GazetteerPlugin(),))
+
+
+def train(folder, host, **options):
+    config = load_config(folder / "preannot.toml")
+    spec = {**flow.trainer_specs(config)[0], **options}
+    return flow.train(config, host, spec, log=lambda message: None)
+
+
+def test_the_evaluation_split_is_fixed_by_task_id(tmp_path):
+    keys = [f"doc{i}" for i in range(2000)]
+    chosen = [k for k in keys if in_eval_split(k, 0.2)]
+    assert 340 < len(chosen) < 460  # about a fifth
+    assert chosen == [k for k in keys if in_eval_split(k, 0.2)]  # same answer every time
+    assert set(chosen) <= {k for k in keys if in_eval_split(k, 0.5)}  # a larger split keeps it
+    write_corrections(tmp_path, 200)
+    data = load_dataset(tmp_path / "harvest" / "corrections.jsonl", learns=("labels",),
+                        field="text", eval_fraction=0.3)
+    assert data.reviewed == 200  # the skipped task teaches nothing
+    train_ids = {e.task.id for e in data.train + data.dev}
+    assert train_ids.isdisjoint(e.task.id for e in data.eval)
+    assert all(in_eval_split(e.task.id, 0.3) for e in data.eval)
+
+
+def test_first_version_is_promoted_and_runs_through_the_registry(project, host):
+    write_corrections(project, 60)
+    outcome = train(project, host)
+    assert outcome.promoted and outcome.version.version == "terms-v1"
+    assert "no current version" in outcome.reasons[0]
+    card = Registry(project / ".preannot" / "models").get("terms-v1").card
+    assert card["status"] == "promoted" and card["parent"] is None
+    assert card["harvest"]["train"] + card["harvest"]["dev"] + card["harvest"]["eval"] == 60
+    assert card["evaluation"]["overall"]["f1"] > 0.9
+    config = load_config(project / "preannot.toml")
+    run(config, host=host)
+    task = json.loads((project / "out" / "predictions.json").read_text())[0]
+    assert task["predictions"][0]["model_version"] == "terms-v1"
+    assert [r["value"]["text"] for r in task["predictions"][0]["result"]] == ["Zeta saw"]
+
+
+def test_gate_refuses_a_worse_version_and_accepts_a_better_one_then_rollback(project, host):
+    write_corrections(project, 12)  # few examples: v1 misses terms it never saw
+    first = train(project, host)
+    assert first.promoted
+    worse = train(project, host, min_count=1000)  # learns nothing
+    assert not worse.promoted and worse.version.version == "terms-v2"
+    assert "not better enough" in worse.reasons[0]
+    registry = Registry(project / ".preannot" / "models")
+    assert registry.current("terms").version == "terms-v1"
+    assert registry.get("terms-v2").status == "rejected"
+    assert "refused" in worse.report.read_text()
+    write_corrections(project, 120)  # more reviewed tasks
+    better = train(project, host)
+    assert better.promoted and better.version.version == "terms-v3"
+    card = registry.get("terms-v3").card
+    assert card["parent"] == "terms-v1"
+    assert card["gate"]["baseline"] == "terms-v1"
+    assert card["evaluation"]["overall"]["f1"] > card["gate"]["baseline_evaluation"]["overall"]["f1"]
+    html = better.report.read_text()
+    assert "promoted" in html and "PRODUCT" in html and "<svg" in html
+    # the same data and options again: no new version
+    again = train(project, host)
+    assert again.reused and again.version.version == "terms-v3"
+    assert [v.version for v in registry.versions("terms")] == ["terms-v1", "terms-v2", "terms-v3"]
+
+    result = CliRunner().invoke(training_cli.models, ["rollback", "terms", "-c",
+                                                      str(project / "preannot.toml"), "--no-push"])
+    assert result.exit_code == 0, result.output
+    assert registry.current("terms").version == "terms-v1"
+    assert registry.get("terms-v3").status == "rolled back"
+    result = CliRunner().invoke(training_cli.models, ["list", "--json", "-c",
+                                                      str(project / "preannot.toml")])
+    listed = {r["version"]: r for r in json.loads(result.output)}
+    assert listed["terms-v1"]["current"] and not listed["terms-v3"]["current"]
+
+
+def test_gate_refuses_a_version_that_loses_a_label():
+    def figures(product, brand):
+        labels = {"PRODUCT": {"f1": product, "support": 50}, "BRAND": {"f1": brand, "support": 10}}
+        return {"tasks": 60, "overall": {"f1": (5 * product + brand) / 6}, "labels": labels}
+
+    policy = GatePolicy(margin=0.01, label_tolerance=0.05)
+    assert decide(figures(0.95, 0.80), figures(0.80, 0.80), policy).promote
+    refused = decide(figures(0.99, 0.60), figures(0.80, 0.80), policy)
+    assert not refused.promote and "label BRAND" in refused.reasons[-1]
+    assert not decide(figures(0.80, 0.80), figures(0.80, 0.80), policy).promote  # no margin
+    small = GatePolicy(margin=0.01, label_tolerance=0.05, min_label_support=20)
+    assert decide(figures(0.99, 0.60), figures(0.80, 0.80), small).promote  # BRAND too rare
+    with pytest.raises(ValueError, match="metric"):
+        GatePolicy.from_settings({"metric": "accuracy"})
+
+
+def test_a_model_with_no_version_yet_is_left_out_with_what_follows_it(tmp_path):
+    specs = [{"name": "rules", "type": "rules", "rules": "r"},
+             {"name": "ner", "type": "spacy-ner", "model": "registry:ner"},
+             {"name": "masks", "type": "sam", "after": "ner"},
+             {"name": "fused", "type": "fusion", "after": ["rules", "ner"]}]
+    resolved, notices = resolve_models(specs, Registry(tmp_path),
+                                       lambda spec: spec["type"] == "fusion")
+    assert [s["name"] for s in resolved] == ["rules", "fused"]
+    assert resolved[1]["after"] == ["rules"]
+    assert "model 'ner' has no promoted version yet" in notices[0]
+    assert "'masks' left out: it runs after ner" in notices[1]
+
+
+def test_train_says_what_to_do(project):
+    config = project / "preannot.toml"
+    result = CliRunner().invoke(training_cli.train, ["-c", str(config)])
+    assert result.exit_code == 1  # the test trainer is not installed in this process
+    assert "no trainer type 'gazetteer' is installed" in result.output
+    config.write_text(config.read_text().replace('"gazetteer"', '"spacy-ner"'))
+    result = CliRunner().invoke(training_cli.train, ["-c", str(config)])
+    assert result.exit_code == 1
+    assert "corrections.jsonl not found: run `preannot ls pull` first" in result.output
