@@ -4,8 +4,10 @@ Used by ``benchmarks/flywheel.py``. Each text comes with its gold spans (``BRAND
 ``PRODUCT``); the dictionary written by :func:`write_rules` (a ``products.csv`` referential, case
 insensitive, as rules/README.md describes) knows only part of the catalogue:
 
-- **products absent from the dictionary** (about 40% of the catalogue, and five brands), which a
-  model can only find from context and shape ("my Legion 5 will not boot");
+- **products absent from the dictionary** (30 of 58, and five of 18 brands), which a model can
+  only find from context and shape ("my Legion 5 will not boot"); 11 of them (``UNSEEN``, with
+  the brand Anker) and a few phrasings appear in the held-out test set only (``held_out=True``),
+  so the test also measures what no training example ever showed;
 - **spelling variants** the dictionary does not list: typos ("Thinkpda T14"), a hyphen for a space
   ("XPS-13"), a missing space where no synonym has it ("PixelBuds Pro"), plurals ("2 MacBook
   Airs");
@@ -27,36 +29,40 @@ from pathlib import Path
 
 BRAND, PRODUCT = "BRAND", "PRODUCT"
 
-# brand -> [(product, in the dictionary?)]; brands marked False are not in the dictionary at all
-CATALOGUE: dict[str, list[tuple[str, bool]]] = {
-    "Lenovo": [("ThinkPad T14", True), ("ThinkPad X1 Carbon", True), ("IdeaPad 5", True),
-               ("Yoga 7", True), ("Legion 5", False), ("ThinkCentre M70", False)],
-    "Dell": [("XPS 13", True), ("XPS 15", True), ("Latitude 5440", True), ("Inspiron 14", False),
-             ("Precision 3580", False)],
-    "HP": [("EliteBook 840", True), ("ProBook 450", True), ("Spectre x360", False),
-           ("Envy 13", False)],
-    "Apple": [("MacBook Air", True), ("MacBook Pro", True), ("iPad Air", True),
-              ("iPhone 15", True), ("AirPods Pro", True), ("Magic Mouse", False),
-              ("Vision Pro", False)],
-    "Samsung": [("Galaxy S24", True), ("Galaxy Tab S9", True), ("Galaxy Buds2", False),
-                ("Odyssey G7", False)],
-    "Google": [("Pixel 8", True), ("Pixel 8 Pro", True), ("Pixel 9", False),
-               ("Pixel Buds Pro", False), ("Nest Hub", False)],
-    "Microsoft": [("Surface Pro 9", True), ("Surface Laptop 5", True), ("Surface Go 4", False)],
-    "Amazon": [("Echo Dot", True), ("Kindle Paperwhite", True), ("Echo Show 8", False),
-               ("Kindle Scribe", False)],
-    "Logitech": [("MX Master 3", True), ("MX Keys", True), ("Brio 4K", False), ("G502", False)],
-    "Sony": [("WH-1000XM5", True), ("Xperia 10", False)],
-    "Asus": [("ZenBook 14", True), ("ROG Strix G16", False)],
-    "Acer": [("Swift 3", True), ("Aspire 5", False)],
-    "Bose": [("QuietComfort 45", True), ("SoundLink Flex", False)],
-    "Xiaomi": [("Redmi Note 13", False), ("Mi Band 8", False)],
-    "Razer": [("Blade 15", False), ("DeathAdder V3", False)],
-    "Anker": [("PowerCore 10000", False), ("Soundcore Q30", False)],
-    "Framework": [("Laptop 13", False)],
-    "Fairphone": [("Fairphone 5", False)],
+# brand -> [(product, status)]: "dict" in the dictionary; "new" not in it, but in the pool that
+# humans correct (a model can learn it there); "unseen" only in the held-out test set (neither the
+# dictionary nor any training example has it: only context and shape can find it)
+DICT, NEW, UNSEEN = "dict", "new", "unseen"
+CATALOGUE: dict[str, list[tuple[str, str]]] = {
+    "Lenovo": [("ThinkPad T14", DICT), ("ThinkPad X1 Carbon", DICT), ("IdeaPad 5", DICT),
+               ("Yoga 7", DICT), ("Legion 5", NEW), ("ThinkCentre M70", UNSEEN)],
+    "Dell": [("XPS 13", DICT), ("XPS 15", DICT), ("Latitude 5440", DICT), ("Inspiron 14", NEW),
+             ("Precision 3580", UNSEEN)],
+    "HP": [("EliteBook 840", DICT), ("ProBook 450", DICT), ("Spectre x360", NEW),
+           ("Envy 13", UNSEEN)],
+    "Apple": [("MacBook Air", DICT), ("MacBook Pro", DICT), ("iPad Air", DICT),
+              ("iPhone 15", DICT), ("AirPods Pro", DICT), ("Magic Mouse", NEW),
+              ("Vision Pro", UNSEEN)],
+    "Samsung": [("Galaxy S24", DICT), ("Galaxy Tab S9", DICT), ("Galaxy Buds2", NEW),
+                ("Odyssey G7", NEW)],
+    "Google": [("Pixel 8", DICT), ("Pixel 8 Pro", DICT), ("Pixel 9", NEW),
+               ("Pixel Buds Pro", NEW), ("Nest Hub", UNSEEN)],
+    "Microsoft": [("Surface Pro 9", DICT), ("Surface Laptop 5", DICT), ("Surface Go 4", NEW)],
+    "Amazon": [("Echo Dot", DICT), ("Kindle Paperwhite", DICT), ("Echo Show 8", NEW),
+               ("Kindle Scribe", UNSEEN)],
+    "Logitech": [("MX Master 3", DICT), ("MX Keys", DICT), ("Brio 500", NEW), ("G502", UNSEEN)],
+    "Sony": [("WH-1000XM5", DICT), ("Xperia 10", NEW)],
+    "Asus": [("ZenBook 14", DICT), ("ROG Strix G16", UNSEEN)],
+    "Acer": [("Swift 3", DICT), ("Aspire 5", NEW)],
+    "Bose": [("QuietComfort 45", DICT), ("SoundLink Flex", NEW)],
+    "Xiaomi": [("Redmi Note 13", NEW), ("Mi Band 8", NEW)],
+    "Razer": [("Blade 15", NEW), ("DeathAdder V3", UNSEEN)],
+    "Framework": [("Laptop 13", NEW)],
+    "Fairphone": [("Fairphone 5", NEW)],
+    "Anker": [("PowerCore 10000", UNSEEN), ("Soundcore Q30", UNSEEN)],
 }
 UNKNOWN_BRANDS = {"Xiaomi", "Razer", "Anker", "Framework", "Fairphone"}
+"""Brands not in the dictionary (Anker appears in the held-out test set only)."""
 # product lines written alone ("my Surface"), which the dictionary lists as PRODUCT terms: they
 # are also common words, or the first word of models the dictionary does not know
 BARE_LINES = {"Pixel": "Google", "Surface": "Microsoft", "Echo": "Amazon", "Kindle": "Amazon",
@@ -80,6 +86,13 @@ ORDER = [
     "please cancel the {m}, we ordered it twice",
     "need {q} {m} asap for the sales team",
 ]
+TEST_ORDER = [  # phrasings only the held-out test set uses
+    "Would it be possible to swap the {m} for a {m2}?",
+    "invoice 8812 lists {q} {m} but we only got one",
+    "Our accounting wants a quote for {q} {m} before March.",
+    "Since Monday the {m} shows a blank screen after login.",
+    "Any discount if we take {q} {m} plus {q2} {m2}?",
+]
 BARE = [
     "My {line} freezes when I open the camera.",
     "the {line} we got last week is already broken",
@@ -97,6 +110,12 @@ AMBIGUOUS = [  # common-word uses: not entities
     "Pixel density of the {m} looks low to me.",
     "Surface scratches on the {m} are not covered?",
 ]
+TEST_AMBIGUOUS = [
+    "One pixel of the {m} display stays green.",
+    "Is the surface of the {m} water resistant?",
+    "Colleagues hear an echo of their own voice on the {m}.",
+    "We keep an apple tree next to the office, unrelated, but the {m} is late.",
+]
 CLOSING = ["Thanks.", "Best regards, Anna", "Kind regards, the IT desk", "Cheers", "",
            "Thank you for your help.", "Order ref 77-1203."]
 QUANTITIES = ["2", "3", "5", "10", "two", "three", "a dozen"]
@@ -108,6 +127,8 @@ class Doc:
     text: str
     spans: list[tuple[int, int, str]] = field(default_factory=list)
     """Gold (start, end, label), sorted."""
+    novel: bool = False
+    """It holds a product or a phrasing that only the held-out test set has."""
 
 
 class _Builder:
@@ -169,14 +190,20 @@ def brand_variant(brand: str, rng: random.Random) -> str:
 class Generator:
     """Seeded texts with gold spans; ``variants`` counts what kinds of mentions were made."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, *, held_out: bool = False) -> None:
+        """``held_out``: the test set, which also uses the unseen products and the test-only
+        phrasings (about a third of its texts then hold something no training example has)."""
         self.rng = random.Random(seed)
-        self.products = [(b, p, known) for b, ps in CATALOGUE.items() for p, known in ps]
+        self.held_out = held_out
+        self.products = [(b, p, status) for b, ps in CATALOGUE.items() for p, status in ps
+                         if held_out or status != UNSEEN]
         self.variants: dict[str, int] = {}
+        self.novel = False
 
     def _mention(self, b: _Builder, plural: bool = False) -> None:
         rng = self.rng
-        brand, product, _ = rng.choice(self.products)
+        brand, product, status = rng.choice(self.products)
+        self.novel |= status == UNSEEN
         if rng.random() < 0.45 and brand not in product:
             b.add(brand_variant(brand, rng), BRAND)
             b.add(" ")
@@ -211,13 +238,17 @@ class Generator:
     def doc(self, key: str) -> Doc:
         rng = self.rng
         b = _Builder()
-        sentences = [rng.choice(ORDER)]
+        self.novel = False
+        order = ORDER + TEST_ORDER if self.held_out else ORDER
+        ambiguous = AMBIGUOUS + TEST_AMBIGUOUS if self.held_out else AMBIGUOUS
+        sentences = [rng.choice(order)]
         if rng.random() < 0.35:
-            sentences.append(rng.choice(AMBIGUOUS))
+            sentences.append(rng.choice(ambiguous))
         if rng.random() < 0.15:
             sentences.append(rng.choice(BARE))
         if rng.random() < 0.3:
-            sentences.append(rng.choice(ORDER))
+            sentences.append(rng.choice(order))
+        self.novel |= any(s in TEST_ORDER or s in TEST_AMBIGUOUS for s in sentences)
         rng.shuffle(sentences)
         for i, sentence in enumerate(sentences):
             if i:
@@ -226,7 +257,7 @@ class Generator:
         closing = rng.choice(CLOSING)
         if closing:
             b.add(" " + closing)
-        return Doc(key, b.text, sorted(b.spans))
+        return Doc(key, b.text, sorted(b.spans), self.novel)
 
     def docs(self, prefix: str, n: int) -> list[Doc]:
         return [self.doc(f"{prefix}-{i:05d}") for i in range(n)]
@@ -243,8 +274,8 @@ def write_rules(folder: Path) -> dict[str, int]:
             continue
         rows.append(f"{brand},{BRAND},{brand},")
         counts["brands"] += 1
-        for n, (product, known) in enumerate(products):
-            if not known:
+        for n, (product, status) in enumerate(products):
+            if status != DICT:
                 continue
             synonym = product.replace(" ", "") if " " in product and n % 2 == 0 else ""
             rows.append(f"{product},{PRODUCT},{product},{synonym}")

@@ -10,7 +10,10 @@ on the same object) conflict; in each group one wins:
   ``prior_strength`` pseudo-counts towards the region's own score (``prior`` when it has
   none): before any harvest a region weighs what its source said, and the more humans have
   judged a source, the more its record counts. Sources that agree with the winner (same
-  label, same extent) raise its score: ``1 - prod(1 - weight)`` over them.
+  label, same extent) raise its score: ``1 - prod(1 - weight)`` over them; once humans have
+  judged the winner's source, a source that ran on the task and did not say it lowers it by
+  its harvested recall for the label (the odds are multiplied by ``1 - recall``): a model that
+  rarely misses a product vetoes the dictionary's "apple" in a sentence about fruit.
 
 Regions whose fused weight is under ``min_weight`` are dropped. The winner keeps its own
 provenance (annotator, rule) so harvests still score each source; ``provenance["fused"]``
@@ -102,8 +105,16 @@ class FusionAnnotator(Annotator):
                "brushlabels": "mask_iou"}.get(a.type)
         return key is not None and iou(a, b) >= self.thresholds[key]
 
-    def fuse(self, sourced: Sequence[tuple[str, Region]]) -> list[Region]:
-        """The winners of each conflict group, with their fused weight as the score."""
+    def recall(self, source: str, label: str) -> float | None:
+        """A source's harvested recall for a label, smoothed towards ``prior``; None unseen."""
+        c = self.counts.get(source, {}).get(label, {})
+        if not c.get("human"):
+            return None
+        return (c.get("accepted", 0) + self.prior * self.strength) / (c["human"] + self.strength)
+
+    def fuse(self, sourced: Sequence[tuple[str, Region]], ran: Sequence[str] = ()) -> list[Region]:
+        """The winners of each conflict group, with their fused weight as the score; ``ran``
+        names the sources that ran on the task (their silence counts against a region)."""
         ranked = sorted(sourced, key=lambda sr: (
             -self.weight(*sr),
             -(sr[1].end - sr[1].start) if isinstance(sr[1], Span) else 0,  # type: ignore[attr-defined]
@@ -125,6 +136,14 @@ class FusionAnnotator(Annotator):
             for w in agreeing.values():
                 miss *= 1.0 - w
             weight = 1.0 - miss
+            if self.policy == "learned" and self.recall(source, winner.label) is not None:
+                # only once humans have judged the winner's source too: an unjudged model is not
+                # vetoed on a prior alone by a dictionary's silence
+                odds = min(weight, 0.999) / (1.0 - min(weight, 0.999))
+                for other in ran:
+                    if other not in agreeing and (r := self.recall(other, winner.label)) is not None:
+                        odds *= 1.0 - r
+                weight = odds / (1.0 + odds)
             if weight < self.min_weight:
                 continue
             score = weight if self.policy == "learned" else winner.score
@@ -137,8 +156,8 @@ class FusionAnnotator(Annotator):
                  ) -> list[list[Region]]:
         out = []
         for i in range(len(tasks)):
+            ran = [name for name in self.after if upstream[name][i] is not None]
             sourced = [(region.provenance.get("annotator", name), region)
-                       for name in self.after
-                       for region in (upstream[name][i].regions if upstream[name][i] else [])]
-            out.append(self.fuse(sourced))
+                       for name in ran for region in upstream[name][i].regions]
+            out.append(self.fuse(sourced, ran))
         return out

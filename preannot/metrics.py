@@ -76,10 +76,14 @@ class Metrics:
             kind, annotator, label = item["classification"], item["annotator"], item["label"]
             ok[annotator] = ok.get(annotator, True) and kind == "accepted"
             self.annotator_labels[annotator].add(label)
-            for counter in (self.by_annotator[annotator], self.by_label[label],
-                            self.by_annotator_label[(annotator, label)]):
+            for counter in (self.by_annotator[annotator], self.by_label[label]):
                 counter["predicted"] += 1
                 counter[kind] += 1
+            # a fused region speaks for every source that said the same: credit each of them
+            fused = ((item.get("preannot") or {}).get("fused") or {}).get("sources") or []
+            for source in {annotator, *fused}:
+                self.by_annotator_label[(source, label)]["predicted"] += 1
+                self.by_annotator_label[(source, label)][kind] += 1
             prov = item.get("preannot") or {}
             if prov.get("rule_file") or prov.get("rule"):
                 rule = self.by_rule[(annotator, str(prov.get("rule_file", "")), str(prov.get("rule", "")))]
@@ -119,8 +123,11 @@ class Metrics:
                             "precision": p, "recall": r, "f1": f1_score(p, r)}
         annotator_labels: dict[str, dict[str, Any]] = defaultdict(dict)
         for (name, label), c in sorted(self.by_annotator_label.items()):
+            human = self.by_label[label]["human"]
             annotator_labels[name][label] = {**{k: c[k] for k in ("predicted", *KINDS)},
-                                             "precision": ratio(c["accepted"], c["predicted"])}
+                                             "human": human,
+                                             "precision": ratio(c["accepted"], c["predicted"]),
+                                             "recall": ratio(c["accepted"], human)}
         rules = [{"annotator": a, "rule_file": f, "rule": r,
                   **{k: c[k] for k in ("predicted", *KINDS)},
                   "precision": ratio(c["accepted"], c["predicted"]),

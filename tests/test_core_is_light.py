@@ -1,4 +1,5 @@
-"""The core never imports torch, ultralytics or segment-anything: a text-only user installs little."""
+"""The core never imports torch, ultralytics or segment-anything: a text-only user installs little;
+and the built-in plugins use nothing of it but its public API."""
 
 from __future__ import annotations
 
@@ -35,3 +36,17 @@ def test_importing_every_core_module_loads_no_heavy_package():
                             env={"PREANNOT_PLUGINS": "", "PATH": ""}, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_built_in_plugins_use_only_the_public_api():
+    """A built-in plugin that needs something private means the public API lacks it."""
+    offenders = []
+    for path in (ROOT / "plugins").glob("*/preannot_*/**/*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
+                    and node.module.startswith("preannot."):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.module}")
+            elif isinstance(node, ast.Import):
+                offenders += [f"{path.relative_to(ROOT)}:{node.lineno} {a.name}"
+                              for a in node.names if a.name.startswith("preannot.")]
+    assert offenders == []

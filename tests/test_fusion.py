@@ -113,3 +113,35 @@ def test_a_run_writes_the_fused_prediction_only(tmp_path):
     result = task["predictions"][0]["result"]
     assert [(r["value"]["text"], r["value"]["labels"][0], r["preannot"]["annotator"])
             for r in result] == [("an apple", "FOOD", "food"), ("pear", "FRUIT", "fruit")]
+
+
+def test_a_source_that_ran_and_stayed_silent_counts_against_a_region(tmp_path):
+    counts = {"rules": {"PRODUCT": {"predicted": 100, "accepted": 66, "human": 100}},
+              "ner": {"PRODUCT": {"predicted": 100, "accepted": 95, "human": 100}}}
+    (tmp_path / "metrics.json").write_text(json.dumps({"annotator_labels": counts}))
+    annotator = FusionAnnotator("fused", {"after": ["rules", "ner"], "policy": "learned",
+                                          "metrics": "metrics.json", "min_weight": 0.5},
+                                Context(base_dir=tmp_path))
+    task = Task("t", {"text": TEXT})
+    zeta = [span("Zeta saw", "PRODUCT", "rules", 0.8)]
+    silent_model = {"rules": [Prediction("t", "rules", "r", zeta)],
+                    "ner": [Prediction("t", "ner", "n", [])]}
+    assert annotator.annotate([task], silent_model) == [[]]  # the model rarely misses: vetoed
+    no_model = {"rules": [Prediction("t", "rules", "r", zeta)], "ner": [None]}
+    [[kept]] = annotator.annotate([task], no_model)  # the model did not run: nothing against it
+    assert kept.text == "Zeta saw" and kept.score == pytest.approx((66 + 1.6) / 102, abs=1e-4)
+
+
+def test_harvest_credits_every_source_a_fused_region_speaks_for():
+    from preannot.metrics import Metrics
+
+    metrics = Metrics()
+    item = {"classification": "accepted", "annotator": "rules", "label": "PRODUCT", "score": 0.9,
+            "preannot": {"annotator": "rules", "fused": {"sources": ["ner", "rules"]}}}
+    metrics.add({"status": "annotated", "model_version": "v", "human": [
+        {"classification": "matched", "value": {"labels": ["PRODUCT"]}, "type": "labels"}],
+        "predicted": [item]})
+    counts = metrics.result()["annotator_labels"]
+    assert counts["ner"]["PRODUCT"]["accepted"] == counts["rules"]["PRODUCT"]["accepted"] == 1
+    assert counts["ner"]["PRODUCT"]["recall"] == 1.0
+    assert metrics.result()["annotators"]["rules"]["predicted"] == 1  # the report is unchanged

@@ -56,7 +56,8 @@ _TRAMPOLINE = ("import os, sys; r, w = map(int, sys.argv[1:3]); os.dup2(r, 3); o
 
 def chromium_binary() -> str | None:
     """``CHROMIUM`` as given (a wrong one fails the test), else Chromium on PATH, else None."""
-    return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    return (os.environ.get("CHROMIUM") or shutil.which("chromium")
+            or shutil.which("chromium-browser"))
 
 
 # Decided before any fixture, so that a machine without Chromium does not start Label Studio for it.
@@ -121,8 +122,9 @@ class Chromium:
 
     def open_page(self, width: int, height: int) -> None:
         target = self.send("Target.createTarget", {"url": "about:blank"}, browser=True)
-        self.session = self.send("Target.attachToTarget", {"targetId": target["targetId"],
-                                                           "flatten": True}, browser=True)["sessionId"]
+        attached = self.send("Target.attachToTarget",
+                             {"targetId": target["targetId"], "flatten": True}, browser=True)
+        self.session = attached["sessionId"]
         self.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
                                                          "deviceScaleFactor": 1, "mobile": False})
 
@@ -147,7 +149,8 @@ class Chromium:
                 pass
             if time.monotonic() > deadline:
                 url = self.evaluate("location.href")
-                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (at {url})")
+                raise AssertionError(
+                    f"timed out after {timeout:.0f} s waiting for {what} (at {url})")
             time.sleep(0.25)
 
     def screenshot(self) -> Image.Image:
@@ -205,8 +208,8 @@ def page_colour(image: Image.Image) -> tuple[int, int, int]:
 
 def log_in(browser: Chromium, url: str, username: str, password: str) -> None:
     browser.navigate(f"{url}/user/login/")
-    browser.wait_for("document.readyState === 'complete' && !!document.querySelector('#login-form')",
-                     "the login form")
+    browser.wait_for("document.readyState === 'complete' && "
+                     "!!document.querySelector('#login-form')", "the login form")
     browser.evaluate(f"""(() => {{
         const form = document.querySelector('#login-form');
         form.querySelector('[name=email]').value = {json.dumps(username)};
@@ -214,8 +217,8 @@ def log_in(browser: Chromium, url: str, username: str, password: str) -> None:
         form.submit();
         return true;
     }})()""")
-    browser.wait_for("document.readyState === 'complete' && !location.pathname.startsWith('/user/')",
-                     "the login to go through")
+    browser.wait_for("document.readyState === 'complete' && "
+                     "!location.pathname.startsWith('/user/')", "the login to go through")
 
 
 # Text of the span highlights in the editor, with their boxes in CSS pixels (= screenshot pixels).
@@ -252,7 +255,7 @@ def test_labeling_page_shows_the_pushed_prediction(browser, labelstudio, tmp_pat
     if labelstudio.server is None:
         pytest.skip("needs a server this session started: its login is known "
                     "(PREANNOT_TEST_LS_URL reuses another)")
-    # Two tasks with the same text: the span predicted PRODUCT (red), and as a control PERSON (blue).
+    # Two tasks, same text: the span predicted PRODUCT (red), and as a control PERSON (blue).
     labels = {"product": "PRODUCT", "control": "PERSON"}
     client = labelstudio.client()
     project = labelstudio.project(CONFIG, title="browser test")
@@ -288,6 +291,7 @@ def test_labeling_page_shows_the_pushed_prediction(browser, labelstudio, tmp_pat
         assert count_colour(image, other_tint, box) == 0, f"{other} colour on the span in {where}"
         # That tint is nowhere else on this page, nor on the other task's: it comes from the
         # predicted region alone (the label buttons use a paler tint of the same colour).
-        assert count_colour(image, tint) - own <= 0.05 * area, f"{label} tint off the span in {where}"
+        assert count_colour(image, tint) - own <= 0.05 * area, \
+            f"{label} tint off the span in {where}"
         assert count_colour(other_image, tint) <= 0.05 * area, \
             f"{label} tint on the other task's page, beside {where}"

@@ -161,6 +161,10 @@ def test_gate_refuses_a_version_that_loses_a_label():
     assert not decide(figures(0.80, 0.80), figures(0.80, 0.80), policy).promote  # no margin
     small = GatePolicy(margin=0.01, label_tolerance=0.05, min_label_support=20)
     assert decide(figures(0.99, 0.60), figures(0.80, 0.80), small).promote  # BRAND too rare
+    first = {"tasks": 5, "overall": {"f1": 0.0}, "labels": {}}
+    assert not decide(first, None, policy).promote  # a first version must find something
+    assert decide({**first, "overall": {"f1": 0.4}}, None, policy).promote
+    assert not decide({**first, "overall": {"f1": 0.4}}, None, GatePolicy(min_score=0.5)).promote
     with pytest.raises(ValueError, match="metric"):
         GatePolicy.from_settings({"metric": "accuracy"})
 

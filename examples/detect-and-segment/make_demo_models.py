@@ -1,5 +1,5 @@
 """Build the demo models locally (no weights can be downloaded): a YOLO detector trained for about
-three minutes (2 CPU cores) on the generated shapes, and a tiny SAM checkpoint made of
+four minutes (2 CPU cores) on the generated shapes, and a tiny SAM checkpoint made of
 segment-anything's own classes.
 
     python examples/detect-and-segment/make_demo_models.py [OUTPUT_DIR] [--force]
@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 from shapes import write_image_folder, write_yolo_dataset  # noqa: E402
 
 
-def make_yolo(out: Path, *, epochs: int = 20, imgsz: int = 160, seed: int = 0) -> Path:
+def make_yolo(out: Path, *, epochs: int = 30, imgsz: int = 160, seed: int = 0) -> Path:
     """Train ``yolov8n.yaml`` from scratch on the shapes and keep its best weights."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from ultralytics import YOLO
@@ -62,7 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("output", type=Path, nargs="?", default=DEFAULT_DIR)
     parser.add_argument("--force", action="store_true", help="rebuild models already there")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=30)
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
     if args.force or not (args.output / YOLO_FILE).exists():

@@ -73,11 +73,14 @@ class GatePolicy:
     """How much worse (absolute F1) any one label may get."""
     min_label_support: int = 5
     """Labels with fewer human regions in the evaluation split are shown but not gated."""
+    min_score: float = 0.0
+    """What a first version (nothing to beat) must reach on ``metric``; it must beat 0 anyway."""
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> GatePolicy:
         policy = cls(**{k: type(getattr(cls, k))(settings[k])
-                        for k in ("metric", "margin", "label_tolerance", "min_label_support")
+                        for k in ("metric", "margin", "label_tolerance", "min_label_support",
+                                  "min_score")
                         if k in settings})
         if policy.metric not in METRICS:
             raise ConfigError(f"[training] metric = {policy.metric!r}: use one of {', '.join(METRICS)}")
@@ -98,8 +101,10 @@ def decide(candidate: Mapping[str, Any], baseline: Mapping[str, Any] | None,
                                 "raise [training] eval_fraction"])
     new = candidate["overall"][policy.metric]
     if baseline is None:
-        return Decision(True, [f"no current version: {policy.metric} {new:.3f} on "
-                               f"{candidate['tasks']} evaluation tasks"])
+        ok = new > 0 and new >= policy.min_score - 1e-12
+        return Decision(ok, [f"no current version: {policy.metric} {new:.3f} on "
+                             f"{candidate['tasks']} evaluation tasks (needs more than 0 and at "
+                             f"least min_score {policy.min_score})"])
     old = baseline["overall"][policy.metric]
     reasons, ok = [], new >= old + policy.margin - 1e-12
     reasons.append(f"{policy.metric} {old:.3f} -> {new:.3f} (needs at least "

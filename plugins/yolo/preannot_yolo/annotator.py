@@ -10,8 +10,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from preannot import Annotator, Box, ConfigError, Polygon, Prediction, Region, Task, TaskFailed
-from preannot.images import open_image
+from preannot import (Annotator, Box, ConfigError, Polygon, Prediction, Region, Task, TaskFailed,
+                      open_image)
 
 OPTIONS = {"model", "device", "half", "batch", "conf", "iou", "imgsz", "classes", "keep_unmapped",
            "polygons", "labels", "model_version"}

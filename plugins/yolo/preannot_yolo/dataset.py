@@ -14,8 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from preannot import Box, Context, Example, TaskFailed
-from preannot.images import open_image
+from preannot import Box, Context, Example, TaskFailed, open_image
 
 
 @dataclass
@@ -30,10 +29,10 @@ class Summary:
     """One line per image left out: the task and why."""
     dropped_boxes: int = 0
     """Boxes with no area inside the image (nothing to learn from)."""
-    val_from: str = "dev"
+    val_from: str = "from dev"
 
     def line(self) -> str:
-        return (f"{self.train + self.val} images ({self.train} train, {self.val} val from "
+        return (f"{self.train + self.val} images ({self.train} train, {self.val} val "
                 f"{self.val_from}), {self.boxes} boxes, {len(self.labels)} labels "
                 f"({', '.join(self.labels)}), {len(self.skipped)} skipped"
                 + (f", {self.dropped_boxes} empty boxes dropped" if self.dropped_boxes else ""))
@@ -82,11 +81,11 @@ def write_dataset(train: Sequence[Example], dev: Sequence[Example], root: Path, 
     summary = Summary()
     if not dev:
         train, dev = carve(train)
-        summary.val_from = "train (no dev split)"
+        summary.val_from = "held out of train: no dev split"
     boxes = {id(e): [r for r in e.regions if isinstance(r, Box)] for e in (*train, *dev)}
     summary.labels = sorted({b.label for bs in boxes.values() for b in bs})
     if not summary.labels:
-        raise ValueError("no human boxes to learn from (no rectanglelabels regions in the examples)")
+        raise ValueError("no human boxes to learn from (no rectanglelabels region in the examples)")
     index = {label: i for i, label in enumerate(summary.labels)}
 
     shutil.rmtree(root, ignore_errors=True)  # a fresh build: no stale images or label caches
@@ -113,10 +112,11 @@ def write_dataset(train: Sequence[Example], dev: Sequence[Example], root: Path, 
         raise ValueError(f"no training image could be read ({len(summary.skipped)} skipped)")
     val = "images/val"
     if not summary.val:  # every held-out image failed: validate on the training images
-        val, summary.val_from = "images/train", "train (no readable dev image)"
+        val, summary.val_from = "images/train", "readable: validating on train"
     names = "".join(f"  {i}: {json.dumps(label)}\n" for i, label in enumerate(summary.labels))
     data = root / "data.yaml"
-    data.write_text(f"path: {json.dumps(str(root))}\ntrain: images/train\nval: {val}\nnames:\n{names}")
+    data.write_text(f"path: {json.dumps(str(root))}\ntrain: images/train\nval: {val}\n"
+                    f"names:\n{names}")
     (root / "summary.json").write_text(json.dumps(asdict(summary), indent=1))
     return data, summary
 

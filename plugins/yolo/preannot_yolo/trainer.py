@@ -12,7 +12,8 @@ from preannot import ConfigError, Context, Example, Trainer
 
 from .dataset import read_summary, write_dataset
 
-OPTIONS = {"model", "epochs", "imgsz", "batch", "device", "workers", "seed", "patience", "train_args"}
+OPTIONS = {"model", "epochs", "imgsz", "batch", "device", "workers", "seed", "patience",
+           "train_args"}
 OWN_ARGS = {"data", "project", "name", "exist_ok", "resume", "model"}
 """ultralytics arguments the trainer sets itself: 'train_args' may not change them."""
 RESUME_ARGS = ("device", "workers", "batch", "patience")
@@ -34,8 +35,8 @@ class YoloTrainer(Trainer):
             raise ConfigError(f"trainer {name!r} (yolo): unknown options {sorted(unknown)}")
         extra = self.options.get("train_args", {})
         if not isinstance(extra, Mapping) or OWN_ARGS & set(extra):
-            raise ConfigError(f"trainer {name!r} (yolo): 'train_args' must be a table of ultralytics "
-                              f"train arguments other than {sorted(OWN_ARGS)}")
+            raise ConfigError(f"trainer {name!r} (yolo): 'train_args' must be a table of "
+                              f"ultralytics train arguments other than {sorted(OWN_ARGS)}")
 
     def train(self, train: Sequence[Example], dev: Sequence[Example], work_dir: Path, *,
               parent: Path | None = None, log: Callable[[str], None] = print) -> Path:
@@ -57,14 +58,16 @@ class YoloTrainer(Trainer):
             log(f"{self.name}: the training in {run} had ended; keeping it")
         else:
             data, summary = write_dataset(train, dev, work_dir / "dataset", field=self.field,
-                                          context=self.context, log=lambda m: log(f"{self.name}: {m}"))
+                                          context=self.context,
+                                          log=lambda m: log(f"{self.name}: {m}"))
             source = str(parent) if parent else self._model_source()
             log(f"{self.name}: training from {source}: {summary.line()}")
             YOLO(source).train(**self._settings(data, work_dir))
         best = weights / "best.pt"
         model = best if best.exists() else last
         if not model.exists():
-            raise RuntimeError(f"trainer {self.name!r} (yolo): no weights in {weights} after training")
+            raise RuntimeError(f"trainer {self.name!r} (yolo): no weights in {weights} after "
+                               "training")
         (run / FINISHED).write_text("training ended: a rerun returns weights/best.pt as it is\n")
         log(f"{self.name}: model {model}")
         return model
@@ -77,7 +80,8 @@ class YoloTrainer(Trainer):
     def _settings(self, data: Path, work_dir: Path) -> dict[str, Any]:
         opts = self.options
         settings: dict[str, Any] = {
-            "data": str(data), "epochs": int(opts.get("epochs", 30)), "imgsz": int(opts.get("imgsz", 640)),
+            "data": str(data), "epochs": int(opts.get("epochs", 30)),
+            "imgsz": int(opts.get("imgsz", 640)),
             "workers": int(opts.get("workers", 0)), "project": str(work_dir), "name": "run",
             "exist_ok": True, "plots": False, "verbose": False}
         settings.update({k: opts[k] for k in ("batch", "device", "seed", "patience") if k in opts})
