@@ -17,7 +17,8 @@ on the same object) conflict; in each group one wins:
 
 Regions whose fused weight is under ``min_weight`` are dropped. The winner keeps its own
 provenance (annotator, rule) so harvests still score each source; ``provenance["fused"]``
-says which sources agreed and with what weight.
+says which sources agreed, which ran on the task (a harvest measures each source's recall on
+the tasks it ran on) and the weight.
 """
 
 from __future__ import annotations
@@ -149,15 +150,18 @@ class FusionAnnotator(Annotator):
             score = weight if self.policy == "learned" else winner.score
             fused.append(replace(winner, score=score, provenance={
                 **winner.provenance, "fused": {"policy": self.policy, "sources": sorted(agreeing),
-                                               "weight": round(weight, 4)}}))
+                                               "ran": list(ran), "weight": round(weight, 4)}}))
         return sorted(fused, key=lambda r: getattr(r, "start", 0))
 
     def annotate(self, tasks: Sequence[Task], upstream: Mapping[str, Sequence[Prediction]]
-                 ) -> list[list[Region]]:
+                 ) -> list[Prediction]:
         out = []
-        for i in range(len(tasks)):
+        for i, task in enumerate(tasks):
             ran = [name for name in self.after if upstream[name][i] is not None]
             sourced = [(region.provenance.get("annotator", name), region)
                        for name in ran for region in upstream[name][i].regions]
-            out.append(self.fuse(sourced, ran))
+            # the version names what it was made of: a new model upstream is a new prediction
+            version = "+".join([upstream[name][i].model_version for name in ran]
+                               + [self.model_version])
+            out.append(Prediction(task.id, self.name, version, self.fuse(sourced, ran)))
         return out

@@ -64,10 +64,15 @@ class Metrics:
             return
         if record.get("agreement") is not None:
             self.agreements.append(record["agreement"])
+        # sources a fusion says ran on this task: their recall counts the human regions here
+        ran = {source for item in record["predicted"]
+               for source in ((item.get("preannot") or {}).get("fused") or {}).get("ran") or []}
         added = Counter()
         for item in record["human"]:
             label = _label(item)
             self.by_label[label]["human"] += 1
+            for source in ran:
+                self.by_annotator_label[(source, label)]["human"] += 1
             if item["classification"] == "added":
                 added[label] += 1
                 self.by_label[label]["added"] += 1
@@ -123,7 +128,8 @@ class Metrics:
                             "precision": p, "recall": r, "f1": f1_score(p, r)}
         annotator_labels: dict[str, dict[str, Any]] = defaultdict(dict)
         for (name, label), c in sorted(self.by_annotator_label.items()):
-            human = self.by_label[label]["human"]
+            # over the tasks it ran on when a fusion said so, else over every measured task
+            human = c["human"] or self.by_label[label]["human"]
             annotator_labels[name][label] = {**{k: c[k] for k in ("predicted", *KINDS)},
                                              "human": human,
                                              "precision": ratio(c["accepted"], c["predicted"]),

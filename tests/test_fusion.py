@@ -33,7 +33,7 @@ def fuse(options, context=None):
     task = Task("t", {"text": TEXT})
     upstream = {"rules": [Prediction("t", "rules", "r1", RULES)],
                 "ner": [Prediction("t", "ner", "n1", MODEL)]}
-    return annotator.annotate([task], upstream)[0]
+    return annotator.annotate([task], upstream)[0].regions
 
 
 def summary(regions):
@@ -126,22 +126,29 @@ def test_a_source_that_ran_and_stayed_silent_counts_against_a_region(tmp_path):
     zeta = [span("Zeta saw", "PRODUCT", "rules", 0.8)]
     silent_model = {"rules": [Prediction("t", "rules", "r", zeta)],
                     "ner": [Prediction("t", "ner", "n", [])]}
-    assert annotator.annotate([task], silent_model) == [[]]  # the model rarely misses: vetoed
+    [vetoed] = annotator.annotate([task], silent_model)
+    assert vetoed.regions == []  # the model rarely misses a product: vetoed
+    assert vetoed.model_version == f"r+n+{annotator.model_version}"
     no_model = {"rules": [Prediction("t", "rules", "r", zeta)], "ner": [None]}
-    [[kept]] = annotator.annotate([task], no_model)  # the model did not run: nothing against it
+    [[kept]] = [p.regions for p in annotator.annotate([task], no_model)]  # the model did not run
     assert kept.text == "Zeta saw" and kept.score == pytest.approx((66 + 1.6) / 102, abs=1e-4)
 
 
 def test_harvest_credits_every_source_a_fused_region_speaks_for():
     from preannot.metrics import Metrics
 
+    def record(ran, classification):
+        item = {"classification": classification, "annotator": "rules", "label": "PRODUCT",
+                "score": 0.9, "preannot": {"annotator": "rules",
+                                           "fused": {"sources": ["ner", "rules"], "ran": ran}}}
+        human = [{"classification": "matched", "value": {"labels": ["PRODUCT"]}, "type": "labels"}]
+        return {"status": "annotated", "model_version": "v", "human": human, "predicted": [item]}
+
     metrics = Metrics()
-    item = {"classification": "accepted", "annotator": "rules", "label": "PRODUCT", "score": 0.9,
-            "preannot": {"annotator": "rules", "fused": {"sources": ["ner", "rules"]}}}
-    metrics.add({"status": "annotated", "model_version": "v", "human": [
-        {"classification": "matched", "value": {"labels": ["PRODUCT"]}, "type": "labels"}],
-        "predicted": [item]})
+    metrics.add(record(["rules", "ner"], "accepted"))
+    metrics.add(record(["rules"], "deleted"))  # before the model existed: not its miss
     counts = metrics.result()["annotator_labels"]
     assert counts["ner"]["PRODUCT"]["accepted"] == counts["rules"]["PRODUCT"]["accepted"] == 1
-    assert counts["ner"]["PRODUCT"]["recall"] == 1.0
-    assert metrics.result()["annotators"]["rules"]["predicted"] == 1  # the report is unchanged
+    assert counts["ner"]["PRODUCT"]["human"] == 1 and counts["rules"]["PRODUCT"]["human"] == 2
+    assert counts["ner"]["PRODUCT"]["recall"] == 1.0 and counts["rules"]["PRODUCT"]["recall"] == 0.5
+    assert metrics.result()["annotators"]["rules"]["predicted"] == 2  # the report is unchanged

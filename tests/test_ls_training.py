@@ -1,7 +1,8 @@
 """The flywheel end to end against a real Label Studio and real spaCy training: push rules
-pre-annotations, a human corrects tasks through the API, pull, `preannot train` promotes a
-model, the unlabeled tasks get its predictions and the project's model version points at it;
-rollback points everything back."""
+pre-annotations, a human corrects tasks through the API, the pull retrains ([training]
+retrain_after) and promotes a model, the unlabeled tasks get its predictions and the project's
+model version points at it; `preannot train` makes another version; rollback points everything
+back."""
 
 import json
 import random
@@ -73,6 +74,7 @@ epochs = 15
 [training]
 eval_fraction = 0.25
 margin = 0.0
+retrain_after = 40
 
 [labelstudio]
 project = "flywheel {uuid.uuid4().hex[:6]}"
@@ -105,12 +107,12 @@ def test_correct_pull_train_promote_repredict_rollback(project, labelstudio):
         client.sdk.annotations.create(tasks[key]["id"], result=[{
             "id": f"h-{key}", "from_name": "label", "to_name": "text", "type": "labels",
             "value": {"start": start, "end": end, "text": text, "labels": ["PRODUCT"]}}])
-    result = invoke("ls", "pull", "-c", config, "--no-progress")
+    result = invoke("ls", "pull", "-c", config, "--no-progress")  # 50 >= retrain_after: trains
     assert result.exit_code == 0, result.output
-
-    result = invoke("train", "-c", config)
-    assert result.exit_code == 0, result.output
+    assert "50 newly reviewed tasks since ner was last trained" in result.output
     assert "ner-v1: promoted" in result.output
+    result = invoke("ls", "pull", "-c", config, "--no-progress")  # nothing new: no training
+    assert result.exit_code == 0 and "retraining" not in result.output
     registry = Registry(folder / ".preannot" / "models")
     v1 = registry.current("ner")
     assert v1.version == "ner-v1" and v1.card["harvest"]["train"] + v1.card["harvest"]["dev"] \

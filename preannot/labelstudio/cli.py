@@ -268,7 +268,7 @@ def _retrain_if_due(config: RunConfig) -> None:
         is_due, now, then = due(config, spec)
         if is_due:
             err.print(f"{now - then} newly reviewed tasks since {spec['name']} was last "
-                      f"trained ([training] retrain_after): retraining")
+                      "trained ([training] retrain_after): retraining", markup=False)
             train_all(config, [spec["name"]], promote=True, push=True)
 
 
