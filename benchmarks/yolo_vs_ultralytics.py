@@ -4,7 +4,7 @@ Both read the same image files and run the same model; preannot also builds Labe
 keeps its resume ledger (the full runner, as `preannot run` does). Prints images/s for each and
 their ratio (target: preannot >= 0.9 of raw ultralytics).
 
-    python benchmarks/yolo_vs_ultralytics.py [--images 256] [--size 640x480] [--device cpu]
+    python benchmarks/yolo_vs_ultralytics.py [--images 256] [--size 640x480] [--imgsz 640] [--device cpu]
 
 Uses the demo model (built by examples/detect-and-segment/make_demo_models.py) unless --model.
 """
@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--imgsz", type=int, default=640,
+                        help="inference size for both sides (the demo model was trained at 160)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--model", type=Path, default=make_demo_models.DEFAULT_DIR / make_demo_models.YOLO_FILE)
     parser.add_argument("--repeat", type=int, default=2, help="best of N timings for each side")
@@ -49,19 +51,20 @@ def main() -> None:
         paths = [p for p, _ in write_image_folder(folder, count=args.images, seed=1,
                                                   sizes=((width, height),))]
         model = YOLO(str(args.model))
-        model.predict([str(p) for p in paths[: args.batch]], device=args.device, verbose=False)
+        model.predict([str(p) for p in paths[: args.batch]], device=args.device, imgsz=args.imgsz,
+                      verbose=False)
 
         def raw() -> None:
             for start in range(0, len(paths), args.batch):
                 for result in model.predict([str(p) for p in paths[start:start + args.batch]],
-                                            device=args.device, verbose=False):
+                                            device=args.device, imgsz=args.imgsz, verbose=False):
                     result.boxes.xyxy.tolist()
 
         def preannot(attempt: int) -> None:
             config = RunConfig(base_dir=Path(tmp) / f"run{attempt}", inputs=[folder],
                                output=Path(tmp) / f"run{attempt}" / "out.json", batch_size=args.batch,
                                annotators=[{"name": "yolo", "type": "yolo", "model": str(args.model),
-                                            "device": args.device}])
+                                            "device": args.device, "imgsz": args.imgsz}])
             summary = run(config)
             assert summary.annotated == len(paths), summary
 
@@ -74,7 +77,8 @@ def main() -> None:
             preannot(attempt)
             pre_best = min(pre_best, time.perf_counter() - start)
     n = len(paths)
-    print(f"images: {n} of {width}x{height}, batch {args.batch}, device {args.device}")
+    print(f"images: {n} of {width}x{height}, imgsz {args.imgsz}, batch {args.batch}, "
+          f"device {args.device}")
     print(f"ultralytics predict : {n / raw_best:8.1f} images/s")
     print(f"preannot run (yolo) : {n / pre_best:8.1f} images/s (incl. model load, JSON, ledger)")
     print(f"ratio preannot/raw  : {raw_best / pre_best:.2f} (target >= 0.90)")

@@ -75,7 +75,7 @@ class FusionAnnotator(Annotator):
             metrics = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             print(f"notice: annotator {self.name!r} (fusion): no harvest metrics at {path} yet "
-                  f"(`preannot ls pull` writes them): every source weighs {self.prior}",
+                  "(`preannot ls pull` writes them): each region weighs its own score",
                   file=sys.stderr)
             return {}
         except json.JSONDecodeError as exc:

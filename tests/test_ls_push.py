@@ -136,3 +136,20 @@ def test_a_server_stopped_mid_push_resumes_without_loss_or_duplicates(labelstudi
     assert (summary.created, summary.unchanged) == (150, 100)
     ids = sorted(t["meta"]["preannot_id"] for t in client.export(project))
     assert ids == sorted(f"doc{i}" for i in range(250))
+
+
+def test_import_files_are_read_as_a_stream_with_errors_located(tmp_path):
+    listing = tmp_path / "tasks.json"
+    listing.write_text(json.dumps([{"data": {"text": f"t{i}"}} for i in range(3)], indent=1))
+    assert [s for s, _ in read_import_file(listing)] == [f"tasks.json[{i}]" for i in range(3)]
+    single = tmp_path / "one.json"
+    single.write_text(json.dumps({"data": {"text": "x"}}))
+    assert list(read_import_file(single)) == [("one.json[0]", {"data": {"text": "x"}})]
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"data":\n {"text": }}')
+    with pytest.raises(ValueError, match=r"broken.json:2: invalid JSON"):
+        list(read_import_file(broken))
+    cut = tmp_path / "cut.json"
+    cut.write_text('[{"data": {"text": "a"}},\n{"data": {"te')
+    with pytest.raises(ValueError, match=r"invalid JSON after task 0"):
+        list(read_import_file(cut))

@@ -24,6 +24,7 @@ from ..model import Prediction, Task
 from ..ranking import priority_to_score
 from ..runner import annotate_batch
 from .client import Client, LabelStudioError, Unreachable
+from .harvest import iter_json_array
 from .labeling_config import check, generate
 
 PRIORITY_FIELD = "preannot_priority"
@@ -70,14 +71,22 @@ def read_import_file(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
                     except json.JSONDecodeError as exc:
                         yield f"{path.name}:{lineno}", f"invalid JSON: {exc.msg}"
         return
-    try:
-        tasks = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file; run `preannot run` first") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    for index, task in enumerate(tasks if isinstance(tasks, list) else [tasks]):
-        yield f"{path.name}[{index}]", task
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file; run `preannot run` first")
+    index = -1
+    try:  # streamed, so memory does not grow with the file
+        with path.open("rb") as f:
+            for index, task in enumerate(iter_json_array(iter(lambda: f.read(1 << 16), b""))):
+                yield f"{path.name}[{index}]", task
+    except ValueError:
+        if index >= 0:
+            raise ConfigError(f"{path}: invalid JSON after task {index}; the tasks before it "
+                              "were read") from None
+        try:  # not a list: a single task, or say where the JSON breaks
+            task = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+        yield f"{path.name}[0]", task
 
 
 def model_version_of(annotators: Sequence[Annotator]) -> str:

@@ -35,10 +35,13 @@ def train_all(config: RunConfig, names: list[str] | None, *, promote: bool, push
     Returns whether every trained version was promoted (or already current)."""
     host = get_host()
     report_failures(host)
+    registry = Registry(config.registry_dir)
     all_promoted, promoted_any = True, False
     for spec in flow.trainer_spec(config, None) if not names else [
             s for name in names for s in flow.trainer_spec(config, name)]:
+        before = registry.current(spec["name"])
         outcome = flow.train(config, host, spec, promote=promote, force=force, log=_log)
+        after = registry.current(spec["name"])
         verdict = "[green]promoted[/]" if outcome.promoted else "[yellow]not promoted[/]"
         if outcome.promoted and not promote:
             verdict = "[green]passed the gate[/] (not promoted: --no-promote)"
@@ -47,7 +50,7 @@ def train_all(config: RunConfig, names: list[str] | None, *, promote: bool, push
             err.print(f"  {reason}", markup=False, highlight=False)
         err.print(f"  report: {outcome.report}")
         all_promoted &= outcome.promoted
-        promoted_any |= outcome.promoted and promote and not outcome.reused
+        promoted_any |= (before and before.version) != (after and after.version)
     if promoted_any and push:
         from ..labelstudio.cli import repredict
         repredict(config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 from preannot import Annotator, ConfigError, Prediction, Span, Task, TaskFailed
@@ -26,11 +27,6 @@ class RulesAnnotator(Annotator):
 
         self.rules: RuleSet = load_rules(self.context.path(self.options["rules"]))
         self.nlp = spacy.blank(self.options.get("language", "en"))
-        groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
-        for index, term in enumerate(self.rules.terms):
-            groups.setdefault((term.case, term.accents), []).append((index, term.text))
-        self.dictionaries = [Dictionary(self.nlp, terms, case, accents)
-                             for (case, accents), terms in sorted(groups.items())]
         self.matcher = None
         if self.rules.token_patterns:
             from spacy.matcher import Matcher
@@ -42,6 +38,16 @@ class RulesAnnotator(Annotator):
                 except (ValueError, KeyError) as exc:
                     where = f"{rule.provenance['rule_file']} rule {rule.provenance['rule']}"
                     raise ConfigError(f"{where}: invalid spaCy token pattern: {exc}") from None
+
+    @cached_property
+    def dictionaries(self) -> list[Dictionary]:
+        """The compiled dictionaries (seconds for a large referential): compiled on first use,
+        so a process that only reads the config (the main one of a run with workers) skips it."""
+        groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
+        for index, term in enumerate(self.rules.terms):
+            groups.setdefault((term.case, term.accents), []).append((index, term.text))
+        return [Dictionary(self.nlp, terms, case, accents)
+                for (case, accents), terms in sorted(groups.items())]
 
     @property
     def labels(self) -> list[str]:
