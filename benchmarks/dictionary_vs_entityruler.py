@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,6 +100,7 @@ def main() -> None:
             run_words = words * args.repeat
             seconds = {}
             for n in (1, args.workers):
+                shutil.rmtree(folder / ".preannot", ignore_errors=True)  # both start cold
                 start = time.perf_counter()
                 subprocess.run([sys.executable, "-m", "preannot", "run", str(data), "--rules",
                                 str(rules), "-o", str(folder / f"out{n}.json"), "-w", str(n),

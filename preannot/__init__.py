@@ -3,12 +3,13 @@
 Everything a plugin needs is importable from here; anything else is private to the host.
 """
 
-from .annotator import Annotator, ConfigError, Context, Example, Ranker, TaskFailed, Trainer
+from .annotator import (Annotator, ConfigError, Context, Example, Ranker, TaskFailed, Trainer,
+                        notice)
 from .hookspecs import hookimpl
 from .images import open_image
 from .model import Box, Choice, Mask, Polygon, Prediction, Region, Span, Task
 
 __all__ = [
     "Annotator", "Box", "Choice", "ConfigError", "Context", "Example", "Mask", "Polygon", "Prediction",
-    "Ranker", "Region", "Span", "Task", "TaskFailed", "Trainer", "hookimpl", "open_image",
+    "Ranker", "Region", "Span", "Task", "TaskFailed", "Trainer", "hookimpl", "notice", "open_image",
 ]

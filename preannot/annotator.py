@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from .model import Prediction, Region, Task
+
+
+_told: set[str] = set()
+
+
+def notice(message: str) -> None:
+    """Tell the user something about the run that is not an error, on stderr, once per process
+    (annotators are built more than once by some commands)."""
+    if message not in _told:
+        _told.add(message)
+        print(f"notice: {message}", file=sys.stderr)
 
 
 class ConfigError(ValueError):
@@ -82,6 +94,11 @@ class Annotator:
     def model_version(self) -> str:
         """What Label Studio shows and samples by: the name plus the fingerprint."""
         return self.options.get("model_version") or f"{self.name}-{self.fingerprint()}"
+
+    def prepare(self) -> None:
+        """Build, once, what is slow to build and can be shared through ``context.cache_dir``
+        (compiled rules, converted weights): called in the main process before a run starts
+        worker processes, so each of them loads the result instead of building it again."""
 
     def annotate(self, tasks: Sequence[Task],
                  upstream: Mapping[str, Sequence[Prediction]]) -> Sequence[Prediction | list[Region] | TaskFailed]:

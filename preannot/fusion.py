@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from .annotator import Annotator, ConfigError
+from .annotator import Annotator, ConfigError, notice
 from .labelstudio.match import DEFAULT_THRESHOLDS, iou, same
 from .model import Prediction, Region, Span, Task
 
@@ -74,9 +73,8 @@ class FusionAnnotator(Annotator):
         try:
             metrics = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            print(f"notice: annotator {self.name!r} (fusion): no harvest metrics at {path} yet "
-                  "(`preannot ls pull` writes them): each region weighs its own score",
-                  file=sys.stderr)
+            notice(f"annotator {self.name!r} (fusion): no harvest metrics at {path} yet "
+                   "(`preannot ls pull` writes them): each region weighs its own score")
             return {}
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -17,7 +16,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from .annotator import Annotator, ConfigError, Context, TaskFailed
+from .annotator import Annotator, ConfigError, Context, TaskFailed, notice
 from .config import RunConfig
 from .ledger import Ledger
 from .lsjson import task_to_ls
@@ -64,8 +63,8 @@ def configured_annotators(config: RunConfig, host: Host) -> tuple[list[dict[str,
     version (and their specs, for worker processes); what is left out is said on stderr."""
     specs, notices = resolve_models(config.annotators, Registry(config.registry_dir),
                                     lambda spec: host.annotator_class(spec["type"]).combines)
-    for notice in notices:
-        print(f"notice: {notice}", file=sys.stderr)
+    for message in notices:
+        notice(message)
     return specs, build_annotators(specs, host, config.context())
 
 
@@ -215,6 +214,8 @@ def run(config: RunConfig, *, host: Host | None = None, force: bool = False,
         progress(0, total)
     pool = None
     if config.workers > 1:
+        for annotator in annotators:
+            annotator.prepare()
         pool = ProcessPoolExecutor(config.workers, mp_context=get_context("spawn"),
                                    initializer=_init_worker, initargs=(specs, config.context()))
     in_flight: list[tuple[Future | list[dict[str, Any]], list[dict[str, Any]], int]] = []

@@ -41,13 +41,18 @@ class RulesAnnotator(Annotator):
 
     @cached_property
     def dictionaries(self) -> list[Dictionary]:
-        """The compiled dictionaries (seconds for a large referential): compiled on first use,
-        so a process that only reads the config (the main one of a run with workers) skips it."""
+        """The compiled dictionaries (seconds for a large referential): on first use, from the
+        cache folder when another process or an earlier run compiled the same terms."""
         groups: dict[tuple[str, str], list[tuple[int, str]]] = {}
         for index, term in enumerate(self.rules.terms):
             groups.setdefault((term.case, term.accents), []).append((index, term.text))
-        return [Dictionary(self.nlp, terms, case, accents)
+        cache = self.context.cache_dir / "dictionaries"
+        return [Dictionary(self.nlp, terms, case, accents, cache)
                 for (case, accents), terms in sorted(groups.items())]
+
+    def prepare(self) -> None:
+        """Compile the dictionaries once, into the cache folder the workers load them from."""
+        self.dictionaries  # noqa: B018 (the cached property compiles and stores them)
 
     @property
     def labels(self) -> list[str]:

@@ -20,12 +20,17 @@ spaCy's own PhraseMatcher, so no shortcut ever changes the result.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
+import os
+import pickle
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import ahocorasick
 
@@ -105,33 +110,32 @@ class Entry:
 class Dictionary:
     """All terms that share one normalisation, compiled into one automaton."""
 
-    def __init__(self, nlp, terms: list[tuple[int, str]], case: str, accents: str) -> None:
+    def __init__(self, nlp, terms: list[tuple[int, str]], case: str, accents: str,
+                 cache: Path | None = None) -> None:
+        """``cache``: a folder where the compiled automaton is kept, keyed by the terms, the
+        normalisation and the tokenizer, so other processes (a run's workers) and later runs
+        load it instead of compiling again."""
         self.nlp = nlp
         self.norm = normaliser(case, accents)
         self.case = case
-        self.automaton = ahocorasick.Automaton()
-        self.patterns: dict[int, tuple[str, ...]] = {}
         self._fallback = None
         self._terms = terms
         self.joins, self.reach = _straddling_specials(nlp.tokenizer)
         self.exception_joins = frozenset(
             (self.norm(a.text), self.norm(b.text))
             for doc in map(nlp.make_doc, nlp.tokenizer.rules or ()) for a, b in zip(doc, doc[1:]))
-        keys: dict[str, list[Entry]] = {}
-        for index, text in terms:
-            doc = nlp.make_doc(text)
-            tokens = tuple(self.norm(t.text) for t in doc)
-            if not tokens:
-                continue
-            self.patterns[index] = tokens
-            for raw, same in self._variants(doc):
-                fast = same and not any(self._linked(raw, i) for i, c in enumerate(raw) if c == " ")
-                keys.setdefault(self.norm(raw), []).append(
-                    Entry(index, raw if fast else None, len(tokens)))
-        for key, entries in keys.items():
-            self.automaton.add_word(key, (len(key), tuple(entries)))
-        if keys:
-            self.automaton.make_automaton()
+        path = cache / f"{self._key(case, accents)}.pickle" if cache else None
+        if path is not None and path.exists():
+            with path.open("rb") as f:
+                self.patterns, self.automaton = pickle.load(f)
+        else:
+            self.patterns, self.automaton = self._compile()
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+                with tmp.open("wb") as f:
+                    pickle.dump((self.patterns, self.automaton), f, pickle.HIGHEST_PROTOCOL)
+                os.replace(tmp, path)
         self.exceptions = frozenset(nlp.tokenizer.rules or ())
         punct = sorted((k for k in self.exceptions if set(k) & set(OPENERS + CLOSERS)),
                        key=len, reverse=True)
@@ -144,6 +148,35 @@ class Dictionary:
         self.letter_cut_pairs = frozenset(pair for cuts in letter_cuts.values() for pair in cuts)
         """The two letters around each such cut ("n", "n" in "can|not"): a quick first test."""
         self.chunk_tokens = lru_cache(maxsize=200_000)(self._chunk_tokens)
+
+    def _key(self, case: str, accents: str) -> str:
+        from spacy import about
+
+        code = hashlib.blake2b(Path(__file__).read_bytes(), digest_size=8).hexdigest()
+        blob = json.dumps([self._terms, case, accents, about.__version__, self.nlp.lang,
+                           sorted(self.nlp.tokenizer.rules or ()), code], ensure_ascii=False)
+        return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+
+    def _compile(self) -> tuple[dict[int, tuple[str, ...]], ahocorasick.Automaton]:
+        """Every term's tokens, and its spacing variants in one automaton (the slow part)."""
+        automaton = ahocorasick.Automaton()
+        patterns: dict[int, tuple[str, ...]] = {}
+        keys: dict[str, list[Entry]] = {}
+        for index, text in self._terms:
+            doc = self.nlp.make_doc(text)
+            tokens = tuple(self.norm(t.text) for t in doc)
+            if not tokens:
+                continue
+            patterns[index] = tokens
+            for raw, same in self._variants(doc):
+                fast = same and not any(self._linked(raw, i) for i, c in enumerate(raw) if c == " ")
+                keys.setdefault(self.norm(raw), []).append(
+                    Entry(index, raw if fast else None, len(tokens)))
+        for key, entries in keys.items():
+            automaton.add_word(key, (len(key), tuple(entries)))
+        if keys:
+            automaton.make_automaton()
+        return patterns, automaton
 
     def _letter_cuts(self, text: str) -> list[tuple[str, str]]:
         cuts = [t.idx for t in self.nlp.make_doc(text)][1:]

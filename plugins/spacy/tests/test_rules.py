@@ -118,3 +118,26 @@ def test_cli_writes_label_studio_spans_for_the_example(tmp_path):
             assert item["preannot"]["rule_file"] in {"products.csv", "patterns.jsonl", "regex.toml"}
             labels.update(value["labels"])
     assert {"LAPTOP", "PRINTER", "ORDER_ID", "AMOUNT", "QUANTITY"} <= labels
+
+
+def test_compiled_dictionaries_are_cached_for_workers_and_reruns(tmp_path, monkeypatch):
+    from preannot_spacy.dictionary import Dictionary
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "products.csv").write_text("term,label\nAcme drill,PRODUCT\nWi-Fi router,PRODUCT\n")
+    context = Context(base_dir=tmp_path, cache_dir=tmp_path / "cache")
+    compiled = []
+    original = Dictionary._compile
+    monkeypatch.setattr(Dictionary, "_compile", lambda self: compiled.append(1) or original(self))
+    first = RulesAnnotator("r", {"rules": str(rules)}, context)
+    first.prepare()  # what a run does before it starts worker processes
+    assert len(compiled) == 1 and list((tmp_path / "cache" / "dictionaries").glob("*.pickle"))
+    text = "an acme drill? no: the Wi - Fi router"
+    worker = RulesAnnotator("r", {"rules": str(rules)}, context)
+    assert found(worker, text) == found(first, text) == [("Wi - Fi router", "PRODUCT")]
+    assert len(compiled) == 1  # loaded, not compiled again
+    (rules / "products.csv").write_text("term,label\nacme drill,PRODUCT\n")
+    assert found(RulesAnnotator("r", {"rules": str(rules)}, context), text) == [
+        ("acme drill", "PRODUCT")]
+    assert len(compiled) == 2  # other terms, another entry
