@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--terms", type=int, default=50_000)
     parser.add_argument("--texts", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=0, help="also time `preannot run -w N`")
-    parser.add_argument("--repeat", type=int, default=3,
+    parser.add_argument("--repeat", type=int, default=15,
                         help="the texts are repeated this many times for `preannot run`")
     args = parser.parse_args()
     terms, texts = generate(args.terms, args.texts)

@@ -138,6 +138,12 @@ def test_correct_pull_train_promote_repredict_rollback(project, labelstudio):
     assert result.exit_code == 0, result.output
     assert registry.current("ner").version == "ner-v2"
     assert "ner-v2" in client.sdk.projects.get(project_id).model_version
+    result = invoke("models", "compare", "ner-v1", "ner-v2", "-c", config)
+    assert result.exit_code == 0 and "ner-v1 vs ner-v2 on" in result.output, result.output
+    result = invoke("models", "compare", "ner-v1", "ner-v2", "-c", config, "--json")
+    compared = {row["label"]: row for row in json.loads(result.output)["labels"]}
+    assert compared["PRODUCT"]["support"] > 0
+    assert compared["all"]["candidate f1"] > 0.5 and compared["all"]["current f1"] > 0.5
     result = invoke("models", "rollback", "ner", "-c", config)
     assert result.exit_code == 0, result.output
     assert registry.current("ner").version == "ner-v1"
@@ -145,3 +151,8 @@ def test_correct_pull_train_promote_repredict_rollback(project, labelstudio):
     result = invoke("models", "list", "-c", config, "--json")
     statuses = {r["version"]: r["status"] for r in json.loads(result.output)}
     assert statuses == {"ner-v1": "promoted", "ner-v2": "rolled back"}
+    result = invoke("models", "promote", "ner-v2", "-c", config, "--no-push")  # by hand
+    assert result.exit_code == 0, result.output
+    assert registry.current("ner").version == "ner-v2"
+    assert registry.get("ner-v2").card["promoted_by"] == "hand"
+    assert client.sdk.projects.get(project_id).model_version == promoted_version  # --no-push

@@ -155,7 +155,8 @@ def show(config_path: Path | None, version: str) -> None:
 @config_option
 @click.argument("old")
 @click.argument("new")
-def compare(config_path: Path | None, old: str, new: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def compare(config_path: Path | None, old: str, new: str, as_json: bool) -> None:
     """Per-label precision, recall and F1 of two versions, both measured now on the current
     evaluation split (so the figures compare like with like)."""
     from .report import COLUMNS, rows
@@ -177,9 +178,14 @@ def compare(config_path: Path | None, old: str, new: str) -> None:
                    for v in (a, b)]
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    compared = rows(figures[1], figures[0])
+    if as_json:
+        click.echo(json.dumps({"tasks": figures[1]["tasks"], "old": old, "new": new,
+                               "labels": compared}, indent=2))
+        return
     table = Table(*[c.replace("current", old).replace("candidate", new) for c in COLUMNS],
                   title=f"{old} vs {new} on {figures[1]['tasks']} evaluation tasks")
-    for row in rows(figures[1], figures[0]):
+    for row in compared:
         table.add_row(*(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])
                         for c in COLUMNS))
     Console().print(table)
