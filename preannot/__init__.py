@@ -4,12 +4,13 @@ Everything a plugin needs is importable from here; anything else is private to t
 """
 
 from .annotator import (Annotator, ConfigError, Context, Example, Ranker, TaskFailed, Trainer,
-                        notice)
+                        hold_out, notice)
 from .hookspecs import hookimpl
 from .images import open_image
 from .model import Box, Choice, Mask, Polygon, Prediction, Region, Span, Task
 
 __all__ = [
-    "Annotator", "Box", "Choice", "ConfigError", "Context", "Example", "Mask", "Polygon", "Prediction",
-    "Ranker", "Region", "Span", "Task", "TaskFailed", "Trainer", "hookimpl", "notice", "open_image",
+    "Annotator", "Box", "Choice", "ConfigError", "Context", "Example", "Mask", "Polygon",
+    "Prediction", "Ranker", "Region", "Span", "Task", "TaskFailed", "Trainer", "hold_out",
+    "hookimpl", "notice", "open_image",
 ]

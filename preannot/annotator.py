@@ -132,6 +132,19 @@ class Example:
     regions: list[Region]
 
 
+def hold_out(examples: Sequence[Example], every: int) -> tuple[list[Example], list[Example]]:
+    """(kept, held): one example in ``every`` (at least one) held out for validation, chosen by
+    a digest of the task id, so a rerun or a reordered export holds out the same ones. With a
+    single example there is nothing to split: it is both."""
+    if len(examples) < 2:
+        return list(examples), list(examples)
+    ranked = sorted(range(len(examples)), key=lambda i: hashlib.blake2b(
+        str(examples[i].task.id).encode(), digest_size=8).digest())
+    held = set(ranked[:max(1, len(examples) // every)])
+    return ([e for i, e in enumerate(examples) if i not in held],
+            [e for i, e in enumerate(examples) if i in held])
+
+
 class Trainer:
     """Turns human-reviewed examples into a new model version.
 

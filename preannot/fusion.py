@@ -88,8 +88,9 @@ class FusionAnnotator(Annotator):
         """How much a source's region is trusted: smoothed harvested precision of the source
         for the label (precedence: by the source's rank)."""
         if self.policy == "precedence":
-            order = self.order or self.after
-            return 1.0 - (order.index(source) / len(order) if source in order else 1.0)
+            if source not in self.order:
+                return 0.0
+            return 1.0 - self.order.index(source) / len(self.order)
         c = self.counts.get(source, {}).get(region.label, {})
         prior = self.prior if region.score is None else float(region.score)
         return ((c.get("accepted", 0) + prior * self.strength)

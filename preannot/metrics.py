@@ -84,12 +84,11 @@ class Metrics:
             for counter in (self.by_annotator[annotator], self.by_label[label]):
                 counter["predicted"] += 1
                 counter[kind] += 1
+            prov = item.get("preannot") or {}
             # a fused region speaks for every source that said the same: credit each of them
-            fused = ((item.get("preannot") or {}).get("fused") or {}).get("sources") or []
-            for source in {annotator, *fused}:
+            for source in {annotator, *((prov.get("fused") or {}).get("sources") or [])}:
                 self.by_annotator_label[(source, label)]["predicted"] += 1
                 self.by_annotator_label[(source, label)][kind] += 1
-            prov = item.get("preannot") or {}
             if prov.get("rule_file") or prov.get("rule"):
                 rule = self.by_rule[(annotator, str(prov.get("rule_file", "")), str(prov.get("rule", "")))]
                 rule["predicted"] += 1

@@ -58,11 +58,18 @@ def build_annotators(specs: list[dict[str, Any]], host: Host, context: Context) 
     return ordered
 
 
+def resolve_specs(specs: list[dict[str, Any]], config: RunConfig, host: Host
+                  ) -> tuple[list[dict[str, Any]], list[str]]:
+    """Annotator specs with ``registry:`` models resolved against the config's registry, and
+    notices of what was left out (see :func:`preannot.training.registry.resolve_models`)."""
+    return resolve_models(specs, Registry(config.registry_dir),
+                          lambda spec: host.annotator_class(spec["type"]).combines)
+
+
 def configured_annotators(config: RunConfig, host: Host) -> tuple[list[dict[str, Any]], list[Annotator]]:
     """The config's annotators, built, with ``registry:`` models resolved to their current
     version (and their specs, for worker processes); what is left out is said on stderr."""
-    specs, notices = resolve_models(config.annotators, Registry(config.registry_dir),
-                                    lambda spec: host.annotator_class(spec["type"]).combines)
+    specs, notices = resolve_specs(config.annotators, config, host)
     for message in notices:
         notice(message)
     return specs, build_annotators(specs, host, config.context())

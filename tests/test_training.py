@@ -7,6 +7,7 @@ import random
 import pytest
 from click.testing import CliRunner
 
+from preannot import Example, Task, hold_out
 from preannot.config import load_config
 from preannot.plugins import load_host
 from preannot.runner import run
@@ -191,3 +192,11 @@ def test_train_says_what_to_do(project):
     result = CliRunner().invoke(training_cli.train, ["-c", str(config)])
     assert result.exit_code == 1
     assert "corrections.jsonl not found: run `preannot ls pull` first" in result.output
+
+
+def test_hold_out_keeps_one_in_n_chosen_by_task_id():
+    examples = [Example(Task(f"task-{i}", {"text": str(i)}), []) for i in range(50)]
+    train, val = hold_out(examples, 5)
+    assert len(val) == 10 and len(train) == 40
+    assert {e.task.id for e in hold_out(examples[::-1], 5)[1]} == {e.task.id for e in val}
+    assert hold_out(examples[:1], 5) == (examples[:1], examples[:1])

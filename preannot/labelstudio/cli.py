@@ -41,9 +41,7 @@ def _connect(config: RunConfig) -> Client:
     settings = config.raw.get("labelstudio", {})
     if not (os.environ.get(URL_ENV) or settings.get("url")):
         if local := running_local(config.state_dir / "labelstudio"):
-            client = Client(local)
-            client.check()
-            return client
+            return Client(local)  # running_local has just checked its token
     return connect(settings, config.base_dir)
 
 

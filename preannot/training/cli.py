@@ -14,7 +14,6 @@ from ..annotator import ConfigError
 from ..config import RunConfig, load_config
 from ..plugins import get_host, report_failures
 from . import flow
-from .gate import evaluate
 from .registry import Registry
 
 err = Console(stderr=True)
@@ -37,8 +36,7 @@ def train_all(config: RunConfig, names: list[str] | None, *, promote: bool, push
     report_failures(host)
     registry = Registry(config.registry_dir)
     all_promoted, promoted_any = True, False
-    for spec in flow.trainer_spec(config, None) if not names else [
-            s for name in names for s in flow.trainer_spec(config, name)]:
+    for spec in flow.chosen_trainers(config, names):
         before = registry.current(spec["name"])
         outcome = flow.train(config, host, spec, promote=promote, force=force, log=_log)
         after = registry.current(spec["name"])
@@ -169,13 +167,8 @@ def compare(config_path: Path | None, old: str, new: str, as_json: bool) -> None
         if spec is None:
             raise ConfigError(f"no [[trainers]] entry named {a.name!r} in the config")
         trainer = flow.make_trainer(spec, host, config)
-        data = flow.load_dataset(flow.corrections_path(config), learns=trainer.learns,
-                                 field=trainer.field, eval_fraction=float(
-                                     flow.settings(config).get("eval_fraction", 0.2)))
-        figures = [evaluate(flow.pipeline_with(config, host, spec["annotator"], v.artifact,
-                                               v.version), spec["annotator"], data.eval,
-                            learns=trainer.learns, thresholds=flow.thresholds(config))
-                   for v in (a, b)]
+        data = flow.load_examples(config, trainer)
+        figures = [flow.measure(config, host, spec, trainer, v, data.eval) for v in (a, b)]
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     compared = rows(figures[1], figures[0])

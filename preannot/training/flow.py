@@ -26,16 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..annotator import Annotator, ConfigError, Trainer
+from ..annotator import Annotator, ConfigError, Example, Trainer
 from ..config import RunConfig
 from ..labelstudio.harvest import read_corrections
 from ..lsjson import region_to_result
 from ..plugins import Host
-from ..runner import build_annotators
+from ..runner import build_annotators, resolve_specs
 from . import report
 from .dataset import Dataset, load_dataset
 from .gate import GatePolicy, decide, evaluate
-from .registry import REGISTRY_PREFIX, Registry, Version, registry_reference, resolve_models
+from .registry import REGISTRY_PREFIX, Registry, Version, registry_reference
 
 Log = Callable[[str], None]
 
@@ -78,17 +78,17 @@ def trainer_specs(config: RunConfig) -> list[dict[str, Any]]:
     return specs
 
 
-def trainer_spec(config: RunConfig, name: str | None) -> list[dict[str, Any]]:
+def chosen_trainers(config: RunConfig, names: list[str] | None) -> list[dict[str, Any]]:
+    """The ``[[trainers]]`` tables named (every one when ``names`` is None or empty)."""
     specs = trainer_specs(config)
     if not specs:
         raise ConfigError("no [[trainers]] in the config: add one (see `preannot train --help`)")
-    if name is None:
+    if not names:
         return specs
-    chosen = [s for s in specs if s["name"] == name]
-    if not chosen:
-        raise ConfigError(f"no trainer named {name!r} (configured: "
+    if unknown := [n for n in names if n not in {s["name"] for s in specs}]:
+        raise ConfigError(f"no trainer named {unknown[0]!r} (configured: "
                           f"{', '.join(s['name'] for s in specs)})")
-    return chosen
+    return [s for name in names for s in specs if s["name"] == name]
 
 
 def make_trainer(spec: Mapping[str, Any], host: Host, config: RunConfig) -> Trainer:
@@ -100,7 +100,7 @@ def make_trainer(spec: Mapping[str, Any], host: Host, config: RunConfig) -> Trai
     return types[spec["type"]][1](spec["name"], options, config.context())
 
 
-def pipeline_with(config: RunConfig, host: Host, annotator: str, model: Path | None,
+def pipeline_with(config: RunConfig, host: Host, annotator: str, model: Path,
                   version: str) -> list[Annotator]:
     """The annotator ``annotator`` (and what it is chained after) running ``model``."""
     by_name = {a["name"]: a for a in config.annotators}
@@ -116,9 +116,22 @@ def pipeline_with(config: RunConfig, host: Host, annotator: str, model: Path | N
     visit(annotator)
     specs = [dict(by_name[n]) for n in wanted]
     specs[-1].update({registry_reference(specs[-1])[0]: str(model), "model_version": version})
-    specs, _ = resolve_models(specs, Registry(config.registry_dir),
-                              lambda s: host.annotator_class(s["type"]).combines)
-    return build_annotators(specs, host, config.context())
+    return build_annotators(resolve_specs(specs, config, host)[0], host, config.context())
+
+
+def load_examples(config: RunConfig, trainer: Trainer) -> Dataset:
+    """The harvest's reviewed examples of what ``trainer`` learns, split for it and the gate."""
+    return load_dataset(corrections_path(config), learns=trainer.learns, field=trainer.field,
+                        eval_fraction=float(settings(config).get("eval_fraction", 0.2)))
+
+
+def measure(config: RunConfig, host: Host, spec: Mapping[str, Any], trainer: Trainer,
+            version: Version, examples: list[Example]) -> dict[str, Any]:
+    """``version`` measured on ``examples`` through the annotator that will run it."""
+    return evaluate(pipeline_with(config, host, spec["annotator"], version.artifact,
+                                  version.version),
+                    spec["annotator"], examples, learns=trainer.learns,
+                    thresholds=thresholds(config))
 
 
 def training_key(spec: Mapping[str, Any], data: Dataset) -> str:
@@ -147,12 +160,10 @@ def train(config: RunConfig, host: Host, spec: Mapping[str, Any], *, promote: bo
           force: bool = False, log: Log = print) -> Outcome:
     """Train ``spec``'s model on the harvest, register it, evaluate it and the current version
     on the evaluation split, and promote it when the gate says so."""
-    options = settings(config)
-    policy = GatePolicy.from_settings(options)
+    policy = GatePolicy.from_settings(settings(config))
     trainer = make_trainer(spec, host, config)
     path = corrections_path(config)
-    data = load_dataset(path, learns=trainer.learns, field=trainer.field,
-                        eval_fraction=float(options.get("eval_fraction", 0.2)))
+    data = load_examples(config, trainer)
     for error in data.errors:
         log(f"skipped: {error}")
     if not data.train:
@@ -189,16 +200,8 @@ def train(config: RunConfig, host: Host, spec: Mapping[str, Any], *, promote: bo
     if current is not None and current.version == version.version:
         return Outcome(version, True, ["it is already the current version"], None,
                        version.folder / "gate.html", reused)
-    candidate = evaluate(pipeline_with(config, host, spec["annotator"], version.artifact,
-                                       version.version),
-                         spec["annotator"], data.eval, learns=trainer.learns,
-                         thresholds=thresholds(config))
-    baseline = None
-    if current is not None:
-        baseline = evaluate(pipeline_with(config, host, spec["annotator"], current.artifact,
-                                          current.version),
-                            spec["annotator"], data.eval, learns=trainer.learns,
-                            thresholds=thresholds(config))
+    candidate = measure(config, host, spec, trainer, version, data.eval)
+    baseline = measure(config, host, spec, trainer, current, data.eval) if current else None
     decision = decide(candidate, baseline, policy)
     registry.update(version, evaluation=candidate, gate={
         "promote": decision.promote, "reasons": decision.reasons, "policy": vars(policy),

@@ -31,7 +31,6 @@ class SpacyNerAnnotator(Annotator):
     description = "Named entities from a trained spaCy pipeline (a model folder or package)"
     reads = ("text",)
     emits = ("labels",)
-    can_train = True
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None, context=None) -> None:
         super().__init__(name, options, context)

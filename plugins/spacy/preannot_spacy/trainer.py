@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from preannot import ConfigError, Example, Span, Trainer
+from preannot import ConfigError, Example, Span, Trainer, hold_out
 
 OPTIONS = {"config", "language", "epochs", "seed", "gpu", "patience", "eval_frequency"}
 MARKER = "preannot-trained.json"
@@ -73,16 +73,6 @@ def run_digest(config_text: str, overrides: dict, gpu: int, *doc_lists) -> str:
             for docs in doc_lists]
     blob = json.dumps([config_text, overrides, gpu, data])
     return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
-
-
-def carve_dev(examples: Sequence[Example]) -> tuple[list[Example], list[Example]]:
-    """10% of ``examples`` as dev, picked by a digest of the task id: the same split every run."""
-    ranked = sorted(examples, key=lambda e: hashlib.blake2b(str(e.task.id).encode()).digest())
-    if len(ranked) < 2:
-        return list(ranked), list(ranked)
-    n = max(1, len(ranked) // 10)
-    dev_ids = {id(e) for e in ranked[:n]}
-    return [e for e in examples if id(e) not in dev_ids], ranked[:n]
 
 
 class SpacyNerTrainer(Trainer):
@@ -163,7 +153,7 @@ class SpacyNerTrainer(Trainer):
         nlp = spacy.blank(section["lang"], config={"nlp": tokenizer})
         carved = not dev
         if carved:
-            train, dev = carve_dev(train)
+            train, dev = hold_out(train, 10)  # a tenth
         counts: Counter = Counter()
         train_docs = to_docs(nlp, train, self.field, counts)
         dev_docs = to_docs(nlp, dev, self.field, counts)

@@ -6,7 +6,6 @@ boxes, which are in those pixels, match the file ultralytics reads whatever it d
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -14,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from preannot import Box, Context, Example, TaskFailed, open_image
+from preannot import Box, Context, Example, TaskFailed, hold_out, open_image
 
 
 @dataclass
@@ -36,19 +35,6 @@ class Summary:
                 f"{self.val_from}), {self.boxes} boxes, {len(self.labels)} labels "
                 f"({', '.join(self.labels)}), {len(self.skipped)} skipped"
                 + (f", {self.dropped_boxes} empty boxes dropped" if self.dropped_boxes else ""))
-
-
-def carve(train: Sequence[Example]) -> tuple[list[Example], list[Example]]:
-    """Hold out ~20% of ``train`` for validation when there is no dev split: chosen by a digest
-    of the task id, so a rerun (or a reordered export) holds out the same tasks.
-    """
-    if len(train) < 2:
-        return list(train), list(train)  # one example: validate on it rather than on nothing
-    order = sorted(range(len(train)),
-                   key=lambda i: hashlib.blake2b(train[i].task.id.encode(), digest_size=8).digest())
-    held = set(order[:max(1, len(train) // 5)])
-    return ([e for i, e in enumerate(train) if i not in held],
-            [e for i, e in enumerate(train) if i in held])
 
 
 def yolo_line(box: Box, cls: int) -> str | None:
@@ -80,7 +66,7 @@ def write_dataset(train: Sequence[Example], dev: Sequence[Example], root: Path, 
 
     summary = Summary()
     if not dev:
-        train, dev = carve(train)
+        train, dev = hold_out(train, 5)  # a fifth
         summary.val_from = "held out of train: no dev split"
     boxes = {id(e): [r for r in e.regions if isinstance(r, Box)] for e in (*train, *dev)}
     summary.labels = sorted({b.label for bs in boxes.values() for b in bs})

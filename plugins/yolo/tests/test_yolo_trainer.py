@@ -17,7 +17,7 @@ from torchvision.ops import box_iou
 
 from preannot import Box, ConfigError, Context, Example, Task
 from preannot_yolo.annotator import YoloAnnotator
-from preannot_yolo.dataset import carve, write_dataset
+from preannot_yolo.dataset import write_dataset
 from preannot_yolo.trainer import YoloTrainer
 
 LABELS = ["Round", "Box", "Delta"]
@@ -213,14 +213,6 @@ def test_the_data_set_holds_the_images_as_label_studio_shows_them(shapes, tmp_pa
     assert torch.allclose(torch.tensor(lines), torch.tensor(expected), atol=1e-5)
     val = (tmp_path / "ds" / "labels" / "val" / "000000.txt").read_text()
     assert val == "3 0.350000 0.350000 0.500000 0.500000\n"
-
-
-def test_without_dev_a_fifth_is_held_out_by_task_id():
-    examples = [Example(Task(f"task-{i}", {"image": f"{i}.png"}), []) for i in range(50)]
-    train, val = carve(examples)
-    assert len(val) == 10 and len(train) == 40
-    assert {e.task.id for e in carve(examples[::-1])[1]} == {e.task.id for e in val}
-    assert carve(examples[:1]) == (examples[:1], examples[:1])
 
 
 def test_options_and_registration():
