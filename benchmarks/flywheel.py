@@ -30,7 +30,7 @@ What the figures mean.
   Label Studio showed them: ``add`` (a gold region nothing predicted overlaps), ``delete`` (a
   predicted region that overlaps no gold region), ``change`` (a predicted region paired with an
   overlapping gold one whose span or label differs: one edit). Regions are paired one to one as
-  the harvest does (``preannot.labelstudio.match`` with span_iou 1.0); the harvest's own
+  the harvest does (``preannot.evaluation.match`` with span_iou 1.0); the harvest's own
   classification of the same tasks is checked against this count.
 - ``trained`` / ``promoted``: the version ``flow.train`` registered and the gate's decision
   (its reasons follow, with the sizes of the train / dev / gate-evaluation splits).
@@ -56,7 +56,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -70,14 +69,14 @@ from flywheel_corpus import CATALOGUE, Doc, Generator, write_rules
 
 from preannot import Span, Task
 from preannot.annotator import Example
-from preannot.config import load_config
-from preannot.labelstudio.cli import _push, repredict
+from preannot.engine.config import load_config
+from preannot.evaluation.corrections import CORRECTIONS, write_outputs
 from preannot.labelstudio.client import Client, Connection
-from preannot.labelstudio.harvest import CORRECTIONS, HarvestStore, pull, write_outputs
-from preannot.labelstudio.match import ACCEPTED, DELETED, MODIFIED, match
+from preannot.labelstudio.harvest import HarvestStore, pull
+from preannot.loop import sync
+from preannot.evaluation.match import ACCEPTED, DELETED, MODIFIED, match
 from preannot.lsjson import result_to_region
-from preannot.plugins import get_host
-from preannot.runner import configured_annotators
+from preannot.engine.host import get_host
 from preannot.training import flow
 from preannot.training.gate import evaluate
 
@@ -196,9 +195,9 @@ def held_out(config_path: Path, host, test: list[Example], novel: list[Example],
     its novel part (the notices of building the annotators go to the log)."""
     config = load_config(config_path)
     built: list = []
-    captured(log_path, lambda: built.extend(configured_annotators(config, host)[1]))
+    captured(log_path, lambda: built.extend(sync.annotators(config, host)))
     annotators = {a.name: a for a in built}
-    thresholds = flow.thresholds(config)
+    thresholds = config.harvest.thresholds
     out: dict[str, dict[str, Any] | None] = {}
     for name in SOURCES:
         if name not in annotators:
@@ -305,7 +304,7 @@ def main() -> None:
 
         t0 = time.perf_counter()
         pushed: list = []
-        captured(log_path, lambda: pushed.append(_push(config, client, None, None, False, True)))
+        captured(log_path, lambda: pushed.append(sync.push(config, client)))
         summary = pushed[0]
         project_id = summary.project_id
         print(f"round 0: pushed {summary.created} tasks to project {project_id} with "
@@ -341,7 +340,8 @@ def main() -> None:
                             result=gold_result(doc, shown), what=f"annotating task {t['id']}")
             reviewed += len(todo)
             pulled = pull(client, project_id, store)
-            write_outputs(store, config.base_dir / "harvest", thresholds=flow.thresholds(config),
+            write_outputs(store.tasks(), config.harvest.output_dir,
+                          thresholds=config.harvest.thresholds,
                           title=f"preannot harvest: {title}")
             # the harvest's own classification of the same tasks, as a check on the count
             harvested: Counter[str] = Counter()
@@ -365,9 +365,9 @@ def main() -> None:
             t_push = time.perf_counter()
             pushed = "not promoted: predictions unchanged"
             if outcome.promoted and not outcome.reused:
-                pushed = captured(log_path, lambda: repredict(config, no_progress=True))
-                found = re.search(r"(\d+) given predictions", pushed)
-                pushed = f"{found.group(1)} unlabeled tasks re-predicted" if found else pushed
+                repushed = sync.repredict(config, log=messages.append)
+                pushed = (f"{repushed.predicted} unlabeled tasks re-predicted" if repushed
+                          else "; ".join(messages[-1:]))
             push_s = time.perf_counter() - t_push
             scores = held_out(config_path, host, test, novel, log_path)
             n = max(1, len(todo))

@@ -22,7 +22,8 @@ import tracemalloc
 from pathlib import Path
 
 from preannot.labelstudio.client import Client, Connection
-from preannot.labelstudio.harvest import HarvestStore, pull, write_outputs
+from preannot.evaluation.corrections import write_outputs
+from preannot.labelstudio.harvest import HarvestStore, pull
 from preannot.labelstudio.push import BATCH, push_tasks, read_import_file
 from preannot.labelstudio.server import local_server
 
@@ -104,7 +105,7 @@ def main() -> None:
               f"{pull_rate / (len(tasks) / export_s):.2f} vs raw export (target >= 0.9)")
         _, again_s, _ = timed(lambda: pull(client, ours_project, store))
         print(f"pull again with nothing changed: {again_s:.2f} s")
-        _, out_s, out_mem = timed(lambda: write_outputs(store, Path(tempfile.mkdtemp())))
+        _, out_s, out_mem = timed(lambda: write_outputs(store.tasks(), Path(tempfile.mkdtemp())))
         print(f"classify + corrections/metrics/report of {len(tasks)} tasks: {out_s:.1f} s "
               f"(peak {out_mem / 2**20:.1f} MiB)")
     finally:

@@ -43,8 +43,8 @@ def main() -> None:
 
     from ultralytics import YOLO
 
-    from preannot.config import RunConfig
-    from preannot.runner import run
+    from preannot.engine.config import RunConfig
+    from preannot.engine.runner import run
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"

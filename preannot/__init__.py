@@ -4,13 +4,13 @@ Everything a plugin needs is importable from here; anything else is private to t
 """
 
 from .annotator import (Annotator, ConfigError, Context, Example, Ranker, TaskFailed, Trainer,
-                        hold_out, notice)
+                        batches, digest, file_digest, hold_out, notice)
 from .hookspecs import hookimpl
 from .images import open_image
 from .model import Box, Choice, Mask, Polygon, Prediction, Region, Span, Task
 
 __all__ = [
     "Annotator", "Box", "Choice", "ConfigError", "Context", "Example", "Mask", "Polygon",
-    "Prediction", "Ranker", "Region", "Span", "Task", "TaskFailed", "Trainer", "hold_out",
-    "hookimpl", "notice", "open_image",
+    "Prediction", "Ranker", "Region", "Span", "Task", "TaskFailed", "Trainer", "batches",
+    "digest", "file_digest", "hold_out", "hookimpl", "notice", "open_image",
 ]

@@ -5,15 +5,76 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from itertools import islice
+from typing import Any, ClassVar, TypeVar
 
 from .model import Prediction, Region, Task
 
 
+T = TypeVar("T")
 _told: set[str] = set()
+
+
+def digest(*parts: Any, size: int = 8) -> str:
+    """A short hex digest of JSON-able parts (dict keys sorted; other objects by ``str``): the
+    one way a fingerprint, a cache key or a stable split is made, so they never disagree."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.blake2b(blob.encode(), digest_size=size).hexdigest()
+
+
+def file_digest(path: str | Path, size: int = 16) -> str:
+    """A digest of a file's bytes (model weights, rule files), read in chunks."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=size)).hexdigest()
+
+
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter), lazily: the one batching helper."""
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def upstream_names(after: Any) -> list[str]:
+    """An ``after`` option (one name or a list of names) as a list."""
+    return [after] if isinstance(after, str) else list(after or [])
+
+
+def chain_order(after: Mapping[str, Sequence[str]], wanted: Sequence[str] | None = None) -> list[str]:
+    """Annotator names ordered so that each comes after the ones it is chained ``after``;
+    with ``wanted``, only those and what they run after. The one chain order the runner, the
+    registry and the trainers follow."""
+    ordered: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(name: str, wanted_by: str) -> None:
+        if name not in after:
+            raise ConfigError(f"annotator {wanted_by!r} runs after {name!r}, which is not configured")
+        if name in ordered:
+            return
+        if name in visiting:
+            raise ConfigError(f"annotators form a cycle through {name!r}")
+        visiting.add(name)
+        for upstream in after[name]:
+            visit(upstream, name)
+        ordered.append(name)
+
+    for name in (after if wanted is None else wanted):
+        visit(name, name)
+    return ordered
+
+
+def _check_options(kind: str, name: str, type_name: str, options: Mapping[str, Any],
+                   known: frozenset[str] | None) -> None:
+    if known is None:
+        return
+    if unknown := sorted(set(options) - known):
+        raise ConfigError(f"{kind} {name!r} ({type_name}): unknown option"
+                          f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
+                          f"(known: {', '.join(sorted(known))})")
 
 
 def notice(message: str) -> None:
@@ -62,14 +123,21 @@ class Annotator:
     combines: ClassVar[bool] = False
     """A combiner (fusion) merges its upstreams' predictions into one: their own predictions are
     then left out of the output, and it runs with whichever of them are configured."""
+    known_options: ClassVar[frozenset[str] | None] = None
+    """The options this type takes, beside the common ones (:attr:`COMMON_OPTIONS`): the base
+    class refuses any other, naming the known ones. None: options are not checked."""
+    COMMON_OPTIONS: ClassVar[frozenset[str]] = frozenset(
+        {"after", "field", "from_name", "to_name", "labels", "model_version"})
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None,
                  context: Context | None = None) -> None:
         self.name = name
         self.options = dict(options or {})
         self.context = context or Context()
-        after = self.options.pop("after", [])
-        self.after: list[str] = [after] if isinstance(after, str) else list(after)
+        if self.known_options is not None:
+            _check_options("annotator", name, self.type, self.options,
+                           self.known_options | self.COMMON_OPTIONS)
+        self.after: list[str] = upstream_names(self.options.pop("after", []))
         """Names of upstream annotators whose predictions :meth:`annotate` receives."""
         self.field: str = self.options.pop("field", self.reads[0] if self.reads else "text")
         """The key of the task data it reads; a task without it is reported, not annotated."""
@@ -85,10 +153,9 @@ class Annotator:
         """Changes whenever the output could change; a resumed run redoes tasks on a change.
 
         The default digests the type and options; annotators that read files (rules, weights)
-        extend it with those files' content.
+        extend it with those files' content: ``digest(super().fingerprint(), weights_digest)``.
         """
-        blob = json.dumps([self.type, self.options, self.after], sort_keys=True, default=str)
-        return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+        return digest(self.type, self.options, self.after)
 
     @property
     def model_version(self) -> str:
@@ -159,12 +226,17 @@ class Trainer:
     """The annotator type that runs the models this trainer makes."""
     learns: ClassVar[tuple[str, ...]] = ("labels",)
     """Label Studio result types it learns from; other human regions are left out."""
+    known_options: ClassVar[frozenset[str] | None] = None
+    """The options this type takes beside ``field``; None: not checked."""
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None,
                  context: Context | None = None) -> None:
         self.name = name
         self.options = dict(options or {})
         self.context = context or Context()
+        if self.known_options is not None:
+            _check_options("trainer", name, self.type, self.options,
+                           self.known_options | {"field"})
         self.field: str = self.options.pop("field", "text")
         """The key of the task data it learns from."""
 

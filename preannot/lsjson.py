@@ -104,13 +104,64 @@ def prediction_to_ls(prediction: Prediction) -> dict[str, Any]:
     return out
 
 
+ANNOTATORS_KEY = "preannot_annotators"
+"""Task ``meta`` key naming the annotator of each prediction, in order (Label Studio keeps a
+prediction's model version, not who made it)."""
+
+
+def task_key(preannot_id: Any, ls_id: Any = None, data: Any = None) -> str:
+    """The stable id of a task: the one preannot gave it (``meta.preannot_id``), else
+    ``ls:<id>`` for a task Label Studio numbered, else a digest of its data."""
+    if preannot_id:
+        return str(preannot_id)
+    if ls_id is not None:
+        return f"ls:{ls_id}"
+    return f"sha:{Task('', dict(data or {})).checksum}"
+
+
 def task_to_ls(task: Task, predictions: list[Prediction]) -> dict[str, Any]:
     """A Label Studio import task: its data and the predictions made for it.
 
-    The stable task id goes in ``meta`` so a later sync can find the task again.
+    The stable task id goes in ``meta`` so a later sync can find the task again, with the
+    name of each prediction's annotator.
     """
     return {
         "data": task.data,
-        "meta": {**task.meta, "preannot_id": task.id},
+        "meta": {**task.meta, "preannot_id": task.id,
+                 ANNOTATORS_KEY: [p.annotator for p in predictions]},
         "predictions": [prediction_to_ls(p) for p in predictions],
     }
+
+
+def ls_to_task(item: Any, source: str = "") -> Task:
+    """The task a Label Studio import task holds (the inverse of :func:`task_to_ls`, without
+    the predictions: see :func:`ls_to_predictions`). Raises ValueError for something that is
+    not such a task."""
+    if not isinstance(item, dict) or not isinstance(item.get("data"), dict):
+        raise ValueError("not a Label Studio task (an object with a 'data' object)")
+    if not isinstance(item.get("predictions") or [], list) or not all(
+            isinstance(p, dict) for p in item.get("predictions") or []):
+        raise ValueError("'predictions' is not a list of objects")
+    meta = {k: v for k, v in (item.get("meta") or {}).items() if k != ANNOTATORS_KEY}
+    return Task(task_key(meta.get("preannot_id") or item.get("id"), data=item["data"]),
+                dict(item["data"]), source, meta)
+
+
+def ls_to_predictions(item: dict[str, Any], task_id: str,
+                      annotators: dict[str, str] | None = None) -> list[Prediction]:
+    """The predictions of a Label Studio import task, as objects. Each one's annotator is the
+    one the task's ``meta`` names, else the annotator whose model version it carries
+    (``annotators``: version -> name), else its regions' ``provenance["annotator"]``, else
+    its model version."""
+    raw = item.get("predictions") or []
+    named = (item.get("meta") or {}).get(ANNOTATORS_KEY)
+    named = named if isinstance(named, list) and len(named) == len(raw) else [None] * len(raw)
+    predictions = []
+    for name, p in zip(named, raw):
+        version = str(p.get("model_version") or "")
+        regions = [result_to_region(r) for r in p.get("result") or []]
+        owners = {r.provenance.get("annotator") for r in regions} - {None}
+        annotator = (name or (annotators or {}).get(version)
+                     or (owners.pop() if len(owners) == 1 else None) or version)
+        predictions.append(Prediction(task_id, str(annotator), version, regions, p.get("score")))
+    return predictions

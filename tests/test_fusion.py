@@ -5,10 +5,10 @@ import json
 import pytest
 
 from preannot import ConfigError, Context, Prediction, Span, Task
-from preannot.config import RunConfig
-from preannot.fusion import FusionAnnotator
-from preannot.plugins import load_host
-from preannot.runner import run
+from preannot.engine.config import RunConfig
+from preannot.builtins.fusion import FusionAnnotator
+from preannot.engine.host import load_host
+from preannot.engine.runner import run
 from test_ls_push import KeywordsPlugin
 
 TEXT = "Send two Acme drill kits and a Zeta saw"
@@ -80,10 +80,19 @@ def test_learned_weights_follow_harvested_precision(tmp_path):
 
 
 def test_min_weight_drops_what_nobody_trusts(tmp_path):
-    write_metrics(tmp_path, rules_brand=95, ner_product=30)
-    fused = fuse({"policy": "learned", "metrics": "metrics.json", "min_weight": 0.6},
-                 Context(base_dir=tmp_path))
-    assert "Acme drill kits" not in [r.text for r in fused]
+    # the brand rule misfires (20 of 100) and the model is weak (30 of 100): the model's
+    # "Acme drill kits" wins its conflict with 31/102 = 0.304; "Zeta saw", said by both,
+    # weighs 1 - (1 - 71.6/102)(1 - 31/102) = 0.793
+    write_metrics(tmp_path, rules_brand=20, ner_product=30)
+
+    def kept(min_weight):
+        return summary(fuse({"policy": "learned", "metrics": "metrics.json",
+                             "min_weight": min_weight}, Context(base_dir=tmp_path)))
+
+    assert kept(0.0) == [("two", "QUANTITY", "rules"), ("Acme drill kits", "PRODUCT", "ner"),
+                         ("Zeta saw", "PRODUCT", "rules")]
+    assert kept(0.6) == [("two", "QUANTITY", "rules"), ("Zeta saw", "PRODUCT", "rules")]
+    assert kept(0.8) == [("two", "QUANTITY", "rules")]  # the group's loser is not promoted
 
 
 def test_options_are_checked(tmp_path, capsys):
@@ -96,6 +105,12 @@ def test_options_are_checked(tmp_path, capsys):
         FusionAnnotator("f", {"after": ["a"], "order": ["b"]})
     with pytest.raises(ConfigError, match="policy 'vote'"):
         FusionAnnotator("f", {"after": ["a"], "policy": "vote"})
+    with pytest.raises(ConfigError) as unknown:  # checked by the base class, from known_options
+        FusionAnnotator("f", {"after": ["a"], "polcy": "learned", "labels": ["X"]})
+    assert str(unknown.value) == (
+        "annotator 'f' (fusion): unknown option 'polcy' (known: after, field, from_name, iou, "
+        "labels, metrics, min_weight, model_version, order, policy, prior, prior_strength, "
+        "to_name)")
 
 
 def test_a_run_writes_the_fused_prediction_only(tmp_path):
@@ -135,7 +150,7 @@ def test_a_source_that_ran_and_stayed_silent_counts_against_a_region(tmp_path):
 
 
 def test_harvest_credits_every_source_a_fused_region_speaks_for():
-    from preannot.metrics import Metrics
+    from preannot.evaluation.metrics import Metrics
 
     def record(ran, classification):
         item = {"classification": classification, "annotator": "rules", "label": "PRODUCT",

@@ -6,6 +6,8 @@ import time
 import pytest
 
 from helpers import run_cli
+from preannot import ConfigError
+from preannot.engine.config import LabelStudioSettings, parse_config
 from preannot.labelstudio.client import Client, Connection, LabelStudioError, Unreachable
 from preannot.labelstudio.server import free_port
 
@@ -14,19 +16,24 @@ SECRET = "s3cr3t-token-value-0123456789"
 
 def test_settings_come_from_env_or_config_but_never_hold_the_token_itself(tmp_path):
     env = {"LABEL_STUDIO_URL": "http://ls:8080/", "LABEL_STUDIO_API_KEY": SECRET}
-    conn = Connection.resolve({}, env=env)
+    def settings(**table):
+        return parse_config({"labelstudio": table}, tmp_path, "preannot.toml").labelstudio
+
+    conn = Connection.resolve(LabelStudioSettings(), env=env)
     assert (conn.url, conn.api_key) == ("http://ls:8080", SECRET)
     assert SECRET not in repr(conn)
-    assert Connection.resolve({"url": "http://x", "api_key_env": "MY_KEY"},
+    assert Connection.resolve(settings(url="http://x", api_key_env="MY_KEY"),
                               env={"MY_KEY": SECRET}).api_key == SECRET
     (tmp_path / "key").write_text(SECRET + "\n")
-    assert Connection.resolve({"url": "http://x", "api_key_file": "key"}, tmp_path, env={}).api_key == SECRET
-    with pytest.raises(LabelStudioError, match="api_key is not allowed"):
-        Connection.resolve({"url": "http://x", "api_key": SECRET}, env={})
+    assert Connection.resolve(settings(url="http://x", api_key_file="key"),
+                              env={}).api_key == SECRET
+    with pytest.raises(ConfigError, match="api_key is not allowed") as refused:
+        settings(url="http://x", api_key=SECRET)
+    assert SECRET not in str(refused.value)
     with pytest.raises(LabelStudioError, match="set MY_KEY"):
-        Connection.resolve({"url": "http://x", "api_key_env": "MY_KEY"}, env={})
+        Connection.resolve(settings(url="http://x", api_key_env="MY_KEY"), env={})
     with pytest.raises(LabelStudioError, match="ls up"):
-        Connection.resolve({}, env={})
+        Connection.resolve(None, env={})
 
 
 def test_legacy_and_personal_access_tokens_both_work(labelstudio):

@@ -3,13 +3,15 @@ and every classification count and metric is checked against values worked out b
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from preannot import Prediction, Span, Task
+from preannot import Box, Mask, Prediction, Span, Task
 from preannot.cli import cli
-from preannot.labelstudio.harvest import HarvestStore, pull, write_outputs
-from preannot.lsjson import region_to_result, task_to_ls
+from preannot.evaluation.corrections import classify, write_outputs
+from preannot.labelstudio.harvest import HarvestStore, pull
+from preannot.lsjson import region_to_result, result_to_region, task_to_ls
 
 CONFIG = ('<View><Text name="text" value="$text"/><Labels name="label" toName="text">'
           '<Label value="PRODUCT"/><Label value="BRAND"/><Label value="COLOR"/></Labels></View>')
@@ -90,7 +92,7 @@ def test_pull_classifies_and_measures_exactly(scenario, tmp_path):
     client, project, ids = scenario
     store = HarvestStore(tmp_path / "ledger.sqlite", f"{client.url}#{project}")
     assert pull(client, project, store).fetched == 7
-    metrics = write_outputs(store, tmp_path / "out")
+    metrics = write_outputs(store.tasks(), tmp_path / "out")
     records = {r["task"]: r for r in map(json.loads, (tmp_path / "out" / "corrections.jsonl").open())}
     kinds = {r["id"]: r["classification"] for rec in records.values() for r in rec["predicted"]}
     # t4 was skipped and t7 not annotated: their predictions are not judged
@@ -172,3 +174,108 @@ def test_cli_pull_and_suggest(scenario, labelstudio, tmp_path, monkeypatch):
     assert "+Omega Inc,BRAND,Omega Inc," in patch  # added twice by humans (t3, t6)
     assert "-term3,PRODUCT,," in patch and "-term5,PRODUCT,," in patch  # misfiring rows
     assert "-term2,PRODUCT,," not in patch  # rule 2 was right every time
+
+
+def test_pull_full_refetches_and_model_version_picks_what_is_measured(scenario, labelstudio,
+                                                                       tmp_path, monkeypatch):
+    client, project, ids = scenario
+    (tmp_path / "preannot.toml").write_text(f"[labelstudio]\nproject = {project}\n")
+    for key, value in labelstudio.env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+
+    def pull_cli(*args):
+        result = CliRunner().invoke(cli, ["ls", "pull", "--no-progress", *args])
+        assert result.exit_code == 0, result.output
+        return result.output, json.loads((tmp_path / "harvest" / "metrics.json").read_text())
+
+    out, default = pull_cli()
+    assert f"pulled 7 changed tasks of project {project}" in out
+    assert "pulled 0 changed tasks" in pull_cli()[0]  # incremental: nothing changed since
+    out, full = pull_cli("--full")
+    assert "pulled 7 changed tasks" in out and full == default
+    assert pull_cli("--model-version", VERSION)[1] == default  # the only version there
+    _, other = pull_cli("--model-version", "no-such-version")
+    annotated = default["tasks"]["annotated"]
+    assert other["annotators"] == {} and other["tasks"]["annotated without prediction"] == annotated
+
+
+def test_a_ground_truth_annotation_wins_over_the_majority(labelstudio, tmp_path):
+    client = labelstudio.client()
+    project = labelstudio.project(CONFIG, "ground truth")
+    text = "Acme widget and Zeta bolt"
+    predicted = [span(text, "Acme widget", "PRODUCT", "g1")]
+    [tid] = client.sdk.projects.import_tasks(project, return_task_ids=True, request=[
+        task_to_ls(Task("gt", {"text": text}), [Prediction("gt", "rules", VERSION, predicted)])
+    ]).task_ids
+    acme = region_to_result(span(text, "Acme widget", "PRODUCT", "g1"))
+    zeta = region_to_result(span(text, "Zeta bolt", "PRODUCT", "h1"))
+    client.sdk.annotations.create(tid, result=[acme])
+    client.sdk.annotations.create(tid, result=[acme, zeta], ground_truth=True)
+    client.sdk.annotations.create(tid, result=[acme])
+    store = HarvestStore(tmp_path / "ledger.sqlite", f"{client.url}#{project}")
+    assert pull(client, project, store).fetched == 1
+    [task] = store.tasks()
+    record = classify(task)
+    assert (record["annotations"], record["agreement"]) == (1, None)  # the ground truth alone
+    assert [(h["value"]["text"], h["classification"]) for h in record["human"]] == [
+        ("Acme widget", "matched"), ("Zeta bolt", "added")]
+    for annotation in task["annotations"]:
+        annotation["ground_truth"] = False
+    majority = classify(task)  # without it, two of three said Acme widget alone
+    assert (majority["annotations"], majority["agreement"]) == (3, pytest.approx(7 / 9))
+    assert [h["value"]["text"] for h in majority["human"]] == ["Acme widget"]
+
+
+VISION = ('<View><Image name="image" value="$image"/>'
+          '<RectangleLabels name="box" toName="image"><Label value="car"/></RectangleLabels>'
+          '<BrushLabels name="mask" toName="image"><Label value="car"/></BrushLabels></View>')
+
+
+def test_boxes_and_masks_go_to_label_studio_and_come_back_classified(labelstudio, tmp_path):
+    """Vision regions through a real server: boxes in percent, masks as the SDK's RLE."""
+    client = labelstudio.client()
+    project = labelstudio.project(VISION, "vision harvest")
+
+    def mask(rows, cols):
+        pixels = np.zeros((100, 200), dtype=bool)
+        pixels[rows, cols] = True
+        return Mask(mask=pixels, label="car", from_name="mask", to_name="image", score=0.7)
+
+    size = dict(image_width=200, image_height=100, from_name="box", to_name="image")
+    kept_box = Box(x=10, y=20, width=30, height=40, label="car", id="b1", score=0.9, **size)
+    moved = Box(x=100, y=10, width=40, height=40, label="car", id="b2", score=0.5, **size)
+    shrunk, gone = mask(slice(5, 15), slice(5, 15)), mask(slice(60, 90), slice(150, 190))
+    shrunk.id, gone.id = "m1", "m2"
+    regions = [kept_box, moved, shrunk, gone]
+    [tid] = client.sdk.projects.import_tasks(project, return_task_ids=True, request=[task_to_ls(
+        Task("img", {"image": "/data/upload/1/a.png"}),
+        [Prediction("img", "det", "det-v1", [*regions])])]).task_ids
+
+    def as_human(region):
+        item = region_to_result(region)
+        for key in ("preannot", "score", "origin"):
+            item.pop(key, None)
+        return item
+
+    moved_by_human = Box(x=110, y=10, width=40, height=40, label="car", id="b2", **size)
+    eroded = mask(slice(6, 14), slice(6, 14))  # 64 of 100 pixels: IoU 0.64
+    eroded.id = "m1"
+    added = Box(x=0, y=0, width=20, height=20, label="car", id="h1", **size)
+    client.sdk.annotations.create(tid, result=[as_human(r) for r in (
+        kept_box, moved_by_human, eroded, added)])
+    store = HarvestStore(tmp_path / "ledger.sqlite", f"{client.url}#{project}")
+    assert pull(client, project, store).fetched == 1
+    [record] = [classify(t) for t in store.tasks()]
+    got = [(p["id"], p["type"], p["classification"], p["iou"]) for p in record["predicted"]]
+    # the moved box keeps 30 of 40 columns: IoU 1200 / 2000 = 0.6, accepted at 0.5
+    assert got == [("b1", "rectanglelabels", "accepted", 1.0),
+                   ("b2", "rectanglelabels", "accepted", 0.6),
+                   ("m1", "brushlabels", "accepted", 0.64),
+                   ("m2", "brushlabels", "deleted", 0.0)]
+    assert [(h["id"], h["classification"]) for h in record["human"]] == [
+        ("b1", "matched"), ("b2", "matched"), ("m1", "matched"), ("h1", "added")]
+    # the geometry came back exactly: pixels for boxes, the very mask for masks
+    back = {h["id"]: result_to_region(h) for h in record["human"]}
+    assert back["b2"].xyxy == pytest.approx((110, 10, 150, 50), abs=1e-9)
+    assert np.array_equal(back["m1"].mask, eroded.mask)

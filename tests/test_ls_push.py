@@ -3,15 +3,17 @@
 import json
 
 import pytest
+from click.testing import CliRunner
 
 from ls_plugin import Keywords
 from preannot import hookimpl
-from preannot.config import RunConfig
+from preannot.cli import cli
+from preannot.engine.config import RunConfig
 from preannot.labelstudio.client import Unreachable
 from preannot.labelstudio.push import (annotate_project, ensure_project, push_tasks,
                                        read_import_file)
-from preannot.plugins import load_host
-from preannot.runner import run
+from preannot.engine.host import load_host
+from preannot.engine.runner import run
 
 WORDS = {"apple": ["FRUIT", 0.9], "pear": ["FRUIT", 0.3], "bolt": ["PART", 0.6]}
 
@@ -91,6 +93,13 @@ def test_bad_records_are_reported_and_the_rest_pushed(labelstudio, tmp_path):
         ("mixed.jsonl:2", "invalid JSON"),
         ("mixed.jsonl:3", "not a Label Studio task (an object with a 'data' object)"),
         ("mixed.jsonl:4", "duplicate task id 'g1'")]
+    # the command says the same and exits 3, the good task already there
+    result = CliRunner().invoke(cli, ["ls", "push", str(path), "-p", str(project),
+                                      "--no-progress"], env=labelstudio.env())
+    assert result.exit_code == 3, result.output
+    said = " ".join(result.output.split())  # as the terminal wraps it
+    assert "0 tasks created, 0 given predictions, 1 already up to date" in said
+    assert "not pushed mixed.jsonl:3: not a Label Studio task" in said
 
 
 def test_tasks_already_in_a_project_get_predictions_in_bulk(labelstudio):

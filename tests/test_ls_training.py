@@ -12,6 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from preannot.cli import cli
+from preannot.engine.config import load_config
+from preannot.engine.host import get_host
+from preannot.labelstudio.push import model_version_of
+from preannot.loop import sync
+from preannot.training.dataset import in_eval_split
 from preannot.training.registry import Registry
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
@@ -97,7 +102,10 @@ def test_correct_pull_train_promote_repredict_rollback(project, labelstudio):
                  if line.startswith("project"))
     project_id = client.project(title.split('"')[1]).id
     first_version = client.sdk.projects.get(project_id).model_version
-    assert first_version.startswith("rules-") and "ner" not in first_version
+    # no model version yet: the model is left out, fusion runs on the rules alone
+    built = sync.annotators(load_config(folder / "preannot.toml"), get_host())
+    assert [a.name for a in built] == ["rules", "fused"]
+    assert first_version == model_version_of(built) == "+".join(a.model_version for a in built)
 
     tasks = {t["meta"]["preannot_id"]: t for t in client.export(project_id)}
     gold = {r["id"]: r["gold"] for r in rows}
@@ -133,6 +141,12 @@ def test_correct_pull_train_promote_repredict_rollback(project, labelstudio):
             if p.model_version == promoted_version:
                 found |= {r["value"]["text"] for r in p.result}
     assert set(UNKNOWN) & found, found
+    # the learned fusion weighs each source by this real harvest
+    harvested = json.loads((folder / "harvest" / "metrics.json").read_text())["annotator_labels"]
+    fused = {a.name: a for a in sync.annotators(load_config(folder / "preannot.toml"),
+                                                get_host())}["fused"]
+    assert fused.counts == harvested and fused.counts["rules"]["PRODUCT"]["predicted"] > 0
+    assert fused.after == ["rules", "model"]
 
     result = invoke("train", "-c", config, "--force")  # same data again: a tie passes margin 0
     assert result.exit_code == 0, result.output
@@ -142,7 +156,9 @@ def test_correct_pull_train_promote_repredict_rollback(project, labelstudio):
     assert result.exit_code == 0 and "ner-v1 vs ner-v2 on" in result.output, result.output
     result = invoke("models", "compare", "ner-v1", "ner-v2", "-c", config, "--json")
     compared = {row["label"]: row for row in json.loads(result.output)["labels"]}
-    assert compared["PRODUCT"]["support"] > 0
+    # every reviewed task holds one product: the split's support is its task count
+    assert compared["PRODUCT"]["support"] == sum(in_eval_split(k, 0.25) for k in reviewed) \
+        == v1.card["harvest"]["eval"]
     assert compared["all"]["candidate f1"] > 0.5 and compared["all"]["current f1"] > 0.5
     result = invoke("models", "rollback", "ner", "-c", config)
     assert result.exit_code == 0, result.output
@@ -156,3 +172,11 @@ def test_correct_pull_train_promote_repredict_rollback(project, labelstudio):
     assert registry.current("ner").version == "ner-v2"
     assert registry.get("ner-v2").card["promoted_by"] == "hand"
     assert client.sdk.projects.get(project_id).model_version == promoted_version  # --no-push
+    # a gate that asks for more than a retrain on the same data can give: exit status 4
+    (folder / "preannot.toml").write_text((folder / "preannot.toml").read_text().replace(
+        "margin = 0.0", "margin = 0.5"))
+    result = invoke("train", "-c", config, "--force", "--no-push")
+    assert result.exit_code == 4, result.output
+    assert "ner-v3: not promoted" in result.output
+    assert registry.current("ner").version == "ner-v2"
+    assert registry.get("ner-v3").status == "rejected"

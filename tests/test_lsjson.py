@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from label_studio_sdk.converter.brush import decode_rle
 
 from preannot import Box, Choice, Mask, Polygon, Prediction, Span, Task
-from preannot.lsjson import region_to_result, result_to_region, task_to_ls
+from preannot.lsjson import (ls_to_predictions, ls_to_task, region_to_result, result_to_region,
+                             task_key, task_to_ls)
 
 
 def test_span_result_is_label_studio_ner_format():
@@ -64,6 +67,31 @@ def test_task_carries_stable_id_and_one_prediction_per_annotator():
                                                                    text="h", score=0.4)]),
                    Prediction("emails.jsonl:3", "b", "b-1", [])]
     out = task_to_ls(task, predictions)
-    assert out["meta"] == {"preannot_id": "emails.jsonl:3"} and out["data"] == {"text": "hello"}
+    assert out["meta"] == {"preannot_id": "emails.jsonl:3", "preannot_annotators": ["a", "b"]}
+    assert out["data"] == {"text": "hello"}
     assert [p["model_version"] for p in out["predictions"]] == ["a-1", "b-1"]
     assert out["predictions"][0]["score"] == 0.4 and "score" not in out["predictions"][1]
+
+
+def test_an_import_task_reads_back_as_the_task_and_predictions_that_made_it():
+    task = Task("emails.jsonl:3", {"text": "hello"}, meta={"channel": "mail"})
+    predictions = [Prediction("emails.jsonl:3", "rules", "rules-1",
+                              [Span(label="X", start=0, end=1, text="h", score=0.4)]),
+                   Prediction("emails.jsonl:3", "ner", "ner-v2", [])]
+    item = json.loads(json.dumps(task_to_ls(task, predictions)))
+    back = ls_to_task(item, "pred.json[0]")
+    assert (back.id, back.data, back.source, back.meta) == (
+        "emails.jsonl:3", {"text": "hello"}, "pred.json[0]", {"channel": "mail", "preannot_id":
+                                                              "emails.jsonl:3"})
+    parsed = ls_to_predictions(item, back.id)
+    assert [(p.annotator, p.model_version, len(p.regions)) for p in parsed] == [
+        ("rules", "rules-1", 1), ("ner", "ner-v2", 0)]
+    assert parsed[0].regions[0].label == "X" and parsed[0].score == 0.4
+    # a file written elsewhere: the configured annotators' versions name them
+    del item["meta"]["preannot_annotators"]
+    assert [p.annotator for p in ls_to_predictions(item, back.id, {"ner-v2": "ner"})] == [
+        "rules-1", "ner"]
+    with pytest.raises(ValueError, match="not a Label Studio task"):
+        ls_to_task({"data": "text"})
+    assert task_key(None, 17) == "ls:17" and task_key("a:1", 17) == "a:1"
+    assert task_key(None, data={"text": "x"}) == f"sha:{Task('', {'text': 'x'}).checksum}"

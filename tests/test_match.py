@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from preannot import Box, Choice, Mask, Polygon, Span
-from preannot.labelstudio.match import (ACCEPTED, DELETED, MODIFIED, consensus, iou, match,
+from preannot.evaluation.match import (ACCEPTED, DELETED, MODIFIED, consensus, iou, match,
                                         pair_f1, polygon_iou)
 from preannot.lsjson import region_to_result, result_to_region
 

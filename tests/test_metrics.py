@@ -1,6 +1,6 @@
 """Metrics edge cases on hand-made corrections records."""
 
-from preannot.metrics import compute
+from preannot.evaluation.metrics import compute
 
 
 def item(kind, label="A", annotator="x", score=None, rule=None):

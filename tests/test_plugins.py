@@ -62,6 +62,23 @@ def plugin_dirs(tmp_path_factory):
     return good, broken
 
 
+CLASH_PLUGIN = """
+    import click
+    from preannot import hookimpl
+
+    @hookimpl
+    def register_commands(cli):
+        @cli.command()
+        def ls():
+            "A plugin's ls, which must not replace preannot's."
+            click.echo("the plugin's ls")
+
+        @cli.command()
+        def greet():
+            click.echo("greetings")
+"""
+
+
 def listing(result):
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -110,11 +127,23 @@ def test_register_commands_adds_a_subcommand(plugin_dirs):
     assert "hello" not in run_cli(["--help"], env={"PREANNOT_PLUGINS": ""}).stdout.split("Commands:")[1]
 
 
+def test_a_plugin_command_may_not_take_a_built_in_name(tmp_path):
+    clash = pip_install(write_plugin(tmp_path / "src", "preannot-clash", CLASH_PLUGIN),
+                        tmp_path / "site")
+    result = run_cli(["ls", "--help"], pythonpath=[clash])
+    assert result.returncode == 0
+    assert "Label Studio: push ranked pre-annotations" in result.stdout  # preannot's own ls
+    assert ("warning: plugin 'preannot_clash': command 'ls' is already taken (by preannot or "
+            "another plugin): not added; rename it") in result.stderr
+    greet = run_cli(["greet"], pythonpath=[clash])
+    assert greet.returncode == 0 and greet.stdout.strip() == "greetings"
+
+
 def test_register_rankers_and_trainers(plugin_dirs, monkeypatch, tmp_path):
     good, _ = plugin_dirs
     monkeypatch.syspath_prepend(str(good))
     from preannot import Task
-    from preannot.plugins import load_host
+    from preannot.engine.host import load_host
 
     monkeypatch.setenv("PREANNOT_PLUGINS", "preannot_hooks")
     host = load_host()
@@ -162,3 +191,17 @@ def test_custom_plugin_example_installs_and_runs(tmp_path):
     cues = [[r["value"]["text"] for r in t["predictions"][0]["result"] if r["type"] == "labels"]
             for t in tasks]
     assert cues == [["ASAP"], [], ["urgent", "today"]]
+
+
+def test_every_hook_is_documented_and_exercised_by_a_test():
+    """As datasette does: a new hook in hookspecs.py needs a README row and a test plugin."""
+    import preannot.hookspecs as specs
+
+    hooks = sorted(name for name, fn in vars(specs).items() if hasattr(fn, "preannot_spec"))
+    assert hooks == ["register_annotators", "register_commands", "register_rankers",
+                     "register_trainers"]
+    readme = (ROOT / "README.md").read_text()
+    assert [h for h in hooks if f"| `{h}` |" not in readme] == []
+    tests = [p.read_text() for p in [*(ROOT / "tests").glob("*.py"),
+                                     *(ROOT / "plugins").glob("*/tests/*.py")]]
+    assert [h for h in hooks if not any(f"def {h}(" in t for t in tests)] == []

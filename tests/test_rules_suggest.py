@@ -2,7 +2,7 @@
 
 import subprocess
 
-from preannot.rules_suggest import suggest
+from preannot.evaluation.suggest import suggest
 
 
 def added(text, label):

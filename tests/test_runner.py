@@ -9,9 +9,9 @@ import pytest
 
 from helpers import ROOT, pip_install, run_cli
 from preannot import Annotator, Choice, Span, TaskFailed, hookimpl
-from preannot.config import RunConfig, load_config
-from preannot.plugins import load_host
-from preannot.runner import run
+from preannot.engine.config import RunConfig, load_config
+from preannot.engine.host import load_host
+from preannot.engine.runner import run
 
 calls: list[int] = []
 
@@ -100,7 +100,7 @@ def test_output_is_label_studio_import_json(tmp_path, host):
     run(config(tmp_path, ["in.jsonl"]), host=host)
     (task,) = output(tmp_path)
     (prediction,) = task["predictions"]
-    assert task["meta"] == {"preannot_id": "42"}
+    assert task["meta"] == {"preannot_id": "42", "preannot_annotators": ["fw"]}
     assert prediction["model_version"].startswith("fw-") and prediction["score"] == 0.7
     (region,) = prediction["result"]
     assert region["value"] == {"start": 0, "end": 5, "text": "hello", "labels": ["FIRST"]}
@@ -223,3 +223,10 @@ def test_cli_exit_status_and_summary_on_bad_records(tmp_path):
     assert result.returncode == 3
     assert "1 failed of 2 records read" in result.stderr
     assert "invalid JSON" in result.stderr and "in.jsonl:2" in result.stderr
+    # -o *.jsonl writes JSON lines: one Label Studio task per line, the same tasks
+    lines = run_cli(["run", str(tmp_path / "in.jsonl"), "-c", str(tmp_path / "preannot.toml"),
+                     "-o", str(tmp_path / "o.jsonl"), "--no-progress"], pythonpath=[site])
+    assert lines.returncode == 3
+    written = (tmp_path / "o.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in written] == json.loads((tmp_path / "o.json").read_text())
+    assert len(written) == 1 and json.loads(written[0])["data"] == {"text": "urgent"}

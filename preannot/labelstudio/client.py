@@ -16,7 +16,6 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -24,6 +23,7 @@ from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
 from ..annotator import ConfigError
+from ..engine.config import LabelStudioSettings
 
 T = TypeVar("T")
 URL_ENV = "LABEL_STUDIO_URL"
@@ -47,36 +47,31 @@ class Connection:
     api_key: str = field(repr=False)
 
     @classmethod
-    def resolve(cls, settings: Mapping[str, Any] | None = None, base_dir: Path | None = None,
+    def resolve(cls, settings: LabelStudioSettings | None = None,
                 env: Mapping[str, str] | None = None) -> Connection:
         """From ``LABEL_STUDIO_URL``/``LABEL_STUDIO_API_KEY``, else the ``[labelstudio]`` table.
 
         The table may name ``url``, and the token only indirectly: ``api_key_env`` (a variable to
         read) or ``api_key_file`` (a file holding it), never the token itself, so that a config
-        file can be committed.
+        file can be committed (the config parser refuses ``api_key``).
         """
         env = os.environ if env is None else env
-        settings = dict(settings or {})
-        if "api_key" in settings:
-            raise LabelStudioError("[labelstudio] api_key is not allowed in preannot.toml: set "
-                                   f"{KEY_ENV}, or name a variable with api_key_env or a file "
-                                   "with api_key_file")
-        url = env.get(URL_ENV) or settings.get("url")
+        settings = settings or LabelStudioSettings()
+        url = env.get(URL_ENV) or settings.url
         if not url:
             raise LabelStudioError(f"no Label Studio server: set {URL_ENV} (and {KEY_ENV}) or "
                                    "[labelstudio] url, or run `preannot ls up` for a local one")
         key = env.get(KEY_ENV)
-        if not key and settings.get("api_key_env"):
-            key = env.get(settings["api_key_env"])
-        if not key and settings.get("api_key_file"):
-            path = Path(settings["api_key_file"]).expanduser()
-            path = path if path.is_absolute() or base_dir is None else base_dir / path
+        if not key and settings.api_key_env:
+            key = env.get(settings.api_key_env)
+        if not key and settings.api_key_file:
             try:
-                key = path.read_text(encoding="utf-8").strip()
+                key = settings.api_key_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise LabelStudioError(f"[labelstudio] api_key_file {path}: {exc.strerror}") from None
+                raise LabelStudioError(f"[labelstudio] api_key_file {settings.api_key_file}: "
+                                       f"{exc.strerror}") from None
         if not key:
-            where = settings.get("api_key_env") or KEY_ENV
+            where = settings.api_key_env or KEY_ENV
             raise LabelStudioError(f"no Label Studio API key: set {where} (Account & Settings > "
                                    "Personal Access Token, or a legacy token)")
         return cls(url=str(url).rstrip("/"), api_key=key)
@@ -211,8 +206,8 @@ def _detail(exc: ApiError) -> str:
     return str(body)[:500]
 
 
-def connect(settings: Mapping[str, Any] | None = None, base_dir: Path | None = None) -> Client:
+def connect(settings: LabelStudioSettings | None = None) -> Client:
     """A checked client from the environment or the ``[labelstudio]`` table."""
-    client = Client(Connection.resolve(settings, base_dir))
+    client = Client(Connection.resolve(settings))
     client.check()
     return client

@@ -7,7 +7,8 @@ view is made with full predictions (the plain ``/export`` endpoint gives predict
 and its JSON is parsed while it downloads, so memory does not grow with the task count.
 Fetched tasks are kept raw in the ledger's SQLite file, keyed by server, project and task, and
 the watermark moves only once a pull is complete: an interrupted pull is simply redone.
-Classification happens when outputs are written, so new thresholds need no refetch.
+Classification happens when outputs are written (:mod:`preannot.evaluation.corrections`), so
+new thresholds need no refetch.
 """
 
 from __future__ import annotations
@@ -16,20 +17,15 @@ import codecs
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from itertools import combinations, islice
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from ..lsjson import PROVENANCE_KEY, result_to_region
-from ..metrics import Metrics
-from ..model import Region
-from . import report
+from ..annotator import batches
 from .client import Client, LabelStudioError
-from .match import ACCEPTED, ADDED, DEFAULT_THRESHOLDS, consensus, match, pair_f1
 
 VIEW_TITLE = "preannot harvest (temporary)"
 SNAPSHOT_TITLE = "preannot harvest"
@@ -182,8 +178,7 @@ def pull(client: Client, project_id: int, store: HarvestStore, *, batch: int = 1
     """Fetch the tasks changed since the last pull into ``store``; move the watermark at the end."""
     summary = PullSummary(watermark=store.watermark)
     since = summary.watermark
-    stream = fetch_changed(client, project_id, since)
-    while chunk := list(islice(stream, batch)):
+    for chunk in batches(fetch_changed(client, project_id, since), batch):
         store.save(chunk)
         summary.fetched += len(chunk)
         stamps = [t["updated_at"] for t in chunk if t.get("updated_at")]
@@ -194,122 +189,3 @@ def pull(client: Client, project_id: int, store: HarvestStore, *, batch: int = 1
     if summary.watermark and summary.watermark != since:
         store.advance(summary.watermark)
     return summary
-
-
-@dataclass
-class _Parsed:
-    items: list[dict[str, Any]] = field(default_factory=list)
-    regions: list[Region] = field(default_factory=list)
-
-
-def _parse(result: Iterable[dict[str, Any]], where: str, errors: list[str]) -> _Parsed:
-    """Regions of a result list; a bad item is named in ``errors``, never silently dropped."""
-    out = _Parsed()
-    for n, item in enumerate(result):
-        if item.get("type") in ("relation", "textarea", "rating", "number", "datetime"):
-            continue  # not regions: nothing to match
-        try:
-            region = result_to_region(item)
-        except (KeyError, ValueError, TypeError, AttributeError) as exc:
-            errors.append(f"{where} result item {n} ({item.get('type')}): {type(exc).__name__}: {exc}")
-            continue
-        out.items.append(item)
-        out.regions.append(region)
-    return out
-
-
-def _prediction(task: dict[str, Any], model_version: str | None) -> dict[str, Any] | None:
-    """The prediction being measured: of ``model_version``, else the task's newest."""
-    preds = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
-    if model_version is not None:
-        preds = [p for p in preds if p.get("model_version") == model_version]
-    return max(preds, key=lambda p: (p.get("created_at") or "", p.get("id") or 0), default=None)
-
-
-def annotator_of(item: Mapping[str, Any], model_version: str) -> str:
-    return (item.get(PROVENANCE_KEY) or {}).get("annotator") or model_version
-
-
-def classify(task: dict[str, Any], model_version: str | None = None,
-             thresholds: Mapping[str, float] = DEFAULT_THRESHOLDS) -> dict[str, Any]:
-    """One corrections record: the task's data, the human-final regions and every predicted
-    region with what the human did to it. Skipped annotations are counted, never used; a ground
-    truth annotation wins; several annotations agree by majority (:func:`match.consensus`)."""
-    tid, errors = task["id"], []
-    annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict)]
-    cancelled = [a for a in annotations if a.get("was_cancelled")]
-    usable = [a for a in annotations if not a.get("was_cancelled")]
-    if any(a.get("ground_truth") for a in usable):
-        usable = [a for a in usable if a.get("ground_truth")][:1]
-    status = "annotated" if usable else ("skipped" if cancelled else "unannotated")
-    record: dict[str, Any] = {
-        "task": tid, "preannot_id": (task.get("meta") or {}).get("preannot_id"),
-        "data": task.get("data"), "status": status, "annotations": len(usable),
-        "cancelled": len(cancelled), "agreement": None, "model_version": None,
-        "human": [], "predicted": [], "errors": errors}
-    prediction = _prediction(task, model_version)
-    if prediction is not None:
-        record["model_version"] = prediction.get("model_version")
-    if status != "annotated":
-        return record
-    humans = [_parse(a.get("result") or [], f"task {tid} annotation {a.get('id')}", errors)
-              for a in usable]
-    if len(humans) == 1:
-        final = humans[0]
-    else:
-        final = _Parsed()
-        for a, r in consensus([h.regions for h in humans], thresholds):
-            final.items.append(humans[a].items[r])
-            final.regions.append(humans[a].regions[r])
-        pairs = list(combinations([h.regions for h in humans], 2))
-        record["agreement"] = sum(pair_f1(x, y, thresholds) for x, y in pairs) / len(pairs)
-    predicted = _Parsed()
-    if prediction is not None:
-        predicted = _parse(prediction.get("result") or [],
-                           f"task {tid} prediction {prediction.get('id')}", errors)
-    matching = match(predicted.regions, final.regions, thresholds)
-    added = set(matching.added)
-    record["human"] = [{**item, "classification": ADDED if j in added else "matched"}
-                       for j, item in enumerate(final.items)]
-    version = record["model_version"] or ""
-    for item, region, (kind, j, overlap) in zip(predicted.items, predicted.regions, matching.predicted):
-        record["predicted"].append({
-            **item, "classification": kind, "annotator": annotator_of(item, version),
-            "label": region.label, "matched": final.items[j].get("id") if j is not None else None,
-            "iou": round(overlap, 4),
-            "human_label": final.regions[j].label if j is not None and kind != ACCEPTED else None})
-    return record
-
-
-CORRECTIONS, METRICS, REPORT = "corrections.jsonl", "metrics.json", "report.html"
-
-
-def write_outputs(store: HarvestStore, out_dir: Path, *, model_version: str | None = None,
-                  thresholds: Mapping[str, float] = DEFAULT_THRESHOLDS,
-                  title: str = "preannot harvest") -> dict[str, Any]:
-    """Rebuild the corrections data set, the metrics and the report from every pulled task."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = Metrics()
-    tmp = out_dir / (CORRECTIONS + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for task in store.tasks():
-            record = classify(task, model_version, thresholds)
-            metrics.add(record)
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    tmp.replace(out_dir / CORRECTIONS)
-    result = metrics.result()
-    result["thresholds"] = {**DEFAULT_THRESHOLDS, **thresholds}
-    (out_dir / METRICS).write_text(json.dumps(result, indent=2), encoding="utf-8")
-    report.write(result, out_dir / REPORT, title)
-    return result
-
-
-def read_corrections(path: Path, errors: list[str]) -> Iterator[dict[str, Any]]:
-    """Records of a corrections file, streamed; a bad line goes to ``errors`` (file:line)."""
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    errors.append(f"{path}:{lineno}: invalid JSON: {exc.msg}")

@@ -14,15 +14,14 @@ import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from ..annotator import Annotator, ConfigError, Ranker
-from ..lsjson import result_to_region
+from ..annotator import Annotator, ConfigError, Ranker, batches
+from ..builtins.ranking import priority_to_score
+from ..engine.runner import annotate
+from ..lsjson import ls_to_predictions, ls_to_task, prediction_to_ls, task_key
 from ..model import Prediction, Task
-from ..ranking import priority_to_score
-from ..runner import annotate_batch
 from .client import Client, LabelStudioError, Unreachable
 from .harvest import iter_json_array
 from .labeling_config import check, generate
@@ -46,6 +45,12 @@ class PushSummary:
     """Tasks that already held this model version's prediction."""
     failures: list[tuple[str, str]] = field(default_factory=list)
     """(task, reason) of tasks not pushed."""
+
+    def describe(self, url: str) -> str:
+        """One line for the user: where the project is and what the push did."""
+        return (f"project {self.project_id} {url}/projects/{self.project_id}: {self.created} "
+                f"tasks created, {self.predicted} given predictions, {self.unchanged} already "
+                f"up to date; model_version {self.model_version}")
 
 
 @dataclass
@@ -95,35 +100,42 @@ def model_version_of(annotators: Sequence[Annotator]) -> str:
     return "+".join(a.model_version for a in annotators)
 
 
-def prepare(source: str, task: Any, model_version: str | None,
+def prepare(task: Task, payload: Sequence[dict[str, Any]],
+            predictions: Callable[[], Sequence[Prediction]], model_version: str | None,
             ranker: Ranker | None) -> Item | str:
-    """An :class:`Item` from a Label Studio task with predictions, or why it cannot be pushed."""
-    if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
-        return "not a Label Studio task (an object with a 'data' object)"
-    meta = dict(task.get("meta") or {})
-    key = str(meta.get("preannot_id") or task.get("id") or f"sha:{Task('', task['data']).checksum}")
-    meta["preannot_id"] = key
-    predictions = task.get("predictions") or []
-    results = [r for p in predictions for r in p.get("result", [])]
-    version = model_version or "+".join(p.get("model_version", "") for p in predictions)
+    """An :class:`Item` from a task and its Label Studio predictions (``payload``), or why it
+    cannot be pushed. The predictions as objects (``predictions()``) are asked for only when a
+    ranker needs them."""
+    meta = {**task.meta, "preannot_id": task.id}
+    results = [r for p in payload for r in p.get("result", [])]
+    version = model_version or "+".join(p.get("model_version", "") for p in payload)
     if not version:
         return "no model_version: the task has no predictions"
-    scores = [p["score"] for p in predictions if p.get("score") is not None]
-    data = dict(task["data"])
+    scores = [p["score"] for p in payload if p.get("score") is not None]
+    data = dict(task.data)
     prediction: dict[str, Any] = {"model_version": version, "result": results}
     if ranker is not None:
         try:
-            parsed = [Prediction(key, p.get("model_version", ""), p.get("model_version", ""),
-                                 [result_to_region(r) for r in p.get("result", [])])
-                      for p in predictions]
-            priority = float(ranker.priority(Task(key, data, source, meta), parsed))
+            priority = float(ranker.priority(task, predictions()))
         except Exception as exc:  # a ranker bug or an odd region fails this task alone
             return f"ranker {ranker.type!r} failed: {type(exc).__name__}: {exc}"
         data[PRIORITY_FIELD] = round(priority, 6)
         prediction["score"] = priority_to_score(priority)
     elif scores:
         prediction["score"] = min(scores)
-    return Item(key, source, data, meta, prediction)
+    return Item(task.id, task.source, data, meta, prediction)
+
+
+def from_import_file(source: str, item: Any, model_version: str | None, ranker: Ranker | None,
+                     annotators: dict[str, str] | None = None) -> Item | str:
+    """An :class:`Item` from a task of a `preannot run` output (or any Label Studio import
+    task with predictions); ``annotators`` maps model versions to annotator names."""
+    try:
+        task = ls_to_task(item, source)
+    except ValueError as exc:
+        return str(exc)
+    return prepare(task, item.get("predictions") or [],
+                   lambda: ls_to_predictions(item, task.id, annotators), model_version, ranker)
 
 
 class Pusher:
@@ -206,23 +218,21 @@ class Pusher:
         return self.summary
 
 
-def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    it = iter(items)
-    while batch := list(islice(it, size)):
-        yield batch
-
-
 def push_tasks(client: Client, project_id: int, tasks: Iterable[tuple[str, Any]], *,
                model_version: str | None = None, ranker: Ranker | None = None,
-               batch_size: int = BATCH, progress: Callable[[int], None] | None = None) -> PushSummary:
-    """Push (source, Label Studio task with predictions) pairs, e.g. a runner output file."""
+               annotators: Sequence[Annotator] = (), batch_size: int = BATCH,
+               progress: Callable[[int], None] | None = None) -> PushSummary:
+    """Push (source, Label Studio task with predictions) pairs, e.g. a runner output file;
+    ``annotators`` (the configured ones) name the predictions a ranker compares."""
     pusher: Pusher | None = None
     failures: list[tuple[str, str]] = []
-    for batch in _batches(tasks, batch_size):
+    names = {a.model_version: a.name for a in annotators}
+    for batch in batches(tasks, batch_size):
         items: list[Item] = []
         seen: set[str] = set()
         for source, task in batch:
-            item = task if isinstance(task, str) else prepare(source, task, model_version, ranker)
+            item = task if isinstance(task, str) else from_import_file(source, task, model_version,
+                                                                       ranker, names)
             if isinstance(item, str):
                 failures.append((source, item))
             elif item.key in seen:
@@ -258,18 +268,20 @@ def annotate_project(client: Client, project_id: int, annotators: Sequence[Annot
                    project_id, include="id,data,meta,total_annotations,cancelled_annotations")
                if t["id"] not in pusher.has_version and not (
                    unlabeled_only and (t.get("total_annotations") or t.get("cancelled_annotations"))))
-    for batch in _batches(pending, batch_size):
-        tasks = [Task(id=str((t.get("meta") or {}).get("preannot_id") or f"ls:{t['id']}"),
+    for batch in batches(pending, batch_size):
+        tasks = [Task(id=task_key((t.get("meta") or {}).get("preannot_id"), t["id"]),
                       data=t["data"], source=f"task {t['id']}", meta=dict(t.get("meta") or {}))
                  for t in batch]
         for t, raw in zip(tasks, batch):  # tasks imported elsewhere are known by their LS id
             pusher.index.setdefault(t.id, raw["id"])
         items = []
-        for task, row in zip(tasks, annotate_batch(annotators, tasks)):
-            if row["status"] == "failed":
-                failures.append((task.source, f"{row['reason']} {row.get('detail') or ''}".strip()))
+        for done in annotate(annotators, tasks):
+            task = done.task
+            if done.failure is not None:
+                failures.append((task.source, f"{done.failure[0]} {done.failure[1] or ''}".strip()))
                 continue
-            item = prepare(task.source, json.loads(row["result"]), version, ranker)
+            item = prepare(task, [prediction_to_ls(p) for p in done.predictions],
+                           lambda done=done: done.predictions, version, ranker)
             if isinstance(item, str):
                 failures.append((task.source, item))
             else:

@@ -122,8 +122,9 @@ def local_server(data_dir: Path, *, port: int | None = None, binary: Path | None
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     creds_file = data_dir / CREDENTIALS
-    if creds_file.exists():
-        creds = json.loads(creds_file.read_text())
+    if creds_file.exists():  # the login it was made with (and the URL it last ran at)
+        saved = json.loads(creds_file.read_text())
+        creds = {k: saved[k] for k in ("username", "password", "api_key")}
     else:
         creds = {"username": "admin@preannot.local", "password": secrets.token_urlsafe(12),
                  "api_key": secrets.token_hex(20)}

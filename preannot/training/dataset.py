@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..annotator import ConfigError, Example
-from ..labelstudio.harvest import read_corrections
-from ..lsjson import result_to_region
+from ..evaluation.corrections import read_corrections
+from ..lsjson import result_to_region, task_key
 from ..model import Task
 
 SPLIT_SALT = "preannot-eval"
@@ -56,7 +56,7 @@ def load_dataset(path: Path, *, learns: Sequence[str], field: str, eval_fraction
     for record in read_corrections(path, data.errors):
         if record.get("status") != "annotated":
             continue
-        key = str(record.get("preannot_id") or f"ls:{record.get('task')}")
+        key = task_key(record.get("preannot_id"), record.get("task"))
         task = Task(key, record.get("data") or {}, f"task {record.get('task')}")
         if field not in task.data:
             data.errors.append(f"{path}: task {record.get('task')} has no {field!r} field")

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..annotator import Annotator, ConfigError, Example, Trainer
-from ..config import RunConfig
-from ..labelstudio.harvest import read_corrections
+from ..annotator import Annotator, ConfigError, Example, Trainer, chain_order, upstream_names
+from ..engine.config import RunConfig
+from ..engine.host import Host
+from ..engine.runner import build_annotators, resolve_specs
+from ..evaluation.corrections import read_corrections
 from ..lsjson import region_to_result
-from ..plugins import Host
-from ..runner import build_annotators, resolve_specs
 from . import report
 from .dataset import Dataset, load_dataset
 from .gate import GatePolicy, decide, evaluate
@@ -40,29 +40,11 @@ from .registry import REGISTRY_PREFIX, Registry, Version, registry_reference
 Log = Callable[[str], None]
 
 
-def settings(config: RunConfig) -> dict[str, Any]:
-    return dict(config.raw.get("training", {}))
-
-
-def corrections_path(config: RunConfig) -> Path:
-    """``[training] corrections``, else ``corrections.jsonl`` in the harvest folder."""
-    if path := settings(config).get("corrections"):
-        return config.base_dir / path
-    return config.base_dir / config.raw.get("harvest", {}).get("output_dir", "harvest") / "corrections.jsonl"
-
-
-def thresholds(config: RunConfig) -> dict[str, float]:
-    return {k: float(v) for k, v in config.raw.get("harvest", {}).items() if k.endswith("_iou")}
-
-
 def trainer_specs(config: RunConfig) -> list[dict[str, Any]]:
     """The ``[[trainers]]`` tables, each with the annotator that runs its model."""
     specs = []
-    for index, raw in enumerate(config.raw.get("trainers", [])):
+    for raw in config.trainers:
         spec = dict(raw)
-        if "type" not in spec or "name" not in spec:
-            raise ConfigError(f"[[trainers]] #{index + 1}: set 'name' (the model's name) and "
-                              "'type' (a trainer type from `preannot plugins`)")
         if "annotator" not in spec:
             users = [a["name"] for a in config.annotators
                      if registry_reference(a)[1] == spec["name"]]
@@ -104,25 +86,18 @@ def pipeline_with(config: RunConfig, host: Host, annotator: str, model: Path,
                   version: str) -> list[Annotator]:
     """The annotator ``annotator`` (and what it is chained after) running ``model``."""
     by_name = {a["name"]: a for a in config.annotators}
-    wanted: list[str] = []
-
-    def visit(name: str) -> None:
-        after = by_name[name].get("after", [])
-        for upstream in [after] if isinstance(after, str) else after:
-            visit(upstream)
-        if name not in wanted:
-            wanted.append(name)
-
-    visit(annotator)
+    wanted = chain_order({n: upstream_names(a.get("after")) for n, a in by_name.items()},
+                         [annotator])
     specs = [dict(by_name[n]) for n in wanted]
     specs[-1].update({registry_reference(specs[-1])[0]: str(model), "model_version": version})
-    return build_annotators(resolve_specs(specs, config, host)[0], host, config.context())
+    return build_annotators(resolve_specs(specs, host, Registry(config.registry_dir))[0], host,
+                            config.context())
 
 
 def load_examples(config: RunConfig, trainer: Trainer) -> Dataset:
     """The harvest's reviewed examples of what ``trainer`` learns, split for it and the gate."""
-    return load_dataset(corrections_path(config), learns=trainer.learns, field=trainer.field,
-                        eval_fraction=float(settings(config).get("eval_fraction", 0.2)))
+    return load_dataset(config.training.corrections, learns=trainer.learns, field=trainer.field,
+                        eval_fraction=config.training.eval_fraction)
 
 
 def measure(config: RunConfig, host: Host, spec: Mapping[str, Any], trainer: Trainer,
@@ -131,7 +106,7 @@ def measure(config: RunConfig, host: Host, spec: Mapping[str, Any], trainer: Tra
     return evaluate(pipeline_with(config, host, spec["annotator"], version.artifact,
                                   version.version),
                     spec["annotator"], examples, learns=trainer.learns,
-                    thresholds=thresholds(config))
+                    thresholds=config.harvest.thresholds)
 
 
 def training_key(spec: Mapping[str, Any], data: Dataset) -> str:
@@ -156,47 +131,54 @@ class Outcome:
     """The same data and options were trained on before: that version was gated again."""
 
 
+def _trained_version(config: RunConfig, spec: Mapping[str, Any], trainer: Trainer, data: Dataset,
+                     current: Version | None, force: bool, log: Log) -> tuple[Version, bool]:
+    """The version trained on ``data`` (an earlier one with the same data and options is reused
+    unless ``force``), and whether it was reused."""
+    registry = Registry(config.registry_dir)
+    key = training_key(spec, data)
+    previous = next((v for v in registry.versions(spec["name"])
+                     if v.card.get("training_key") == key), None)
+    if previous is not None and not force:
+        log(f"{previous.version} was trained on exactly this data and these options: not "
+            "training again (--force retrains)")
+        return previous, True
+    parent = current.version if current else "none"
+    work_dir = config.state_dir / "training" / spec["name"] / f"{key}-{parent}"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    artifact = trainer.train(data.train, data.dev, work_dir,
+                             parent=current.artifact if current else None, log=log)
+    version = registry.add(spec["name"], artifact, {
+        "trainer": spec["type"], "annotator": spec["annotator"], "training_key": key,
+        "parent": current.version if current else None,
+        "harvest": {"corrections": str(config.training.corrections), "reviewed": data.reviewed,
+                    "train": len(data.train), "dev": len(data.dev), "eval": len(data.eval),
+                    "skipped": len(data.errors)},
+        "options": {k: v for k, v in spec.items() if k not in {"name", "type"}}})
+    shutil.rmtree(work_dir, ignore_errors=True)
+    log(f"registered {version.version}")
+    return version, False
+
+
 def train(config: RunConfig, host: Host, spec: Mapping[str, Any], *, promote: bool = True,
           force: bool = False, log: Log = print) -> Outcome:
     """Train ``spec``'s model on the harvest, register it, evaluate it and the current version
     on the evaluation split, and promote it when the gate says so."""
-    policy = GatePolicy.from_settings(settings(config))
+    policy = GatePolicy.from_settings(config.training)
     trainer = make_trainer(spec, host, config)
-    path = corrections_path(config)
     data = load_examples(config, trainer)
     for error in data.errors:
         log(f"skipped: {error}")
     if not data.train:
-        raise ConfigError(f"{path}: no human-reviewed tasks to train on ({data.reviewed} "
-                          "reviewed in all): correct some tasks in Label Studio, then `ls pull`")
+        raise ConfigError(f"{config.training.corrections}: no human-reviewed tasks to train on "
+                          f"({data.reviewed} reviewed in all): correct some tasks in Label "
+                          "Studio, then `ls pull`")
     registry = Registry(config.registry_dir)
     current = registry.current(spec["name"])
-    key = training_key(spec, data)
-    previous = next((v for v in registry.versions(spec["name"])
-                     if v.card.get("training_key") == key), None)
     log(f"{spec['name']}: {len(data.train)} training, {len(data.dev)} dev and {len(data.eval)} "
         f"evaluation tasks (of {data.reviewed} reviewed); current version: "
         f"{current.version if current else 'none'}")
-    if previous is not None and not force:
-        log(f"{previous.version} was trained on exactly this data and these options: not "
-            "training again (--force retrains)")
-        version, reused = previous, True
-    else:
-        parent = current.version if current else "none"
-        work_dir = config.state_dir / "training" / spec["name"] / f"{key}-{parent}"
-        work_dir.mkdir(parents=True, exist_ok=True)
-        artifact = trainer.train(data.train, data.dev, work_dir,
-                                 parent=current.artifact if current else None, log=log)
-        version = registry.add(spec["name"], artifact, {
-            "trainer": spec["type"], "annotator": spec["annotator"], "training_key": key,
-            "parent": current.version if current else None,
-            "harvest": {"corrections": str(path), "reviewed": data.reviewed,
-                        "train": len(data.train), "dev": len(data.dev), "eval": len(data.eval),
-                        "skipped": len(data.errors)},
-            "options": {k: v for k, v in spec.items() if k not in {"name", "type"}}})
-        shutil.rmtree(work_dir, ignore_errors=True)
-        reused = False
-        log(f"registered {version.version}")
+    version, reused = _trained_version(config, spec, trainer, data, current, force, log)
     if current is not None and current.version == version.version:
         return Outcome(version, True, ["it is already the current version"], None,
                        version.folder / "gate.html", reused)
@@ -217,8 +199,8 @@ def train(config: RunConfig, host: Host, spec: Mapping[str, Any], *, promote: bo
 def due(config: RunConfig, spec: Mapping[str, Any]) -> tuple[bool, int, int]:
     """Whether ``[training] retrain_after`` newly reviewed tasks have come in since the last
     version of ``spec``'s model was trained: (due, reviewed now, reviewed then)."""
-    every = int(settings(config).get("retrain_after", 0))
-    path = corrections_path(config)
+    every = config.training.retrain_after
+    path = config.training.corrections
     if every <= 0 or not path.exists():
         return False, 0, 0
     reviewed = sum(1 for r in read_corrections(path, []) if r.get("status") == "annotated")

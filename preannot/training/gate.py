@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
-from ..annotator import Annotator, ConfigError, Example
-from ..labelstudio.match import ACCEPTED, DEFAULT_THRESHOLDS, match
-from ..metrics import f1_score, ratio
-from ..runner import predict
+from ..annotator import Annotator, ConfigError, Example, batches
+from ..engine.runner import predict
+from ..evaluation.match import ACCEPTED, DEFAULT_THRESHOLDS, match
+from ..evaluation.metrics import f1_score, ratio
 
 METRICS = ("f1", "precision", "recall")
 
@@ -36,8 +35,7 @@ def evaluate(annotators: Sequence[Annotator], target: str, examples: Sequence[Ex
     ``annotators``) against the examples' human regions (of the types in ``learns``)."""
     per_label: dict[str, Counter[str]] = defaultdict(Counter)
     failed: list[str] = []
-    it = iter(examples)
-    while batch := list(islice(it, batch_size)):
+    for batch in batches(examples, batch_size):
         outputs, failures = predict(annotators, [e.task for e in batch])
         for i, example in enumerate(batch):
             human = [r for r in example.regions if learns is None or r.type in learns]
@@ -77,11 +75,10 @@ class GatePolicy:
     """What a first version (nothing to beat) must reach on ``metric``; it must beat 0 anyway."""
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> GatePolicy:
-        policy = cls(**{k: type(getattr(cls, k))(settings[k])
-                        for k in ("metric", "margin", "label_tolerance", "min_label_support",
-                                  "min_score")
-                        if k in settings})
+    def from_settings(cls, settings: Any) -> GatePolicy:
+        """From ``[training]`` (:class:`preannot.engine.config.TrainingSettings`)."""
+        policy = cls(**{k: getattr(settings, k) for k in ("metric", "margin", "label_tolerance",
+                                                          "min_label_support", "min_score")})
         if policy.metric not in METRICS:
             raise ConfigError(f"[training] metric = {policy.metric!r}: use one of {', '.join(METRICS)}")
         return policy

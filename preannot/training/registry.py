@@ -20,7 +20,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
-from ..annotator import ConfigError
+from ..annotator import ConfigError, chain_order, upstream_names
 
 REGISTRY_PREFIX = "registry:"
 """An annotator option ``"registry:NAME"`` (``model = "registry:ner"``) means the file or
@@ -56,6 +56,12 @@ class Registry:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def resolve(self, specs: list[dict[str, Any]], combines: Callable[[dict[str, Any]], bool]
+                ) -> tuple[list[dict[str, Any]], list[str]]:
+        """What the runner asks of a model source (:class:`preannot.engine.runner.ModelSource`):
+        see :func:`resolve_models`."""
+        return resolve_models(specs, self, combines)
 
     def _state(self, name: str) -> dict[str, Any]:
         path = self.root / name / "state.json"
@@ -161,32 +167,25 @@ def resolve_models(specs: list[dict[str, Any]], registry: Registry,
 
     A spec whose model has no promoted version yet is left out, and so is everything chained
     after it, except a combiner (``combines(spec)``), which runs with the upstreams left."""
-    resolved, notices, dropped = [], [], set()
-    for spec in specs:
-        key, name = registry_reference(spec)
-        if name is not None:
-            current = registry.current(name)
+    by_name = {spec["name"]: spec for spec in specs}
+    resolved: dict[str, dict[str, Any]] = {}
+    notices: list[str] = []
+    for name in chain_order({n: upstream_names(s.get("after")) for n, s in by_name.items()}):
+        spec = by_name[name]
+        after = upstream_names(spec.get("after"))
+        if gone := sorted(a for a in after if a not in resolved):
+            if not combines(spec):
+                notices.append(f"annotator {name!r} left out: it runs after {', '.join(gone)}")
+                continue
+            spec = {**spec, "after": [a for a in after if a in resolved]}
+        key, model = registry_reference(spec)
+        if model is not None:
+            current = registry.current(model)
             if current is None:
-                dropped.add(spec["name"])
-                notices.append(f"annotator {spec['name']!r} left out: model {name!r} has no "
-                               "promoted version yet (run `preannot train`)")
+                notices.append(f"annotator {name!r} left out: model {model!r} has no promoted "
+                               "version yet (run `preannot train`)")
                 continue
             spec = {**spec, key: str(current.artifact)}
             spec.setdefault("model_version", current.version)
-        resolved.append(spec)
-    while dropped:
-        cascade = set()
-        for index, spec in enumerate(resolved):
-            after = spec.get("after", [])
-            after = [after] if isinstance(after, str) else list(after)
-            if not dropped & set(after):
-                continue
-            if combines(spec):
-                resolved[index] = {**spec, "after": [a for a in after if a not in dropped]}
-            else:
-                cascade.add(spec["name"])
-                notices.append(f"annotator {spec['name']!r} left out: it runs after "
-                               f"{', '.join(sorted(dropped & set(after)))}")
-        resolved = [s for s in resolved if s["name"] not in cascade]
-        dropped = cascade
-    return resolved, notices
+        resolved[name] = spec
+    return [resolved[s["name"]] for s in specs if s["name"] in resolved], notices

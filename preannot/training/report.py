@@ -7,7 +7,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from ..labelstudio.report import bars, head, table
+from ..evaluation.report import bars, head, table
 from .gate import Decision, GatePolicy
 from .registry import Version
 

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.labelstudio
 
 
 def test_uploaded_image_is_fetched_with_the_token_and_gives_the_same_boxes(
-        label_studio, yolo_weights, shapes, tmp_path, monkeypatch, capsys, caplog):
-    url, token = label_studio
+        labelstudio, yolo_weights, shapes, tmp_path, monkeypatch, capsys, caplog):
+    url, token = labelstudio.url, labelstudio.api_key
     headers = {"Authorization": f"Token {token}"}
     project = requests.post(f"{url}/api/projects", headers=headers, timeout=30, json={
         "title": "vision fetch", "label_config":

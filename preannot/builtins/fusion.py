@@ -23,19 +23,16 @@ the tasks it ran on) and the weight.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from .annotator import Annotator, ConfigError, notice
-from .labelstudio.match import DEFAULT_THRESHOLDS, iou, same
-from .model import Prediction, Region, Span, Task
+from ..annotator import Annotator, ConfigError, digest, notice
+from ..evaluation.match import DEFAULT_THRESHOLDS, iou, same
+from ..model import Prediction, Region, Span, Task
 
 POLICIES = ("precedence", "learned")
-OPTIONS = {"policy", "order", "metrics", "prior", "prior_strength", "min_weight", "iou",
-           "labels", "model_version"}
 
 
 class FusionAnnotator(Annotator):
@@ -44,12 +41,12 @@ class FusionAnnotator(Annotator):
     reads = ("text",)
     emits = ()
     combines = True
+    known_options = frozenset({"policy", "order", "metrics", "prior", "prior_strength",
+                               "min_weight", "iou"})
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None, context=None) -> None:
         super().__init__(name, options, context)
         opts = self.options
-        if unknown := set(opts) - OPTIONS:
-            raise ConfigError(f"annotator {name!r} (fusion): unknown options {sorted(unknown)}")
         self.policy = opts.get("policy", "precedence")
         if self.policy not in POLICIES:
             raise ConfigError(f"annotator {name!r} (fusion): policy {self.policy!r}: use "
@@ -81,8 +78,7 @@ class FusionAnnotator(Annotator):
         return metrics.get("annotator_labels", {})
 
     def fingerprint(self) -> str:
-        blob = json.dumps([super().fingerprint(), self.counts], sort_keys=True, default=str)
-        return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+        return digest(super().fingerprint(), self.counts)
 
     def weight(self, source: str, region: Region) -> float:
         """How much a source's region is trusted: smoothed harvested precision of the source

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Label Studio server for the tests that talk to one.
+"""Fixtures shared by the whole suite (tests/ and every plugin's tests): one real Label Studio.
 
 ``labelstudio`` starts a local server once per session (about 30 s; data in a temporary
 folder), or reuses the one named by ``PREANNOT_TEST_LS_URL`` + ``PREANNOT_TEST_LS_TOKEN``.

@@ -12,21 +12,9 @@ from collections.abc import Mapping, Sequence
 from itertools import combinations
 from typing import Any
 
-from .annotator import ConfigError, Ranker
-from .model import Box, Choice, Mask, Polygon, Prediction, Region, Span, Task
-
-
-def load_ranker(settings: Mapping[str, Any] | None, host: Any) -> Ranker | None:
-    """The ranker a ``[ranking]`` table names, built with its other keys as options."""
-    settings = dict(settings or {})
-    name = settings.pop("ranker", None)
-    if not name:
-        return None
-    types = host.ranker_types()
-    if name not in types:
-        known = ", ".join(sorted(types)) or "none"
-        raise ConfigError(f"[ranking] ranker {name!r} is not installed (installed: {known})")
-    return types[name][1](settings)
+from ..annotator import ConfigError, Ranker
+from ..evaluation.match import iou
+from ..model import Prediction, Region, Task
 
 
 def priority_to_score(priority: float) -> float:
@@ -45,47 +33,12 @@ class Uncertainty(Ranker):
         return 1.0 - min(scores) if scores else float(self.options.get("empty", 0.5))
 
 
-def _interval_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 else float(a == b)
-
-
-def _bbox(region: Region) -> tuple[float, float, float, float]:
-    if isinstance(region, Box):
-        return region.xyxy
-    xs, ys = zip(*region.points)
-    return (min(xs), min(ys), max(xs), max(ys))
-
-
-def overlap(a: Region, b: Region) -> float:
-    """How much two regions of the same label cover the same thing, 0..1 (IoU-like)."""
-    if a.label != b.label or type(a) is not type(b):
-        return 0.0
-    if isinstance(a, Span):
-        return _interval_iou((a.start, a.end), (b.start, b.end))
-    if isinstance(a, Choice):
-        return 1.0
-    if isinstance(a, Mask):
-        import numpy as np
-
-        ma, mb = np.asarray(a.mask) > 0, np.asarray(b.mask) > 0
-        union = np.logical_or(ma, mb).sum()
-        return float(np.logical_and(ma, mb).sum() / union) if union else 1.0
-    if isinstance(a, (Box, Polygon)):
-        ax0, ay0, ax1, ay1 = _bbox(a)
-        bx0, by0, bx1, by1 = _bbox(b)
-        inter = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
-        union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
-        return inter / union if union > 0 else 0.0
-    return 0.0
-
-
 class Disagreement(Ranker):
     """Tasks where annotators disagree first: 1 - the share of regions the others also found.
 
-    Options: ``threshold`` (overlap that counts as the same region, default 0.5) and
-    ``annotators`` (names to compare; default all).
+    Options: ``threshold`` (overlap that counts as the same region, default 0.5; the overlap is
+    the harvest matcher's :func:`preannot.evaluation.match.iou`) and ``annotators`` (names to
+    compare, as configured; default all).
     """
 
     type = "disagreement"
@@ -95,8 +48,12 @@ class Disagreement(Ranker):
         if not a and not b:
             return 1.0
         threshold = float(self.options.get("threshold", 0.5))
-        matched_a = sum(any(overlap(r, s) >= threshold for s in b) for r in a)
-        matched_b = sum(any(overlap(r, s) >= threshold for s in a) for r in b)
+
+        def found(r: Region, others: Sequence[Region]) -> bool:
+            return any(r.label == o.label and iou(r, o) >= threshold for o in others)
+
+        matched_a = sum(found(r, b) for r in a)
+        matched_b = sum(found(r, a) for r in b)
         return (matched_a + matched_b) / (len(a) + len(b))
 
     def priority(self, task: Task, predictions: Sequence[Prediction]) -> float:

@@ -11,10 +11,12 @@ from rich.console import Console
 from rich.table import Table
 
 from ..annotator import ConfigError
-from ..config import RunConfig, load_config
-from ..plugins import get_host, report_failures
-from . import flow
-from .registry import Registry
+from ..engine.config import RunConfig, load_config
+from ..engine.host import get_host, report_failures
+from ..loop import retrain
+from ..training import flow
+from ..training.registry import Registry
+from ..training.report import COLUMNS, rows
 
 err = Console(stderr=True)
 config_option = click.option("-c", "--config", "config_path",
@@ -28,18 +30,9 @@ def _log(message: str) -> None:
     err.print(message, markup=False, highlight=False)
 
 
-def train_all(config: RunConfig, names: list[str] | None, *, promote: bool, push: bool,
-              force: bool = False) -> bool:
-    """Train the named (default: every) trainer; re-predict in Label Studio on a promotion.
-    Returns whether every trained version was promoted (or already current)."""
-    host = get_host()
-    report_failures(host)
-    registry = Registry(config.registry_dir)
-    all_promoted, promoted_any = True, False
-    for spec in flow.chosen_trainers(config, names):
-        before = registry.current(spec["name"])
-        outcome = flow.train(config, host, spec, promote=promote, force=force, log=_log)
-        after = registry.current(spec["name"])
+def report_outcomes(trained: retrain.Trained, *, promote: bool) -> None:
+    """Each trained version's verdict, the gate's reasons and where its report is."""
+    for outcome in trained.outcomes:
         verdict = "[green]promoted[/]" if outcome.promoted else "[yellow]not promoted[/]"
         if outcome.promoted and not promote:
             verdict = "[green]passed the gate[/] (not promoted: --no-promote)"
@@ -47,12 +40,6 @@ def train_all(config: RunConfig, names: list[str] | None, *, promote: bool, push
         for reason in outcome.reasons:
             err.print(f"  {reason}", markup=False, highlight=False)
         err.print(f"  report: {outcome.report}")
-        all_promoted &= outcome.promoted
-        promoted_any |= (before and before.version) != (after and after.version)
-    if promoted_any and push:
-        from ..labelstudio.cli import repredict
-        repredict(config)
-    return all_promoted
 
 
 @click.command()
@@ -79,14 +66,17 @@ def train(config_path: Path | None, names: tuple[str, ...], no_promote: bool, no
     Exit status: 0 promoted, 4 refused by the gate, 1 error. Ctrl-C and a rerun resume.
     """
     try:
-        promoted = train_all(load_config(config_path), list(names) or None,
-                             promote=not no_promote, push=not no_push, force=force)
+        report_failures(get_host())
+        trained = retrain.train_all(load_config(config_path), list(names) or None,
+                                    promote=not no_promote, push=not no_push, force=force,
+                                    log=_log)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         err.print("interrupted: run the same command again to resume")
         sys.exit(130)
-    if not promoted:
+    report_outcomes(trained, promote=not no_promote)
+    if not trained.all_promoted:
         sys.exit(4)
 
 
@@ -157,8 +147,6 @@ def show(config_path: Path | None, version: str) -> None:
 def compare(config_path: Path | None, old: str, new: str, as_json: bool) -> None:
     """Per-label precision, recall and F1 of two versions, both measured now on the current
     evaluation split (so the figures compare like with like)."""
-    from .report import COLUMNS, rows
-
     try:
         config, registry = _config_and_registry(config_path)
         a, b = registry.get(old), registry.get(new)
@@ -191,14 +179,9 @@ def compare(config_path: Path | None, old: str, new: str, as_json: bool) -> None
 def promote(config_path: Path | None, version: str, no_push: bool) -> None:
     """Make VERSION current by hand (the gate's verdict stays on its card)."""
     try:
-        config, registry = _config_and_registry(config_path)
-        chosen = registry.get(version)
-        previous = registry.promote(chosen)
-        registry.update(chosen, promoted_by="hand")
+        chosen, previous = retrain.promote(load_config(config_path), version, push=not no_push,
+                                           log=_log)
         err.print(f"{chosen.version} is now current (was {previous.version if previous else 'none'})")
-        if not no_push:
-            from ..labelstudio.cli import repredict
-            repredict(config)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -211,11 +194,8 @@ def rollback(config_path: Path | None, name: str, no_push: bool) -> None:
     """Retire NAME's current version and restore the one promoted before it; the project's
     unlabeled tasks get that version's predictions back and its model version points at it."""
     try:
-        config, registry = _config_and_registry(config_path)
-        old, restored = registry.rollback(name)
+        old, restored = retrain.rollback(load_config(config_path), name, push=not no_push,
+                                         log=_log)
         err.print(f"rolled back {old.version}: {restored.version} is current again")
-        if not no_push:
-            from ..labelstudio.cli import repredict
-            repredict(config)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

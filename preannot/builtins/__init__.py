@@ -1,9 +1,10 @@
-"""What preannot ships with, registered through the same hooks a third-party plugin uses."""
+"""What preannot ships with (the fusion annotator, the rankers), registered through the same
+hooks a third-party plugin uses."""
 
 from __future__ import annotations
 
 from .fusion import FusionAnnotator
-from .hookspecs import hookimpl
+from ..hookspecs import hookimpl
 from .ranking import BUILT_IN
 
 

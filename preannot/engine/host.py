@@ -11,11 +11,14 @@ import sys
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
+from typing import Any
 
+import click
 import pluggy
 
-from . import default_plugins, hookspecs
-from .annotator import Annotator, ConfigError, Ranker, Trainer
+from .. import builtins, hookspecs
+from ..annotator import Annotator, ConfigError, Ranker, Trainer
+from .config import RankingSettings
 
 ENTRY_POINT_GROUP = "preannot"
 ENV_VAR = "PREANNOT_PLUGINS"
@@ -64,6 +67,56 @@ class Host:
     def trainer_types(self) -> dict[str, tuple[str, type[Trainer]]]:
         return self._collect("register_trainers", Trainer)
 
+    def ranker(self, settings: RankingSettings) -> Ranker | None:
+        """The ranker ``[ranking]`` names, built with its other keys as options (None: none)."""
+        if not settings.ranker:
+            return None
+        types = self.ranker_types()
+        if settings.ranker not in types:
+            known = ", ".join(sorted(types)) or "none"
+            raise ConfigError(f"[ranking] ranker {settings.ranker!r} is not installed "
+                              f"(installed: {known})")
+        return types[settings.ranker][1](dict(settings.options))
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every loaded plugin with its distribution, hooks, annotator and trainer types
+        (what ``preannot plugins`` shows)."""
+        annotators, trainers = self.annotator_types(), self.trainer_types()
+        trainable = {cls.annotator for _, cls in trainers.values()}
+        listing = []
+        for name, plugin in self.pm.list_name_plugin():
+            dist, version = self.distributions.get(name, (name, _version(name)))
+            hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+            provided = [{"type": t, "description": cls.description, "reads": list(cls.reads),
+                         "emits": list(cls.emits), "can_train": t in trainable}
+                        for t, (owner, cls) in sorted(annotators.items()) if owner == name]
+            trains = [{"type": t, "description": cls.description, "annotator": cls.annotator,
+                       "learns": list(cls.learns)}
+                      for t, (owner, cls) in sorted(trainers.items()) if owner == name]
+            listing.append({"name": name, "distribution": dist, "version": version,
+                            "hooks": hooks, "annotators": provided, "trainers": trains})
+        return listing
+
+    def add_commands(self, cli: click.Group) -> list[str]:
+        """Let each plugin add its commands to ``cli``, after the built-in ones: a command whose
+        name is already taken is not added. Returns what was refused, in sentences."""
+        refused = []
+        for impl in self.pm.hook.register_commands.get_hookimpls():
+            staged = click.Group()
+            try:
+                impl.function(cli=staged)
+            except Exception as exc:  # a broken plugin must not take the CLI down
+                refused.append(f"plugin {impl.plugin_name!r} failed to add its commands: "
+                               f"{type(exc).__name__}: {exc}")
+                continue
+            for name, command in staged.commands.items():
+                if name in cli.commands:
+                    refused.append(f"plugin {impl.plugin_name!r}: command {name!r} is already "
+                                   "taken (by preannot or another plugin): not added; rename it")
+                else:
+                    cli.add_command(command, name)
+        return refused
+
     def annotator_class(self, type_name: str) -> type[Annotator]:
         types = self.annotator_types()
         if type_name not in types:
@@ -73,6 +126,13 @@ class Host:
                 "install the plugin that provides it, e.g. `pip install preannot-spacy` for "
                 "'rules', and check `preannot plugins`")
         return types[type_name][1]
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "?"
 
 
 def _wanted() -> set[str] | None:
@@ -86,7 +146,7 @@ def load_host(extra_plugins: tuple[object, ...] = ()) -> Host:
     """A fresh host with every installed plugin (restricted by ``PREANNOT_PLUGINS``)."""
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
-    pm.register(default_plugins, name="preannot")
+    pm.register(builtins, name="preannot")
     host = Host(pm)
     wanted = _wanted()
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):

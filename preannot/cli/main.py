@@ -1,4 +1,4 @@
-"""The ``preannot`` command line."""
+"""``preannot``: the command group, ``run`` and ``plugins``."""
 
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 from rich.table import Table
 
-from . import __name__ as package
-from .annotator import ConfigError
-from .config import load_config
-from .plugins import ENV_VAR, get_host, report_failures
-from .runner import run as run_pipeline
+from ..annotator import ConfigError
+from ..engine.config import load_config
+from ..engine.host import ENV_VAR, get_host, report_failures
+from ..loop import sync
 
 err = Console(stderr=True)
 
@@ -29,7 +28,7 @@ class RateColumn(ProgressColumn):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name=package)
+@click.version_option(package_name="preannot")
 def cli() -> None:
     """Pre-annotate texts and images with pluggable annotators, for Label Studio.
 
@@ -89,7 +88,7 @@ def run(inputs: tuple[Path, ...], config_path: Path | None, output: Path | None,
             def progress(advance: int, total: int | None) -> None:
                 bar.update(bar_task, advance=advance, total=total)
 
-            summary = run_pipeline(config, host=host, force=force, progress=progress)
+            summary = sync.pre_annotate(config, host=host, force=force, progress=progress)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
@@ -128,28 +127,12 @@ def plugins(config_path: Path | None, as_json: bool) -> None:
     comma-separated list of plugin names to load only those, or to '' to load none.
     """
     host = get_host()
-    annotators = host.annotator_types()
-    trainers = host.trainer_types()
-    trainable = {cls.annotator for _, cls in trainers.values()}
-    listing = []
-    for name, plugin in host.pm.list_name_plugin():
-        dist, version = host.distributions.get(name, (name, "?"))
-        hooks = sorted(h.name for h in host.pm.get_hookcallers(plugin) or [])
-        provided = [{"type": t, "description": cls.description, "reads": list(cls.reads),
-                     "emits": list(cls.emits), "can_train": t in trainable}
-                    for t, (owner, cls) in sorted(annotators.items()) if owner == name]
-        trains = [{"type": t, "description": cls.description, "annotator": cls.annotator,
-                   "learns": list(cls.learns)}
-                  for t, (owner, cls) in sorted(trainers.items()) if owner == name]
-        listing.append({"name": name, "distribution": dist, "version": version,
-                        "hooks": hooks, "annotators": provided, "trainers": trains})
+    listing = host.listing()
     failures = [vars(f) for f in host.failures]
     configured = []
     if config_path:
-        from .runner import configured_annotators
-        config = load_config(config_path)
         try:
-            built = configured_annotators(config, host)[1]
+            built = sync.annotators(load_config(config_path), host)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
         configured = [{"name": a.name, "type": a.type, "model_version": a.model_version,
@@ -182,11 +165,3 @@ def plugins(config_path: Path | None, as_json: bool) -> None:
             table.add_row(a["name"], a["type"], a["model_version"], a["reads"],
                           ", ".join(a["emits"]), ", ".join(a["labels"]))
         out.print(table)
-
-
-get_host().pm.hook.register_commands(cli=cli)
-from .labelstudio.cli import ls  # noqa: E402
-from .training.cli import models, train  # noqa: E402
-cli.add_command(ls)
-cli.add_command(train)
-cli.add_command(models)

@@ -1,7 +1,8 @@
-"""``preannot ls``: the Label Studio commands (push, up; harvest adds its own here)."""
+"""``preannot ls``: the Label Studio commands (push, up, pull, suggest-rules)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -11,14 +12,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..annotator import ConfigError
-from ..config import RunConfig, load_config
-from ..plugins import get_host, report_failures
-from ..ranking import load_ranker
-from ..runner import configured_annotators, run as run_pipeline
-from .client import URL_ENV, Client, Connection, connect
-from .push import (PushSummary, annotate_project, ensure_project, model_version_of,
-                   push_tasks, read_import_file)
-from .server import local_server, running_local
+from ..engine.config import load_config
+from ..engine.host import get_host, report_failures
+from ..evaluation.corrections import CORRECTIONS, METRICS, read_corrections
+from ..evaluation.suggest import suggest
+from ..labelstudio.client import URL_ENV, Client, Connection
+from ..labelstudio.push import PushSummary
+from ..labelstudio.server import local_server
+from ..loop import retrain, sync
+from .training import report_outcomes
 
 err = Console(stderr=True)
 config_option = click.option("-c", "--config", "config_path",
@@ -35,74 +37,25 @@ def ls() -> None:
     """
 
 
-def _connect(config: RunConfig) -> Client:
-    """The configured server; with none configured, the local one `ls up` started for this
-    config, while it runs."""
-    settings = config.raw.get("labelstudio", {})
-    if not (os.environ.get(URL_ENV) or settings.get("url")):
-        if local := running_local(config.state_dir / "labelstudio"):
-            return Client(local)  # running_local has just checked its token
-    return connect(settings, config.base_dir)
+def _log(message: str) -> None:
+    err.print(message, markup=False, highlight=False)
 
 
-def _push(config: RunConfig, client: Client, project: str | None, input_file: Path | None,
-          existing: bool, no_progress: bool, unlabeled: bool = False) -> PushSummary:
-    """Everything `ls push` and `ls up` share: project, annotators, ranking, the push itself."""
-    settings = config.raw.get("labelstudio", {})
-    host = get_host()
-    report_failures(host)
-    annotators = configured_annotators(config, host)[1] if config.annotators else []
-    ranker = load_ranker(config.raw.get("ranking"), host)
-    label_config = None
-    if settings.get("label_config"):
-        label_config = (config.base_dir / settings["label_config"]).read_text(encoding="utf-8")
-    project = project or settings.get("project")
-    title = settings.get("title") or f"preannot {config.base_dir.name}"
-    project_id = ensure_project(client, project, title=title, annotators=annotators,
-                                label_config=label_config)
-    with Progress(TextColumn("[bold]pushing"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=err, disable=no_progress) as bar:
-        bar_task = bar.add_task("push", total=None)
-
-        def progress(n: int) -> None:
-            bar.update(bar_task, advance=n)
-
-        if existing:
-            if not annotators:
-                raise ConfigError("--existing needs [[annotators]] in the config to run")
-            return annotate_project(client, project_id, annotators, ranker=ranker,
-                                    batch_size=config.batch_size, unlabeled_only=unlabeled,
-                                    progress=progress)
-        if input_file is None:
-            summary = run_pipeline(config, host=host)
-            if summary.failed:
-                err.print(f"[yellow]{summary.failed} records failed in the run[/] (see "
-                          "`preannot run` for details); pushing the rest")
-            input_file = config.output
-        version = model_version_of(annotators) if annotators and settings.get("combine_versions", True) else None
-        return push_tasks(client, project_id, read_import_file(input_file),
-                          model_version=settings.get("model_version") or version,
-                          ranker=ranker, progress=progress)
+def _bar(label: str, no_progress: bool, *columns) -> Progress:
+    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), *columns,
+                    console=err, disable=no_progress)
 
 
-def repredict(config: RunConfig, no_progress: bool = False) -> None:
-    """After a promotion or a rollback: fresh predictions, from the annotators as configured
-    now, for the project's tasks no human has touched; the project's model version follows.
-    Says what to run later when the server cannot be reached."""
-    if not config.raw.get("labelstudio", {}).get("project"):
-        return
-    try:
-        client = _connect(config)
-        _report(_push(config, client, None, None, True, no_progress, unlabeled=True), client.url)
-    except ConfigError as exc:
-        err.print(f"[yellow]Label Studio not updated[/]: {exc}\n  once it is reachable, run "
-                  "`preannot ls push --existing --unlabeled`")
+def _push(config, client: Client, no_progress: bool, **options) -> PushSummary:
+    report_failures(get_host())
+    with _bar("pushing", no_progress, TimeRemainingColumn()) as bar:
+        task = bar.add_task("push", total=None)
+        return sync.push(config, client, progress=lambda n: bar.update(task, advance=n),
+                         log=_log, **options)
 
 
 def _report(summary: PushSummary, url: str) -> None:
-    err.print(f"[green]project {summary.project_id}[/] {url}/projects/{summary.project_id}: "
-              f"{summary.created} tasks created, {summary.predicted} given predictions, "
-              f"{summary.unchanged} already up to date; model_version {summary.model_version}")
+    err.print(summary.describe(url), style="green", markup=False, highlight=False)
     for source, reason in summary.failures[:20]:
         err.print(f"[red]not pushed[/] {source}: {reason}")
     if len(summary.failures) > 20:
@@ -130,8 +83,9 @@ def push(input_file: Path | None, config_path: Path | None, project: str | None,
     """
     try:
         config = load_config(config_path)
-        client = _connect(config)
-        summary = _push(config, client, project, input_file, existing, no_progress, unlabeled)
+        client = sync.connect(config)
+        summary = _push(config, client, no_progress, project=project, input_file=input_file,
+                        existing=existing, unlabeled=unlabeled)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
@@ -157,14 +111,13 @@ def up(config_path: Path | None, detach: bool, port: int | None, no_progress: bo
     server = None
     try:
         config = load_config(config_path)
-        settings = config.raw.get("labelstudio", {})
-        if os.environ.get(URL_ENV) or settings.get("url"):
-            client = connect(settings, config.base_dir)
+        if os.environ.get(URL_ENV) or config.labelstudio.url:
+            client = sync.connect(config)
         else:
             err.print("starting a local Label Studio (about 30 s)...")
             server = local_server(config.state_dir / "labelstudio", port=port).start()
             client = Client(Connection(server.url, server.api_key))
-        summary = _push(config, client, None, None, False, no_progress)
+        summary = _push(config, client, no_progress)
         _report(summary, client.url)
         if server is None:
             return
@@ -186,14 +139,6 @@ def up(config_path: Path | None, detach: bool, port: int | None, no_progress: bo
             server.stop()
 
 
-# --- harvest: ls pull, ls suggest-rules ---------------------------------------------------------
-
-def _harvest_settings(config: RunConfig) -> tuple[dict, Path]:
-    settings = dict(config.raw.get("harvest", {}))
-    out_dir = config.base_dir / settings.pop("output_dir", "harvest")
-    return settings, out_dir
-
-
 @ls.command()
 @config_option
 @click.option("-p", "--project", help="Project id or title (default: [labelstudio] project).")
@@ -213,61 +158,34 @@ def pull(config_path: Path | None, project: str | None, output_dir: Path | None,
     classified accepted/modified/deleted, added ones), metrics.json and report.html.
     Overlap thresholds come from [harvest] span_iou, box_iou, mask_iou, polygon_iou.
     """
-    from .harvest import HarvestStore, pull as pull_tasks, write_outputs
-
     try:
         config = load_config(config_path)
-        settings, out_dir = _harvest_settings(config)
-        client = _connect(config)
-        project = project or config.raw.get("labelstudio", {}).get("project")
-        if project is None:
-            raise ConfigError("which project? pass --project or set [labelstudio] project")
-        found = client.project(project)
-        store = HarvestStore(config.state_dir / "ledger.sqlite", f"{client.url}#{found.id}")
-        if full:
-            store.forget()
-        with Progress(TextColumn("[bold]pulling"), BarColumn(), MofNCompleteColumn(),
-                      console=err, disable=no_progress) as bar:
-            bar_task = bar.add_task("pull", total=None)
-            summary = pull_tasks(client, found.id, store,
-                                 progress=lambda n: bar.update(bar_task, advance=n))
-        thresholds = {k: float(v) for k, v in settings.items() if k.endswith("_iou")}
-        metrics = write_outputs(store, output_dir or out_dir, model_version=model_version,
-                                thresholds=thresholds, title=f"preannot harvest: {found.title}")
-        store.close()
+        client = sync.connect(config)
+        with _bar("pulling", no_progress) as bar:
+            task = bar.add_task("pull", total=None)
+            harvest = sync.pull(config, client, project=project, output_dir=output_dir,
+                                model_version=model_version, full=full,
+                                progress=lambda n: bar.update(task, advance=n))
     except (ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         err.print("interrupted: run the same command again (nothing pulled is lost)")
         sys.exit(130)
-    tasks = metrics["tasks"]
-    err.print(f"[green]pulled {summary.fetched} changed tasks[/] of project {found.id}; "
-              f"{tasks.get('annotated', 0)} annotated, {tasks.get('skipped', 0)} skipped, "
-              f"{metrics['cancelled_annotations']} cancelled annotations, {metrics['errors']} "
-              f"unreadable result items; outputs in {output_dir or out_dir}")
+    metrics, tasks = harvest.metrics, harvest.metrics["tasks"]
+    err.print(f"[green]pulled {harvest.fetched.fetched} changed tasks[/] of project "
+              f"{harvest.project_id}; {tasks.get('annotated', 0)} annotated, "
+              f"{tasks.get('skipped', 0)} skipped, {metrics['cancelled_annotations']} cancelled "
+              f"annotations, {metrics['errors']} unreadable result items; outputs in "
+              f"{harvest.output_dir}")
     for name, m in metrics["annotators"].items():
         err.print(f"  {name}: precision {m['precision']}, recall {m['recall']}, "
                   f"acceptance {m['acceptance_rate']}, edits/task {m['edits_per_task']}")
     try:
-        _retrain_if_due(config)
+        trained = retrain.retrain_if_due(config, log=_log)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
-
-
-def _retrain_if_due(config: RunConfig) -> None:
-    """``[training] retrain_after = N``: retrain each model that has N newly reviewed tasks
-    since its last version; the gate decides whether the result is used."""
-    from ..training.cli import train_all
-    from ..training.flow import due, settings, trainer_specs
-
-    if int(settings(config).get("retrain_after", 0)) <= 0:
-        return
-    for spec in trainer_specs(config):
-        is_due, now, then = due(config, spec)
-        if is_due:
-            err.print(f"{now - then} newly reviewed tasks since {spec['name']} was last "
-                      "trained ([training] retrain_after): retraining", markup=False)
-            train_all(config, [spec["name"]], promote=True, push=True)
+    if trained is not None:
+        report_outcomes(trained, promote=True)
 
 
 @ls.command("suggest-rules")
@@ -292,14 +210,9 @@ def suggest_rules(config_path: Path | None, rules_dir: Path, input_dir: Path | N
 
     Apply it with `git apply PATCH` or `patch -p1 < PATCH` from the current folder.
     """
-    import json
-
-    from ..rules_suggest import suggest
-    from .harvest import CORRECTIONS, METRICS, read_corrections
-
     try:
         config = load_config(config_path)
-        folder = input_dir or _harvest_settings(config)[1]
+        folder = input_dir or config.harvest.output_dir
         if not (folder / METRICS).exists():
             raise ConfigError(f"{folder / METRICS} not found: run `preannot ls pull` first")
         rules = json.loads((folder / METRICS).read_text(encoding="utf-8"))["rules"]

@@ -1,0 +1,276 @@
+"""The run configuration: a ``preannot.toml`` kept with the data, overridden by command-line flags.
+
+```toml
+[input]
+paths = ["data/emails.jsonl"]      # files or folders, relative to this file
+
+[output]
+path = "out/predictions.json"      # Label Studio import JSON (.json) or JSON lines (.jsonl)
+
+[run]
+batch_size = 256
+workers = 1
+
+[[annotators]]
+name = "products"                  # becomes the model_version prefix
+type = "rules"                     # an annotator type from `preannot plugins`
+rules = "../../rules/product-ner"  # any further keys are the annotator's options
+```
+
+Every section is parsed once, here, into a typed settings object; a key no section knows is
+refused with the list of the keys it does know, so a typo never silently does nothing. Paths
+are relative to the config file's folder (:meth:`RunConfig.path`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..annotator import ConfigError, Context
+
+DEFAULT_FILE = "preannot.toml"
+SECTIONS = ("input", "output", "run", "annotators", "trainers", "labelstudio", "harvest",
+            "training", "ranking")
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    paths: Any = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    batch_size: int = 256
+    workers: int = 1
+
+
+@dataclass(frozen=True)
+class LabelStudioSettings:
+    """``[labelstudio]``: the server (the token only indirectly) and the project."""
+
+    url: str | None = None
+    api_key_env: str | None = None
+    """The name of a variable holding the token (never the token itself)."""
+    api_key_file: Path | None = None
+    """A file holding the token."""
+    project: int | str | None = None
+    """Project id or title (created with that title if absent)."""
+    title: str | None = None
+    """Title of a project `ls push` creates (default: ``preannot <folder>``)."""
+    label_config: Path | None = None
+    """A labeling config file (default: generated from the annotators)."""
+    model_version: str | None = None
+    combine_versions: bool = True
+    """Name the pushed prediction after every annotator's version (else after what the file says)."""
+
+
+IOU_KEYS = ("span_iou", "box_iou", "mask_iou", "polygon_iou")
+
+
+@dataclass(frozen=True)
+class HarvestSettings:
+    """``[harvest]``: where `ls pull` writes, and the overlaps that count as the same region."""
+
+    output_dir: Path
+    span_iou: float | None = None
+    box_iou: float | None = None
+    mask_iou: float | None = None
+    polygon_iou: float | None = None
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """The overlap thresholds set in the file (the matcher's defaults fill the rest)."""
+        return {k: getattr(self, k) for k in IOU_KEYS if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """``[training]``: the registry, the evaluation split, the gate and automatic retraining."""
+
+    registry: Path
+    corrections: Path
+    """The corrections file trainers learn from (default: the harvest's)."""
+    eval_fraction: float = 0.2
+    metric: str = "f1"
+    margin: float = 0.0
+    label_tolerance: float = 0.05
+    min_label_support: int = 5
+    min_score: float = 0.0
+    retrain_after: int = 0
+
+
+@dataclass(frozen=True)
+class RankingSettings:
+    """``[ranking]``: ``ranker`` names the ranker type; every other key is the ranker's option."""
+
+    ranker: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunConfig:
+    base_dir: Path
+    inputs: list[Path] = field(default_factory=list)
+    output: Path | None = None
+    annotators: list[dict[str, Any]] = field(default_factory=list)
+    trainers: list[dict[str, Any]] = field(default_factory=list)
+    batch_size: int = 256
+    workers: int = 1
+    labelstudio: LabelStudioSettings = field(default_factory=LabelStudioSettings)
+    harvest: HarvestSettings = None  # type: ignore[assignment]  # set in __post_init__
+    training: TrainingSettings = None  # type: ignore[assignment]
+    ranking: RankingSettings = field(default_factory=RankingSettings)
+
+    def __post_init__(self) -> None:
+        if self.harvest is None:
+            self.harvest = HarvestSettings(output_dir=self.base_dir / "harvest")
+        if self.training is None:
+            self.training = TrainingSettings(
+                registry=self.state_dir / "models",
+                corrections=self.harvest.output_dir / "corrections.jsonl")
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the ledger and caches live: ``.preannot/`` beside the config file."""
+        return self.base_dir / ".preannot"
+
+    @property
+    def registry_dir(self) -> Path:
+        """The model registry: ``[training] registry``, default ``.preannot/models``."""
+        return self.training.registry
+
+    def context(self) -> Context:
+        """What annotators and trainers are told about this run (paths, cache folder)."""
+        return Context(base_dir=self.base_dir, cache_dir=self.state_dir / "cache")
+
+    def path(self, value: str | Path) -> Path:
+        """A path of the config file: relative ones are relative to its folder."""
+        return self.context().path(value)
+
+
+def _typed(section: str, cls: type, table: Any, where: str, **fixed: Any) -> Any:
+    """``cls`` built from a TOML table: unknown keys refused, values converted to the fields'
+    types (paths resolved against the config's folder by the caller through ``fixed``)."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [{section}] must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if unknown := sorted(set(table) - set(fields)):
+        raise ConfigError(f"{where}: [{section}] has no setting {', '.join(map(repr, unknown))} "
+                          f"(known: {', '.join(sorted(fields))})")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in fixed:
+            continue
+        kind = fields[key].type
+        try:
+            if kind in ("float", "float | None"):
+                values[key] = float(value)
+            elif kind == "int":
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ValueError("expected a whole number")
+                values[key] = value
+            elif kind == "bool":
+                if not isinstance(value, bool):
+                    raise ValueError("expected true or false")
+                values[key] = value
+            elif kind == "str | None" or kind == "str":
+                if not isinstance(value, str):
+                    raise ValueError("expected a string")
+                values[key] = value
+            else:
+                values[key] = value
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: [{section}] {key} = {value!r}: {exc}") from None
+    return cls(**values, **fixed)
+
+
+def _paths(base: Path, table: dict[str, Any], *keys: str) -> dict[str, Path]:
+    """The path-valued keys of a table, resolved against ``base``."""
+    return {key: Context(base_dir=base).path(str(table[key])) for key in keys if key in table}
+
+
+def load_config(path: Path | None) -> RunConfig:
+    """Read a config file; with no path, ``./preannot.toml`` if present, else an empty config."""
+    if path is None:
+        default = Path.cwd() / DEFAULT_FILE
+        if not default.exists():
+            return RunConfig(base_dir=Path.cwd())
+        path = default
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_config(raw, path.resolve().parent, str(path))
+
+
+def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
+    """A :class:`RunConfig` from a parsed TOML document whose relative paths start at ``base``."""
+    if unknown := sorted(set(raw) - set(SECTIONS)):
+        raise ConfigError(f"{where}: unknown section {', '.join(map(repr, unknown))} "
+                          f"(known: {', '.join(SECTIONS)})")
+    config = RunConfig(base_dir=base)
+    inputs = _typed("input", InputSettings, raw.get("input", {}), where).paths
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, list) or not all(isinstance(p, str) for p in inputs):
+        raise ConfigError(f"{where}: [input] paths = {inputs!r}: expected a list of paths")
+    config.inputs = [config.path(p) for p in inputs]
+    if out := _typed("output", OutputSettings, raw.get("output", {}), where).path:
+        config.output = config.path(out)
+    run = _typed("run", RunSettings, raw.get("run", {}), where)
+    for key in ("batch_size", "workers"):
+        if getattr(run, key) < 1:
+            raise ConfigError(f"{where}: [run] {key} = {getattr(run, key)}: must be at least 1")
+    config.batch_size, config.workers = run.batch_size, run.workers
+    config.annotators = _named(raw.get("annotators", []), "annotators", where)
+    config.trainers = _named(raw.get("trainers", []), "trainers", where, need_name=True)
+
+    table = dict(raw.get("labelstudio", {}))
+    if "api_key" in table:
+        raise ConfigError(f"{where}: [labelstudio] api_key is not allowed in preannot.toml: set "
+                          "LABEL_STUDIO_API_KEY, or name a variable with api_key_env or a file "
+                          "with api_key_file")
+    config.labelstudio = _typed("labelstudio", LabelStudioSettings, table, where,
+                                **_paths(base, table, "api_key_file", "label_config"))
+    table = dict(raw.get("harvest", {}))
+    config.harvest = _typed("harvest", HarvestSettings, table, where,
+                            output_dir=_paths(base, table, "output_dir").get(
+                                "output_dir", base / "harvest"))
+    table = dict(raw.get("training", {}))
+    config.training = _typed(
+        "training", TrainingSettings, table, where,
+        registry=_paths(base, table, "registry").get("registry", config.state_dir / "models"),
+        corrections=_paths(base, table, "corrections").get(
+            "corrections", config.harvest.output_dir / "corrections.jsonl"))
+    table = dict(raw.get("ranking", {}))
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [ranking] must be a table")
+    config.ranking = RankingSettings(table.pop("ranker", None), table)
+    return config
+
+
+def _named(tables: Any, section: str, where: str, need_name: bool = False) -> list[dict[str, Any]]:
+    """``[[annotators]]`` or ``[[trainers]]``: each with a ``type`` and a unique ``name``."""
+    specs = [dict(t) for t in tables]
+    for index, spec in enumerate(specs):
+        if "type" not in spec or (need_name and "name" not in spec):
+            raise ConfigError(
+                f"{where}: [[{section}]] #{index + 1}: set "
+                + ("'name' (the model's name) and 'type' (a trainer type from `preannot plugins`)"
+                   if need_name else "'type' (an annotator type from `preannot plugins`)"))
+        spec.setdefault("name", spec["type"])
+    names = [s["name"] for s in specs]
+    if dupes := {n for n in names if names.count(n) > 1}:
+        raise ConfigError(f"{where}: {section} names must be unique, repeated: {sorted(dupes)}")
+    return specs

@@ -1,0 +1,144 @@
+"""What humans did with each prediction: the correction classifier and the files it writes.
+
+A Label Studio task (as exported, with annotations and full predictions) becomes one
+corrections record: the task's data, the human-final regions, and every predicted region
+classified accepted, modified or deleted, with the regions humans added. ``corrections.jsonl``
+holds one record per line; ``metrics.json`` and ``report.html`` are computed from them. Nothing
+here talks to Label Studio: the harvest fetches, this judges.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+from ..lsjson import PROVENANCE_KEY, result_to_region
+from ..model import Region
+from . import report
+from .match import ACCEPTED, ADDED, DEFAULT_THRESHOLDS, consensus, match, pair_f1
+from .metrics import Metrics
+
+
+@dataclass
+class _Parsed:
+    items: list[dict[str, Any]] = field(default_factory=list)
+    regions: list[Region] = field(default_factory=list)
+
+
+def _parse(result: Iterable[dict[str, Any]], where: str, errors: list[str]) -> _Parsed:
+    """Regions of a result list; a bad item is named in ``errors``, never silently dropped."""
+    out = _Parsed()
+    for n, item in enumerate(result):
+        if item.get("type") in ("relation", "textarea", "rating", "number", "datetime"):
+            continue  # not regions: nothing to match
+        try:
+            region = result_to_region(item)
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            errors.append(f"{where} result item {n} ({item.get('type')}): {type(exc).__name__}: {exc}")
+            continue
+        out.items.append(item)
+        out.regions.append(region)
+    return out
+
+
+def _prediction(task: dict[str, Any], model_version: str | None) -> dict[str, Any] | None:
+    """The prediction being measured: of ``model_version``, else the task's newest."""
+    preds = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
+    if model_version is not None:
+        preds = [p for p in preds if p.get("model_version") == model_version]
+    return max(preds, key=lambda p: (p.get("created_at") or "", p.get("id") or 0), default=None)
+
+
+def annotator_of(item: Mapping[str, Any], model_version: str) -> str:
+    return (item.get(PROVENANCE_KEY) or {}).get("annotator") or model_version
+
+
+def classify(task: dict[str, Any], model_version: str | None = None,
+             thresholds: Mapping[str, float] = DEFAULT_THRESHOLDS) -> dict[str, Any]:
+    """One corrections record: the task's data, the human-final regions and every predicted
+    region with what the human did to it. Skipped annotations are counted, never used; a ground
+    truth annotation wins; several annotations agree by majority (:func:`match.consensus`)."""
+    tid, errors = task["id"], []
+    annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict)]
+    cancelled = [a for a in annotations if a.get("was_cancelled")]
+    usable = [a for a in annotations if not a.get("was_cancelled")]
+    if any(a.get("ground_truth") for a in usable):
+        usable = [a for a in usable if a.get("ground_truth")][:1]
+    status = "annotated" if usable else ("skipped" if cancelled else "unannotated")
+    record: dict[str, Any] = {
+        "task": tid, "preannot_id": (task.get("meta") or {}).get("preannot_id"),
+        "data": task.get("data"), "status": status, "annotations": len(usable),
+        "cancelled": len(cancelled), "agreement": None, "model_version": None,
+        "human": [], "predicted": [], "errors": errors}
+    prediction = _prediction(task, model_version)
+    if prediction is not None:
+        record["model_version"] = prediction.get("model_version")
+    if status != "annotated":
+        return record
+    humans = [_parse(a.get("result") or [], f"task {tid} annotation {a.get('id')}", errors)
+              for a in usable]
+    if len(humans) == 1:
+        final = humans[0]
+    else:
+        final = _Parsed()
+        for a, r in consensus([h.regions for h in humans], thresholds):
+            final.items.append(humans[a].items[r])
+            final.regions.append(humans[a].regions[r])
+        pairs = list(combinations([h.regions for h in humans], 2))
+        record["agreement"] = sum(pair_f1(x, y, thresholds) for x, y in pairs) / len(pairs)
+    predicted = _Parsed()
+    if prediction is not None:
+        predicted = _parse(prediction.get("result") or [],
+                           f"task {tid} prediction {prediction.get('id')}", errors)
+    matching = match(predicted.regions, final.regions, thresholds)
+    added = set(matching.added)
+    record["human"] = [{**item, "classification": ADDED if j in added else "matched"}
+                       for j, item in enumerate(final.items)]
+    version = record["model_version"] or ""
+    for item, region, (kind, j, overlap) in zip(predicted.items, predicted.regions, matching.predicted):
+        record["predicted"].append({
+            **item, "classification": kind, "annotator": annotator_of(item, version),
+            "label": region.label, "matched": final.items[j].get("id") if j is not None else None,
+            "iou": round(overlap, 4),
+            "human_label": final.regions[j].label if j is not None and kind != ACCEPTED else None})
+    return record
+
+
+CORRECTIONS, METRICS, REPORT = "corrections.jsonl", "metrics.json", "report.html"
+
+
+def write_outputs(tasks: Iterable[dict[str, Any]], out_dir: Path, *,
+                  model_version: str | None = None,
+                  thresholds: Mapping[str, float] = DEFAULT_THRESHOLDS,
+                  title: str = "preannot harvest") -> dict[str, Any]:
+    """Rebuild the corrections data set, the metrics and the report from Label Studio tasks
+    (every task pulled so far, as exported with annotations and full predictions)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = Metrics()
+    tmp = out_dir / (CORRECTIONS + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for task in tasks:
+            record = classify(task, model_version, thresholds)
+            metrics.add(record)
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    tmp.replace(out_dir / CORRECTIONS)
+    result = metrics.result()
+    result["thresholds"] = {**DEFAULT_THRESHOLDS, **thresholds}
+    (out_dir / METRICS).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    report.write(result, out_dir / REPORT, title)
+    return result
+
+
+def read_corrections(path: Path, errors: list[str]) -> Iterator[dict[str, Any]]:
+    """Records of a corrections file, streamed; a bad line goes to ``errors`` (file:line)."""
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    errors.append(f"{path}:{lineno}: invalid JSON: {exc.msg}")

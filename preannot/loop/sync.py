@@ -1,0 +1,144 @@
+"""The loop's Label Studio operations as plain functions: connect, run-and-push, re-predict,
+pull-and-measure. Every command, a server or a test calls these; they report through callbacks
+(``progress`` for counts, ``log`` for sentences) and never print."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..annotator import Annotator, ConfigError
+from ..engine.config import RunConfig
+from ..engine.host import Host, get_host
+from ..engine.runner import Summary, configured_annotators, run
+from ..evaluation.corrections import write_outputs
+from ..labelstudio.client import URL_ENV, Client, connect as connect_to
+from ..labelstudio.harvest import HarvestStore, PullSummary, pull as fetch
+from ..labelstudio.push import (PushSummary, annotate_project, ensure_project, model_version_of,
+                                push_tasks, read_import_file)
+from ..labelstudio.server import running_local
+from ..training.registry import Registry
+
+Progress = Callable[[int], None]
+Log = Callable[[str], None]
+
+
+def _quiet(_: Any) -> None:
+    pass
+
+
+def models(config: RunConfig) -> Registry:
+    """Where this config's ``registry:`` models are resolved."""
+    return Registry(config.registry_dir)
+
+
+def annotators(config: RunConfig, host: Host) -> list[Annotator]:
+    """The config's annotators, built, registry models resolved (none configured: [])."""
+    return configured_annotators(config, host, models(config))[1] if config.annotators else []
+
+
+def pre_annotate(config: RunConfig, *, host: Host | None = None, force: bool = False,
+                 progress: Callable[[int, int | None], None] | None = None) -> Summary:
+    """``preannot run``: the batch run, with registry models resolved."""
+    return run(config, host=host, models=models(config), force=force, progress=progress)
+
+
+def connect(config: RunConfig) -> Client:
+    """The configured server; with none configured, the local one `ls up` started for this
+    config, while it runs."""
+    if not (os.environ.get(URL_ENV) or config.labelstudio.url):
+        if local := running_local(config.state_dir / "labelstudio"):
+            return Client(local)  # running_local has just checked its token
+    return connect_to(config.labelstudio)
+
+
+def push(config: RunConfig, client: Client, *, project: str | None = None,
+         input_file: Path | None = None, existing: bool = False, unlabeled: bool = False,
+         host: Host | None = None, progress: Progress = _quiet, log: Log = _quiet) -> PushSummary:
+    """Everything `ls push` and `ls up` share: project, annotators, ranking, the push itself.
+
+    Without ``input_file`` the configured annotators run first; with ``existing`` the tasks
+    already in the project are pre-annotated (``unlabeled``: only those no human touched)."""
+    settings = config.labelstudio
+    host = host or get_host()
+    built = annotators(config, host)
+    ranker = host.ranker(config.ranking)
+    label_config = None
+    if settings.label_config:
+        label_config = settings.label_config.read_text(encoding="utf-8")
+    title = settings.title or f"preannot {config.base_dir.name}"
+    # no project named: the one with the config's title (a rerun finds what the last one made)
+    project_id = ensure_project(client, project or settings.project or title, title=title,
+                                annotators=built, label_config=label_config)
+    if existing:
+        if not built:
+            raise ConfigError("--existing needs [[annotators]] in the config to run")
+        return annotate_project(client, project_id, built, ranker=ranker,
+                                batch_size=config.batch_size, unlabeled_only=unlabeled,
+                                progress=progress)
+    if input_file is None:
+        summary = pre_annotate(config, host=host)
+        if summary.failed:
+            log(f"{summary.failed} records failed in the run (see `preannot run` for details); "
+                "pushing the rest")
+        input_file = config.output
+    version = model_version_of(built) if built and settings.combine_versions else None
+    return push_tasks(client, project_id, read_import_file(input_file),
+                      model_version=settings.model_version or version, ranker=ranker,
+                      annotators=built, progress=progress)
+
+
+def repredict(config: RunConfig, progress: Progress = _quiet, log: Log = _quiet
+              ) -> PushSummary | None:
+    """After a promotion or a rollback: fresh predictions, from the annotators as configured
+    now, for the project's tasks no human has touched; the project's model version follows.
+    None without a configured project. When the server cannot be reached, says what to run
+    later instead of failing the promotion."""
+    if not config.labelstudio.project:
+        return None
+    try:
+        client = connect(config)
+        summary = push(config, client, existing=True, unlabeled=True, progress=progress)
+        log(summary.describe(client.url))
+        return summary
+    except ConfigError as exc:
+        log(f"Label Studio not updated: {exc}\n  once it is reachable, run "
+            "`preannot ls push --existing --unlabeled`")
+        return None
+
+
+@dataclass
+class Harvest:
+    """What a pull fetched and the metrics it wrote."""
+
+    project_id: int
+    project_title: str
+    fetched: PullSummary
+    metrics: dict[str, Any]
+    output_dir: Path
+
+
+def pull(config: RunConfig, client: Client, *, project: str | None = None,
+         output_dir: Path | None = None, model_version: str | None = None, full: bool = False,
+         progress: Progress = _quiet) -> Harvest:
+    """Fetch the tasks changed since the last pull (all with ``full``) and rewrite, from every
+    task pulled so far, corrections.jsonl, metrics.json and report.html."""
+    project = project or config.labelstudio.project
+    if project is None:
+        raise ConfigError("which project? pass --project or set [labelstudio] project")
+    found = client.project(project)
+    store = HarvestStore(config.state_dir / "ledger.sqlite", f"{client.url}#{found.id}")
+    try:
+        if full:
+            store.forget()
+        fetched = fetch(client, found.id, store, progress=progress)
+        out = output_dir or config.harvest.output_dir
+        metrics = write_outputs(store.tasks(), out, model_version=model_version,
+                                thresholds=config.harvest.thresholds,
+                                title=f"preannot harvest: {found.title}")
+    finally:
+        store.close()
+    return Harvest(found.id, found.title, fetched, metrics, out)
