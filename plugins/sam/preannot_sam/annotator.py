@@ -4,14 +4,11 @@ from a point grid (automatic mode), as brush masks or polygons.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from preannot import (Annotator, Box, ConfigError, Mask, Polygon, Prediction, Region, Task, TaskFailed,
-                      open_image)
+                      digest, file_digest, notice, open_image)
 
 from .cache import EmbeddingCache, image_digest
 from .geometry import mask_to_polygon
@@ -28,6 +25,8 @@ class SamAnnotator(Annotator):
     description = "Segment Anything: masks for upstream boxes (chained) or for everything (auto)"
     reads = ("image",)
     emits = ("brushlabels", "polygonlabels")
+    known_options = frozenset({"checkpoint", "model_type", "device", "output", "mode",
+                               "polygon_tolerance", "cache", "label", *AUTO_OPTIONS})
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None, context=None) -> None:
         super().__init__(name, options, context)
@@ -49,21 +48,15 @@ class SamAnnotator(Annotator):
             raise ConfigError(f"annotator {name!r} (sam): mode must be 'boxes' or 'auto'")
         if self.mode == "boxes" and not self.after:
             raise ConfigError(f"annotator {name!r} (sam): mode 'boxes' needs after = \"<detector>\"")
-        unknown = set(opts) - {"checkpoint", "model_type", "device", "output", "mode",
-                               "polygon_tolerance", "cache", "label", "labels", "model_version",
-                               *AUTO_OPTIONS}
-        if unknown:
-            raise ConfigError(f"annotator {name!r} (sam): unknown options {sorted(unknown)}")
         self.tolerance = float(opts.get("polygon_tolerance", 1.0))
         self.device = str(opts.get("device", "auto"))
         if self.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        with self.checkpoint.open("rb") as f:
-            self.weights_digest = hashlib.file_digest(f, "blake2b").hexdigest()[:16]
+        self.weights_digest = file_digest(self.checkpoint, size=8)
         self.sam = load_sam(self.model_type, self.checkpoint, self.device)
         if self.sam.device.type == "cpu":
-            print(f"notice: {name!r} runs SAM on the CPU, which is slow (seconds to minutes per "
-                  "image); set device = \"cuda\" on a GPU machine", file=sys.stderr)
+            notice(f"{name!r} runs SAM on the CPU, which is slow (seconds to minutes per image); "
+                   "set device = \"cuda\" on a GPU machine")
         self.cache = (EmbeddingCache(self.context.cache_dir / "sam",
                                      f"{self.model_type}-{self.weights_digest}")
                       if opts.get("cache", True) else None)
@@ -75,8 +68,7 @@ class SamAnnotator(Annotator):
         return super().labels
 
     def fingerprint(self) -> str:
-        blob = json.dumps([super().fingerprint(), self.weights_digest], default=str)
-        return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+        return digest(super().fingerprint(), self.weights_digest)
 
     def _autocast(self):
         import contextlib

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any
 
-from preannot import Annotator, ConfigError, Prediction, Span, Task, TaskFailed
+from preannot import Annotator, ConfigError, Prediction, Span, Task, TaskFailed, digest
 
 from .dictionary import Dictionary
 from .rules import RuleSet, load_rules
@@ -18,6 +17,7 @@ class RulesAnnotator(Annotator):
     description = "Dictionary and business-rule NER: referentials, spaCy patterns, regexes"
     reads = ("text",)
     emits = ("labels",)
+    known_options = frozenset({"rules", "language"})
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None, context=None) -> None:
         super().__init__(name, options, context)
@@ -59,8 +59,7 @@ class RulesAnnotator(Annotator):
         return self.rules.labels
 
     def fingerprint(self) -> str:
-        blob = f"{super().fingerprint()}|{self.rules.digest}|{self.nlp.meta['lang']}"
-        return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+        return digest(super().fingerprint(), self.rules.digest, self.nlp.meta["lang"])
 
     def candidates(self, text: str) -> list[tuple[int, int, int, int, str, float, dict]]:
         """Every rule hit: (start, end, token count, priority, label, confidence, provenance)."""

@@ -20,9 +20,7 @@ spaCy's own PhraseMatcher, so no shortcut ever changes the result.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import os
 import pickle
 import re
@@ -33,6 +31,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import ahocorasick
+
+from preannot import digest, file_digest
 
 OPENERS = '([{"'
 CLOSERS = ',;!?)]}"'
@@ -152,10 +152,9 @@ class Dictionary:
     def _key(self, case: str, accents: str) -> str:
         from spacy import about
 
-        code = hashlib.blake2b(Path(__file__).read_bytes(), digest_size=8).hexdigest()
-        blob = json.dumps([self._terms, case, accents, about.__version__, self.nlp.lang,
-                           sorted(self.nlp.tokenizer.rules or ()), code], ensure_ascii=False)
-        return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+        return digest(self._terms, case, accents, about.__version__, self.nlp.lang,
+                      sorted(self.nlp.tokenizer.rules or ()), file_digest(__file__, size=8),
+                      size=16)
 
     def _compile(self) -> tuple[dict[int, tuple[str, ...]], ahocorasick.Automaton]:
         """Every term's tokens, and its spacing variants in one automaton (the slow part)."""

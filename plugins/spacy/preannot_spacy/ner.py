@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from preannot import Annotator, ConfigError, Prediction, Span, Task, TaskFailed
+from preannot import (Annotator, ConfigError, Prediction, Span, Task, TaskFailed, digest,
+                      file_digest)
 
-OPTIONS = {"model", "labels", "score", "batch_size", "model_version"}
 NER_FACTORIES = {"ner", "beam_ner"}
 
 
 def folder_digest(folder: Path) -> str:
     """A digest of every file under ``folder`` (relative path and content), so retrained weights
     saved over the same folder still change the model version."""
-    digest = hashlib.blake2b(digest_size=16)
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
-        with open(path, "rb") as f:
-            digest.update(hashlib.file_digest(f, "blake2b").digest())
-    return digest.hexdigest()
+    return digest([(path.relative_to(folder).as_posix(), file_digest(path))
+                   for path in sorted(p for p in folder.rglob("*") if p.is_file())], size=16)
 
 
 class SpacyNerAnnotator(Annotator):
@@ -31,14 +25,12 @@ class SpacyNerAnnotator(Annotator):
     description = "Named entities from a trained spaCy pipeline (a model folder or package)"
     reads = ("text",)
     emits = ("labels",)
+    known_options = frozenset({"model", "score", "batch_size"})
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None, context=None) -> None:
         super().__init__(name, options, context)
         opts = self.options
         where = f"annotator {name!r} (spacy-ner)"
-        if unknown := set(opts) - OPTIONS:
-            raise ConfigError(f"{where}: unknown options {sorted(unknown)} "
-                              f"(known: {sorted(OPTIONS)})")
         if "model" not in opts:
             raise ConfigError(f"{where}: set 'model' to a spaCy model folder (e.g. the "
                               "model-best folder a spacy-ner trainer made) or an installed "
@@ -88,16 +80,14 @@ class SpacyNerAnnotator(Annotator):
             package = metadata.version(model)
         except metadata.PackageNotFoundError:
             package = ""
-        ident = json.dumps([model, meta.get("name"), meta.get("version"), package])
-        return nlp, model, hashlib.blake2b(ident.encode(), digest_size=16).hexdigest()
+        return nlp, model, digest(model, meta.get("name"), meta.get("version"), package, size=16)
 
     @property
     def labels(self) -> list[str]:
         return list(self._labels)
 
     def fingerprint(self) -> str:
-        blob = json.dumps([super().fingerprint(), self.weights_digest])
-        return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+        return digest(super().fingerprint(), self.weights_digest)
 
     def annotate(self, tasks: Sequence[Task], upstream: Mapping[str, Sequence[Prediction]]):
         results: list[list[Span] | TaskFailed | None] = [None] * len(tasks)

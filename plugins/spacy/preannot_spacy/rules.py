@@ -8,7 +8,6 @@ per-file options under ``[files."name"]``. See ``rules/README.md`` for the forma
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 import tomllib
@@ -16,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from preannot import ConfigError
+from preannot import ConfigError, digest, file_digest
 
 MANIFEST = "rules.toml"
 DEFAULTS = {"case": "sensitive", "accents": "keep", "confidence": 0.8, "priority": 0}
@@ -166,7 +165,7 @@ def load_rules(folder: Path) -> RuleSet:
         raise ConfigError(f"rules folder {folder} does not exist")
     manifest_path = folder / MANIFEST
     manifest: dict[str, Any] = {}
-    digest = hashlib.blake2b(digest_size=8)
+    read: list[tuple[str, str]] = []  # (name, content digest) of each file read, manifest last
     if manifest_path.exists():
         try:
             manifest = tomllib.loads(manifest_path.read_text(encoding="utf-8"))
@@ -177,9 +176,9 @@ def load_rules(folder: Path) -> RuleSet:
         loader = LOADERS.get(path.suffix.lower())
         if path.name == MANIFEST or loader is None or path.name.startswith("."):
             continue
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        read.append((path.name, file_digest(path)))
         loader(path, _settings(manifest, path.name, str(path)), rules)
     if manifest_path.exists():
-        digest.update(manifest_path.read_bytes())
-    rules.digest = digest.hexdigest()
+        read.append((MANIFEST, file_digest(manifest_path)))
+    rules.digest = digest(read)
     return rules

@@ -4,7 +4,6 @@ that the ``spacy-ner`` annotator loads.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections import Counter
@@ -12,9 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from preannot import ConfigError, Example, Span, Trainer, hold_out
+from preannot import ConfigError, Example, Span, Trainer, digest, hold_out
 
-OPTIONS = {"config", "language", "epochs", "seed", "gpu", "patience", "eval_frequency"}
 MARKER = "preannot-trained.json"
 """Written only after spaCy finished; its presence (with the same digest) means done."""
 
@@ -71,8 +69,7 @@ def run_digest(config_text: str, overrides: dict, gpu: int, *doc_lists) -> str:
     """What a finished run depends on; the marker keeps it so a changed input retrains."""
     data = [[(d.text, [(e.start_char, e.end_char, e.label_) for e in d.ents]) for d in docs]
             for docs in doc_lists]
-    blob = json.dumps([config_text, overrides, gpu, data])
-    return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+    return digest(config_text, overrides, gpu, data, size=16)
 
 
 class SpacyNerTrainer(Trainer):
@@ -89,13 +86,12 @@ class SpacyNerTrainer(Trainer):
     description = "Train a spaCy NER pipeline (spacy train) from human-final spans"
     annotator = "spacy-ner"
     learns = ("labels",)
+    known_options = frozenset({"config", "language", "epochs", "seed", "gpu", "patience",
+                               "eval_frequency"})
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None, context=None) -> None:
         super().__init__(name, options, context)
         where = f"trainer {name!r} (spacy-ner)"
-        if unknown := set(self.options) - OPTIONS:
-            raise ConfigError(f"{where}: unknown options {sorted(unknown)} "
-                              f"(known: {sorted(OPTIONS)})")
         for option in ("epochs", "seed", "gpu", "patience", "eval_frequency"):
             value = self.options.get(option, 0)
             if not isinstance(value, int) or isinstance(value, bool):
@@ -168,12 +164,12 @@ class SpacyNerTrainer(Trainer):
         log(f"{self.name}: {len(train_docs)} train / {len(dev_docs)} dev examples"
             f"{' (dev carved from train)' if carved else ''}, labels "
             f"{', '.join(labels)}; {problems or 'every span aligned, none dropped'}")
-        digest = run_digest(config_text, overrides, int(self.options.get("gpu", -1)),
+        key = run_digest(config_text, overrides, int(self.options.get("gpu", -1)),
                             train_docs, dev_docs)
         marker = work_dir / MARKER
         if marker.exists():
             done = json.loads(marker.read_text(encoding="utf-8"))
-            if done.get("digest") == digest and (work_dir / done["model"]).is_dir():
+            if done.get("digest") == key and (work_dir / done["model"]).is_dir():
                 model = work_dir / done["model"]
                 log(f"{self.name}: already trained on this data and config, reusing {model}")
                 return model
@@ -191,7 +187,7 @@ class SpacyNerTrainer(Trainer):
                       if (work_dir / m).is_dir()), None)
         if model is None:
             raise RuntimeError(f"{self.where}: spaCy finished without saving a model in {work_dir}")
-        marker.write_text(json.dumps({"digest": digest, "model": model.name, "labels": labels,
+        marker.write_text(json.dumps({"digest": key, "model": model.name, "labels": labels,
                                       "dropped": dict(counts)}, indent=2), encoding="utf-8")
         return model
 

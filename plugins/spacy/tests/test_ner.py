@@ -7,7 +7,6 @@ templates. One training run (module fixture, about 10 s on 2 cores) serves most 
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 
@@ -194,7 +193,8 @@ def test_a_user_config_is_used(tmp_path):
 
 def test_option_errors_name_the_annotator_and_say_what_to_do(trained, tmp_path):
     model = str(trained[2])
-    with pytest.raises(ConfigError, match=r"'ner' \(spacy-ner\): unknown options \['modle'\]"):
+    with pytest.raises(ConfigError,
+                       match=r"'ner' \(spacy-ner\): unknown option 'modle' \(known: .*\bscore\b"):
         SpacyNerAnnotator("ner", {"model": model, "modle": "x"})
     with pytest.raises(ConfigError, match="set 'model'"):
         SpacyNerAnnotator("ner", {})
@@ -207,7 +207,9 @@ def test_option_errors_name_the_annotator_and_say_what_to_do(trained, tmp_path):
         SpacyNerAnnotator("ner", {"model": model, "labels": ["BRAND", "PERSON"]})
     with pytest.raises(ConfigError, match="'score' must be a number"):
         SpacyNerAnnotator("ner", {"model": model, "score": "high"})
-    with pytest.raises(ConfigError, match=r"trainer 't' \(spacy-ner\): unknown options"):
+    with pytest.raises(ConfigError,
+                       match=r"trainer 't' \(spacy-ner\): unknown option 'epoch' "
+                             r"\(known: .*\bepochs\b"):
         SpacyNerTrainer("t", {"epoch": 3})
     with pytest.raises(ConfigError, match="'epochs' must be a whole number"):
         SpacyNerTrainer("t", {"epochs": "3"})
@@ -216,7 +218,7 @@ def test_option_errors_name_the_annotator_and_say_what_to_do(trained, tmp_path):
 
 
 def test_both_are_registered_with_the_host(monkeypatch):
-    from preannot.plugins import load_host
+    from preannot.engine.host import load_host
 
     monkeypatch.setenv("PREANNOT_PLUGINS", "spacy")  # this plugin alone, whatever else is installed
     host = load_host()

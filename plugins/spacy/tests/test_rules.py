@@ -98,6 +98,17 @@ def test_fingerprint_follows_the_rules_files(tmp_path):
     assert annotator(tmp_path, t__txt="alpha\nbeta\n").fingerprint() != first
 
 
+def test_options_it_does_not_read_are_refused(tmp_path):
+    (tmp_path / "t.txt").write_text("alpha\n")
+    with pytest.raises(ConfigError, match=r"annotator 'r' \(rules\): unknown option 'langauge' "
+                                          r"\(known: .*\blanguage\b.*\brules\b"):
+        RulesAnnotator("r", {"rules": str(tmp_path), "langauge": "fr"})
+    common = RulesAnnotator("r", {"rules": str(tmp_path), "language": "fr", "model_version": "v9",
+                                  "after": "other", "field": "body", "to_name": "body"})
+    assert common.model_version == "v9" and common.after == ["other"]
+    assert common.nlp.lang == "fr" and common.field == "body"
+
+
 def test_cli_writes_label_studio_spans_for_the_example(tmp_path):
     emails = tmp_path / "emails.jsonl"
     subprocess.run([sys.executable, str(ROOT / "examples/product-ner/generate.py"), "--count",

@@ -4,17 +4,11 @@ segmentation models), in pixels of the image as Label Studio shows it.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from preannot import (Annotator, Box, ConfigError, Polygon, Prediction, Region, Task, TaskFailed,
-                      open_image)
-
-OPTIONS = {"model", "device", "half", "batch", "conf", "iou", "imgsz", "classes", "keep_unmapped",
-           "polygons", "labels", "model_version"}
+                      batches, digest, file_digest, notice, open_image)
 
 
 class YoloAnnotator(Annotator):
@@ -22,15 +16,20 @@ class YoloAnnotator(Annotator):
     description = "Object detection with an ultralytics YOLO model (boxes; polygons for -seg models)"
     reads = ("image",)
     emits = ("rectanglelabels", "polygonlabels")
+    known_options = frozenset({"model", "device", "half", "batch", "conf", "iou", "imgsz",
+                               "classes", "keep_unmapped", "polygons"})
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None, context=None) -> None:
         super().__init__(name, options, context)
         opts = self.options
-        if unknown := set(opts) - OPTIONS:
-            raise ConfigError(f"annotator {name!r} (yolo): unknown options {sorted(unknown)}")
         if "model" not in opts:
             raise ConfigError(f"annotator {name!r} (yolo): set 'model' (a .pt file, a model name "
                               "such as yolo11n.pt, or a .yaml)")
+        batch = opts.get("batch")
+        if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool)
+                                  or batch < 1):
+            raise ConfigError(f"annotator {name!r} (yolo): 'batch' must be a whole number of "
+                              f"images of 1 or more, not {batch!r}")
         self.mapping: dict[str, str] = dict(opts.get("classes", {}))
         self.keep_unmapped = bool(opts.get("keep_unmapped", False))
         self.polygons = bool(opts.get("polygons", False))
@@ -47,8 +46,7 @@ class YoloAnnotator(Annotator):
             i for i, n in names.items() if n in self.mapping)
         self.half = bool(opts.get("half", False))
         if self.half and not self._on_gpu():
-            print(f"notice: {name!r}: half = true is for GPUs; running in full precision on "
-                  "the CPU", file=sys.stderr)
+            notice(f"{name!r}: half = true is for GPUs; running in full precision on the CPU")
             self.half = False
 
     def _load(self, model: str):
@@ -63,12 +61,9 @@ class YoloAnnotator(Annotator):
             raise ConfigError(f"annotator {self.name!r} (yolo): cannot load model {model!r}: "
                               f"{type(exc).__name__}: {exc}") from exc
         weights = local if local.exists() else getattr(loaded, "ckpt_path", None)
-        if weights:
-            with open(weights, "rb") as f:
-                digest = hashlib.file_digest(f, "blake2b")
-        else:  # a packaged architecture yaml (untrained): its definition is what there is
-            digest = hashlib.blake2b(json.dumps(loaded.model.yaml, sort_keys=True).encode())
-        self.weights_digest = digest.hexdigest()[:16]
+        # a packaged architecture yaml (untrained): its definition is what there is
+        self.weights_digest = (file_digest(weights, size=8) if weights
+                               else digest(loaded.model.yaml))
         self.model_path = str(weights or source)
         return loaded
 
@@ -86,8 +81,7 @@ class YoloAnnotator(Annotator):
         return sorted(set(self.mapping.values()))
 
     def fingerprint(self) -> str:
-        blob = json.dumps([super().fingerprint(), self.weights_digest], default=str)
-        return hashlib.blake2b(blob.encode(), digest_size=8).hexdigest()
+        return digest(super().fingerprint(), self.weights_digest)
 
     def annotate(self, tasks: Sequence[Task], upstream: Mapping[str, Sequence[Prediction]]
                  ) -> list[list[Region] | TaskFailed]:
@@ -109,11 +103,10 @@ class YoloAnnotator(Annotator):
                 from ultralytics.cfg import DEFAULT_CFG_DICT
 
                 settings.update({"quantize": 16} if "quantize" in DEFAULT_CFG_DICT else {"half": True})
-            size = int(opts.get("batch", len(images)))
-            for start in range(0, len(images), size):
-                predicted = self.model.predict(images[start:start + size],
+            for batch in batches(zip(slots, images), int(opts.get("batch", len(images)))):
+                predicted = self.model.predict([image for _, image in batch],
                                                classes=self.class_ids, verbose=False, **settings)
-                for i, result in zip(slots[start:start + size], predicted):
+                for (i, _), result in zip(batch, predicted):
                     results[i] = self._regions(result)
         return results
 

@@ -12,8 +12,6 @@ from preannot import ConfigError, Context, Example, Trainer
 
 from .dataset import read_summary, write_dataset
 
-OPTIONS = {"model", "epochs", "imgsz", "batch", "device", "workers", "seed", "patience",
-           "train_args"}
 OWN_ARGS = {"data", "project", "name", "exist_ok", "resume", "model"}
 """ultralytics arguments the trainer sets itself: 'train_args' may not change them."""
 RESUME_ARGS = ("device", "workers", "batch", "patience")
@@ -27,12 +25,12 @@ class YoloTrainer(Trainer):
     description = "Fine-tunes an ultralytics YOLO detector on human boxes (rectanglelabels)"
     annotator = "yolo"
     learns = ("rectanglelabels",)
+    known_options = frozenset({"model", "epochs", "imgsz", "batch", "device", "workers", "seed",
+                               "patience", "train_args"})
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None,
                  context: Context | None = None) -> None:
         super().__init__(name, {"field": "image", **(options or {})}, context)
-        if unknown := set(self.options) - OPTIONS:
-            raise ConfigError(f"trainer {name!r} (yolo): unknown options {sorted(unknown)}")
         extra = self.options.get("train_args", {})
         if not isinstance(extra, Mapping) or OWN_ARGS & set(extra):
             raise ConfigError(f"trainer {name!r} (yolo): 'train_args' must be a table of "

@@ -216,12 +216,13 @@ def test_the_data_set_holds_the_images_as_label_studio_shows_them(shapes, tmp_pa
 
 
 def test_options_and_registration():
-    from preannot.plugins import load_host
+    from preannot.engine.host import load_host
 
     trainer = YoloTrainer("t", {})
     assert trainer.field == "image" and trainer.learns == ("rectanglelabels",)
     assert trainer.annotator == "yolo" and YoloTrainer("t", {"field": "photo"}).field == "photo"
-    with pytest.raises(ConfigError, match="unknown options"):
+    with pytest.raises(ConfigError,
+                       match=r"trainer 't' \(yolo\): unknown option 'epoch' \(known: .*\bepochs\b"):
         YoloTrainer("t", {"epoch": 3})
     with pytest.raises(ConfigError, match="train_args"):
         YoloTrainer("t", {"train_args": {"data": "x.yaml"}})
