@@ -88,3 +88,17 @@ def test_requests_retry_with_backoff_across_a_server_restart(labelstudio):
             labelstudio.client(retries=2, backoff=0.1).check()
     finally:
         server.start()
+
+
+def test_a_token_read_with_its_newline_works_and_a_broken_one_is_named(labelstudio):
+    url = labelstudio.url
+    client = Client(Connection.resolve(None, env={"LABEL_STUDIO_URL": url + "\n",
+                                                  "LABEL_STUDIO_API_KEY": labelstudio.api_key + "\n"}))
+    assert client.check()["id"] > 0  # $(cat token) leaves a newline: stripped
+    broken = labelstudio.api_key[:8] + "\n" + labelstudio.api_key[8:]
+    client = Client(Connection(url, broken), retries=0)
+    with pytest.raises(LabelStudioError) as info:
+        client.check()
+    message = str(info.value)
+    assert "holds a character HTTP does not allow" in message and "not reachable" not in message
+    assert labelstudio.api_key[8:] not in message and labelstudio.api_key[:8] not in message

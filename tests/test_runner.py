@@ -11,6 +11,7 @@ from helpers import ROOT, pip_install, run_cli
 from preannot import Annotator, Choice, Span, TaskFailed, hookimpl
 from preannot.engine.config import RunConfig, load_config
 from preannot.engine.host import load_host
+from preannot.engine.readers import ENCODING_HINT
 from preannot.engine.runner import run
 
 calls: list[int] = []
@@ -86,7 +87,7 @@ def test_bad_records_are_reported_with_file_and_line_and_the_rest_goes_on(tmp_pa
     assert summary.failures == [
         ("in.jsonl:2", "invalid JSON", "Expecting property name enclosed in double quotes"),
         ("in.jsonl:3", "missing field 'text'", "read by 'fw'"),
-        ("in.jsonl:5", "wrong encoding", "not UTF-8 at byte 13"),
+        ("in.jsonl:5", "wrong encoding", f"not UTF-8 at byte 13: {ENCODING_HINT}"),
         ("in.jsonl:7", "annotator 'fw' failed", "refused on purpose"),
         ("in.jsonl:8", "annotator 'fw' raised RuntimeError", "the model fell over"),
         ("in.jsonl:9", "not an object", "got list"),
@@ -174,7 +175,8 @@ def test_csv_tsv_text_folder_and_label_studio_json_inputs(tmp_path, host):
     assert [t["meta"]["preannot_id"] for t in result] == ["c1", "c2", "b.tsv:2", "docs/sub/1.txt",
                                                           "keep-me"]
     assert result[0]["data"]["shop"] == "x"
-    assert summary.failures == [("docs/sub/2.txt", "wrong encoding", "not UTF-8 at byte 0")]
+    assert summary.failures == [("docs/sub/2.txt", "wrong encoding",
+                                 f"not UTF-8 at byte 0: {ENCODING_HINT}")]
 
 
 def test_chained_annotator_receives_upstream_predictions(tmp_path, host):

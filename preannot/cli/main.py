@@ -15,7 +15,7 @@ from rich.text import Text
 from rich.table import Table
 
 from ..annotator import ConfigError
-from ..engine.config import load_config
+from ..engine.config import check_encoding, load_config
 from ..engine.host import ENV_VAR, get_host, report_failures
 from ..loop import sync
 
@@ -52,11 +52,13 @@ def cli() -> None:
               help="Shorthand for one annotator of type 'rules' over this rules folder.")
 @click.option("-w", "--workers", type=click.IntRange(1), help="Worker processes (default 1).")
 @click.option("-b", "--batch-size", type=click.IntRange(1), help="Records per batch (default 256).")
+@click.option("--encoding", help="Encoding of text inputs (default: [input] encoding, else "
+                                 "utf-8), e.g. latin-1 or cp1252.")
 @click.option("-f", "--force", is_flag=True, help="Redo every record, ignoring earlier runs.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def run(inputs: tuple[Path, ...], config_path: Path | None, output: Path | None,
-        rules_dir: Path | None, workers: int | None, batch_size: int | None, force: bool,
-        no_progress: bool) -> None:
+        rules_dir: Path | None, workers: int | None, batch_size: int | None,
+        encoding: str | None, force: bool, no_progress: bool) -> None:
     """Pre-annotate INPUTS (JSONL, Label Studio JSON, CSV/TSV, folders of .txt or images).
 
     Writes Label Studio import JSON: tasks with predictions (model_version, score, results).
@@ -77,6 +79,8 @@ def run(inputs: tuple[Path, ...], config_path: Path | None, output: Path | None,
             config.workers = workers
         if batch_size:
             config.batch_size = batch_size
+        if encoding:
+            config.encoding = check_encoding(encoding, "--encoding")
         host = get_host()
         report_failures(host)
         with Progress(TextColumn("[bold]pre-annotating"), BarColumn(), MofNCompleteColumn(),

@@ -24,6 +24,7 @@ are relative to the config file's folder (:meth:`RunConfig.path`).
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import tomllib
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ SECTIONS = ("input", "output", "run", "annotators", "trainers", "labelstudio", "
 @dataclass(frozen=True)
 class InputSettings:
     paths: Any = field(default_factory=list)
+    encoding: str = "utf-8"
+    """Of text inputs (JSONL, JSON, CSV/TSV, .txt); a UTF-8 byte-order mark is always accepted."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class RunConfig:
     trainers: list[dict[str, Any]] = field(default_factory=list)
     batch_size: int = 256
     workers: int = 1
+    encoding: str = "utf-8"
     labelstudio: LabelStudioSettings = field(default_factory=LabelStudioSettings)
     harvest: HarvestSettings = None  # type: ignore[assignment]  # set in __post_init__
     training: TrainingSettings = None  # type: ignore[assignment]
@@ -220,7 +224,9 @@ def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
         raise ConfigError(f"{where}: unknown section {', '.join(map(repr, unknown))} "
                           f"(known: {', '.join(SECTIONS)})")
     config = RunConfig(base_dir=base)
-    inputs = _typed("input", InputSettings, raw.get("input", {}), where).paths
+    input_settings = _typed("input", InputSettings, raw.get("input", {}), where)
+    config.encoding = check_encoding(input_settings.encoding, f"{where}: [input] encoding")
+    inputs = input_settings.paths
     if isinstance(inputs, str):
         inputs = [inputs]
     if not isinstance(inputs, list) or not all(isinstance(p, str) for p in inputs):
@@ -258,6 +264,16 @@ def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
         raise ConfigError(f"{where}: [ranking] must be a table")
     config.ranking = RankingSettings(table.pop("ranker", None), table)
     return config
+
+
+def check_encoding(name: str, where: str) -> str:
+    """``name`` if Python knows the encoding, else a ConfigError saying where it came from."""
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise ConfigError(f"{where} = {name!r}: no such encoding (e.g. utf-8, latin-1, "
+                          "cp1252)") from None
+    return name
 
 
 def _named(tables: Any, section: str, where: str, need_name: bool = False) -> list[dict[str, Any]]:

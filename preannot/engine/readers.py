@@ -1,13 +1,17 @@
 """Stream tasks out of input files: JSONL, Label Studio JSON, CSV/TSV, folders of texts or images.
 
 Every reader yields, in a stable order, either a :class:`Task` or a :class:`BadRecord` that names
-the file and line, so one bad record never stops a run and is never silently dropped.
+the file and line, so one bad record never stops a run and is never silently dropped: odd but
+valid JSON (a number at the top, nesting deeper than Python recurses, text that cannot be
+written as UTF-8, NaN) is a bad record too. Text is UTF-8 unless ``[input] encoding`` says
+otherwise; a leading byte-order mark (what Excel writes) is accepted in every format.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -33,74 +37,136 @@ class BadRecord:
 
 
 Record = Task | BadRecord
+DEFAULT_ENCODING = "utf-8"
+
+
+ENCODING_HINT = "set [input] encoding in preannot.toml or pass --encoding (e.g. latin-1, cp1252)"
+
+
+def _name(encoding: str) -> str:
+    return "UTF-8" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+
+
+def _encoding_hint(encoding: str, exc: UnicodeDecodeError) -> str:
+    return f"not {_name(encoding)} at byte {exc.start}: {ENCODING_HINT}"
+
+
+def _no_constants(name: str) -> float:
+    raise ValueError(f"{name} is not JSON (Label Studio would refuse it)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is too large for a JSON number")
+    return value
+
+
+def _loads(text: str) -> object:
+    """``json.loads`` that refuses NaN and Infinity; raises ValueError or RecursionError."""
+    return json.loads(text, parse_constant=_no_constants, parse_float=_finite)
+
+
+def _json_error(source: str, exc: Exception) -> BadRecord:
+    if isinstance(exc, RecursionError):
+        return BadRecord(source, "invalid JSON", "nested too deeply")
+    if isinstance(exc, json.JSONDecodeError):
+        return BadRecord(source, "invalid JSON", exc.msg)
+    return BadRecord(source, "invalid JSON", str(exc))
 
 
 def _record_task(record: object, source: str, default_id: str, text_field: str | None) -> Record:
     """A task from one JSON/CSV record: Label Studio task format or a bare data dict."""
     if not isinstance(record, dict):
         return BadRecord(source, "not an object", f"got {type(record).__name__}")
-    if isinstance(record.get("data"), dict):
-        data, task_id, meta = record["data"], record.get("id"), record.get("meta") or {}
+    if "data" in record:  # Label Studio's task format, as its importer reads it
+        data, task_id, meta = record.get("data"), record.get("id"), record.get("meta") or {}
+        for key, value in (("data", data), ("meta", meta)):
+            if not isinstance(value, dict):
+                return BadRecord(source, "not a task", f"{key!r} is a {type(value).__name__}, "
+                                                       "not an object")
         task_id = meta.get("preannot_id", task_id)
     else:
         data, task_id, meta = record, record.get("id"), {}
     if text_field and not isinstance(data.get(text_field), str):
         have = ", ".join(sorted(data)) or "none"
         return BadRecord(source, f"missing field {text_field!r}", f"fields: {have}")
-    return Task(id=str(task_id) if task_id is not None else default_id, data=data,
+    task = Task(id=str(task_id) if task_id is not None else default_id, data=data,
                 source=source, meta=dict(meta))
+    try:
+        task.checksum  # noqa: B018 (the text must encode: the ledger and the output are UTF-8)
+        json.dumps(meta, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return BadRecord(source, "invalid text", f"{exc.object[exc.start:exc.end]!r} (a lone "
+                                                 "surrogate) cannot be written as UTF-8")
+    except (RecursionError, ValueError) as exc:
+        return BadRecord(source, "invalid JSON", f"{type(exc).__name__}: {exc}")
+    return task
 
 
-def read_jsonl(path: Path, label: str, text_field: str | None) -> Iterator[Record]:
+def _text_encoding(encoding: str) -> str:
+    """UTF-8 reads with a leading byte-order mark skipped."""
+    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+
+
+def read_jsonl(path: Path, label: str, text_field: str | None,
+               encoding: str = DEFAULT_ENCODING) -> Iterator[Record]:
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, 1):
             source = f"{label}:{lineno}"
             if not raw.strip():
                 continue
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode(_text_encoding(encoding) if lineno == 1 else encoding)
             except UnicodeDecodeError as exc:
-                yield BadRecord(source, "wrong encoding", f"not UTF-8 at byte {exc.start}")
+                yield BadRecord(source, "wrong encoding", _encoding_hint(encoding, exc))
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield BadRecord(source, "invalid JSON", exc.msg)
+                record = _loads(line)
+            except (ValueError, RecursionError) as exc:
+                yield _json_error(source, exc)
                 continue
             yield _record_task(record, source, source, text_field)
 
 
-def read_json(path: Path, label: str, text_field: str | None) -> Iterator[Record]:
+def read_json(path: Path, label: str, text_field: str | None,
+              encoding: str = DEFAULT_ENCODING) -> Iterator[Record]:
     """A Label Studio import file: a JSON list of tasks (read whole: such files are small)."""
     try:
-        records = json.loads(path.read_text(encoding="utf-8"))
+        records = _loads(path.read_text(encoding=_text_encoding(encoding)))
     except UnicodeDecodeError as exc:
-        yield BadRecord(label, "wrong encoding", f"not UTF-8 at byte {exc.start}")
+        yield BadRecord(label, "wrong encoding", _encoding_hint(encoding, exc))
         return
     except json.JSONDecodeError as exc:
-        yield BadRecord(f"{label}:{exc.lineno}", "invalid JSON", exc.msg)
+        yield _json_error(f"{label}:{exc.lineno}", exc)
+        return
+    except (ValueError, RecursionError) as exc:
+        yield _json_error(label, exc)
         return
     if isinstance(records, dict):
         records = [records]
+    if not isinstance(records, list):
+        yield BadRecord(label, "not a task list", f"the top level is a {type(records).__name__}: "
+                                                  "use a list of tasks, or one task object")
+        return
     for index, record in enumerate(records):
         source = f"{label}[{index}]"
         yield _record_task(record, source, source, text_field)
 
 
-def read_csv(path: Path, label: str, text_field: str | None) -> Iterator[Record]:
+def read_csv(path: Path, label: str, text_field: str | None,
+             encoding: str = DEFAULT_ENCODING) -> Iterator[Record]:
+    """Rows of a CSV/TSV file with a header; a row with bytes that are not in ``encoding`` is
+    a bad record and the rows after it are still read."""
     delimiter = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
     csv.field_size_limit(sys.maxsize)
-    with path.open(encoding="utf-8", newline="", errors="strict") as f:
+    with path.open(encoding=_text_encoding(encoding), newline="", errors="surrogateescape") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
         row_iter = iter(reader)
         while True:
             try:
                 row = next(row_iter)
             except StopIteration:
-                return
-            except UnicodeDecodeError as exc:
-                yield BadRecord(f"{label}:{reader.line_num + 1}", "wrong encoding",
-                                f"not UTF-8 at byte {exc.start}; the rest of the file is unreadable")
                 return
             except csv.Error as exc:
                 yield BadRecord(f"{label}:{reader.line_num}", "invalid CSV", str(exc))
@@ -109,7 +175,16 @@ def read_csv(path: Path, label: str, text_field: str | None) -> Iterator[Record]
             if None in row:
                 yield BadRecord(source, "invalid CSV", "more fields than the header")
                 continue
+            undecoded = [v for v in [*row, *row.values()] if isinstance(v, str) and _escaped(v)]
+            if undecoded:
+                yield BadRecord(source, "wrong encoding", f"not {_name(encoding)}: {ENCODING_HINT}")
+                continue
             yield _record_task({k: v for k, v in row.items()}, source, source, text_field)
+
+
+def _escaped(text: str) -> bool:
+    """Whether ``text`` holds bytes the decoder could not read (surrogate escapes)."""
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
 def _walk(folder: Path) -> Iterator[Path]:
@@ -121,13 +196,13 @@ def _walk(folder: Path) -> Iterator[Path]:
 
 
 def read_folder(folder: Path, label: str, text_field: str | None,
-                image_field: str = "image") -> Iterator[Record]:
+                encoding: str = DEFAULT_ENCODING, image_field: str = "image") -> Iterator[Record]:
     """One task per .txt file (``{"text": ...}``) or per image (``{"image": path}``)."""
     for path in _walk(folder):
         rel = f"{label}/{path.relative_to(folder).as_posix()}"
         suffix = path.suffix.lower()
         if suffix in TEXT_SUFFIXES:
-            yield _text_file(path, rel, text_field)
+            yield _text_file(path, rel, text_field, encoding)
         elif suffix in IMAGE_SUFFIXES:
             yield Task(id=rel, data={image_field: str(path.resolve())}, source=rel)
 
@@ -136,28 +211,30 @@ READERS = {".jsonl": read_jsonl, ".ndjson": read_jsonl, ".json": read_json,
            ".csv": read_csv, ".tsv": read_csv, ".tab": read_csv}
 
 
-def read_inputs(paths: list[Path], text_field: str | None, base_dir: Path | None = None) -> Iterator[Record]:
+def read_inputs(paths: list[Path], text_field: str | None, base_dir: Path | None = None,
+                encoding: str = DEFAULT_ENCODING) -> Iterator[Record]:
     """Every record of every input, in order; paths are shown relative to ``base_dir``."""
     for path in paths:
         label = _label(path, base_dir)
         if path.is_dir():
-            yield from read_folder(path, label, text_field)
+            yield from read_folder(path, label, text_field, encoding)
         elif not path.exists():
             yield BadRecord(label, "missing input", "no such file or folder")
         elif path.suffix.lower() in READERS:
-            yield from READERS[path.suffix.lower()](path, label, text_field)
+            yield from READERS[path.suffix.lower()](path, label, text_field, encoding)
         elif path.suffix.lower() in TEXT_SUFFIXES:
-            yield _text_file(path, label, text_field)
+            yield _text_file(path, label, text_field, encoding)
         else:
             known = ", ".join(sorted(READERS))
             yield BadRecord(label, "unknown input format", f"use a folder or one of {known}")
 
 
-def _text_file(path: Path, label: str, text_field: str | None) -> Record:
+def _text_file(path: Path, label: str, text_field: str | None,
+               encoding: str = DEFAULT_ENCODING) -> Record:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding=_text_encoding(encoding))
     except UnicodeDecodeError as exc:
-        return BadRecord(label, "wrong encoding", f"not UTF-8 at byte {exc.start}")
+        return BadRecord(label, "wrong encoding", _encoding_hint(encoding, exc))
     return Task(id=label, data={text_field or "text": text}, source=label)
 
 

@@ -296,7 +296,7 @@ def run(config: RunConfig, *, host: Host | None = None, models: ModelSource | No
         ledger.forget()
     state = _Run(config, ledger, fingerprint(annotators), progress)
     state.progress(0, state.total)
-    records = read_inputs(config.inputs, None, config.base_dir)
+    records = read_inputs(config.inputs, None, config.base_dir, config.encoding)
     if config.workers > 1:
         _run_in_workers(state, records, annotators, specs)
     else:

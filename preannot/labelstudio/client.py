@@ -61,9 +61,10 @@ class Connection:
         if not url:
             raise LabelStudioError(f"no Label Studio server: set {URL_ENV} (and {KEY_ENV}) or "
                                    "[labelstudio] url, or run `preannot ls up` for a local one")
-        key = env.get(KEY_ENV)
+        # tokens pasted or read with $(cat file) often carry a newline: never part of a token
+        key = (env.get(KEY_ENV) or "").strip()
         if not key and settings.api_key_env:
-            key = env.get(settings.api_key_env)
+            key = (env.get(settings.api_key_env) or "").strip()
         if not key and settings.api_key_file:
             try:
                 key = settings.api_key_file.read_text(encoding="utf-8").strip()
@@ -74,7 +75,7 @@ class Connection:
             where = settings.api_key_env or KEY_ENV
             raise LabelStudioError(f"no Label Studio API key: set {where} (Account & Settings > "
                                    "Personal Access Token, or a legacy token)")
-        return cls(url=str(url).rstrip("/"), api_key=key)
+        return cls(url=str(url).strip().rstrip("/"), api_key=key)
 
 
 class Client:
@@ -107,14 +108,21 @@ class Client:
             try:
                 return fn(*args, **kwargs)
             except (httpx.TransportError, ApiError) as exc:
-                transient = isinstance(exc, httpx.TransportError) or (
-                    exc.status_code is not None and exc.status_code >= 500)
+                if isinstance(exc, httpx.TransportError):  # a request never written won't be
+                    transient = not isinstance(exc, httpx.LocalProtocolError)  # written later
+                else:
+                    transient = exc.status_code is not None and exc.status_code >= 500
                 if not transient or not retry or attempt >= retries:
                     raise self._translate(exc, what, attempt) from None
             attempt += 1
             time.sleep(self.backoff * 2 ** (attempt - 1) * (0.75 + random.random() / 2))
 
     def _translate(self, exc: Exception, what: str, attempts: int) -> LabelStudioError:
+        if isinstance(exc, httpx.LocalProtocolError):  # the request could not even be written
+            return LabelStudioError(
+                f"could not send a request to Label Studio at {self.url} ({what}): the API key "
+                f"or another header holds a character HTTP does not allow (a newline or space "
+                f"inside the token?): check {KEY_ENV}")
         if isinstance(exc, httpx.TransportError):
             return Unreachable(f"Label Studio at {self.url} is not reachable ({what}: "
                                f"{type(exc).__name__}): start it or set {URL_ENV}")
