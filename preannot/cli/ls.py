@@ -121,9 +121,12 @@ def up(config_path: Path | None, detach: bool, port: int | None, no_progress: bo
         _report(summary, client.url)
         if server is None:
             return
+        # the password is never printed (terminals are logged and shared): it stays in the
+        # credentials file, readable by its owner only
         err.print(f"\n[bold]Label Studio is running at {server.url}/projects/{summary.project_id}"
-                  f"[/]\n  log in as {server.username} with password {server.password}"
-                  f"\n  (kept in {server.data_dir / 'preannot-credentials.json'})")
+                  f"[/]\n  log in as {server.username}; the password is in "
+                  f"{server.data_dir / 'preannot-credentials.json'} (readable by you only)",
+                  soft_wrap=True)
         if detach:
             err.print(f"  detached: stop it with `kill {server.process.pid}`")
             server = None

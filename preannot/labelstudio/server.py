@@ -74,15 +74,19 @@ class LocalServer:
 
     def start(self, timeout: float = 180.0) -> LocalServer:
         """Start (or restart) the process and wait until it serves the API with our token."""
+        # the login goes in through the environment Label Studio reads: a command line is
+        # visible to every local user (ps); --internal-host is the address it listens on
+        # (--host only names it in URLs), so nothing off this machine can reach it
         env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
-               "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true"}
+               "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+               "LABEL_STUDIO_USERNAME": self.username, "LABEL_STUDIO_PASSWORD": self.password,
+               "LABEL_STUDIO_USER_TOKEN": self.api_key}
         env.pop("DJANGO_DB", None)
         log = (self.data_dir / "server.log").open("ab")
         self.process = subprocess.Popen(
             [str(self.binary), "start", "--no-browser", "--host", "127.0.0.1",
-             "--port", str(self.port), "--data-dir", str(self.data_dir),
-             "--username", self.username, "--password", self.password,
-             "--user-token", self.api_key, "--enable-legacy-api-token"],
+             "--internal-host", "127.0.0.1", "--port", str(self.port),
+             "--data-dir", str(self.data_dir), "--enable-legacy-api-token"],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
         log.close()
@@ -118,9 +122,11 @@ class LocalServer:
 
 def local_server(data_dir: Path, *, port: int | None = None, binary: Path | None = None) -> LocalServer:
     """A (not yet started) server over ``data_dir``; its login is made once and kept there
-    (file mode 0600), so the same user, password and token work on every start."""
+    (file mode 0600, in a folder of mode 0700), so the same user, password and token work on
+    every start."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)  # its database holds the token; exports hold the data
     creds_file = data_dir / CREDENTIALS
     if creds_file.exists():  # the login it was made with (and the URL it last ran at)
         saved = json.loads(creds_file.read_text())
