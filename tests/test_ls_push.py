@@ -102,6 +102,24 @@ def test_bad_records_are_reported_and_the_rest_pushed(labelstudio, tmp_path):
     assert "not pushed mixed.jsonl:3: not a Label Studio task" in said
 
 
+def test_nothing_left_unlabeled_is_said_and_succeeds(labelstudio, tmp_path):
+    """After a promotion every task may be labeled already: Label Studio would refuse a model
+    version no prediction carries, so the project is left as it is and the command succeeds."""
+    client = labelstudio.client()
+    kw = Keywords("kw", {"words": WORDS})
+    project = ensure_project(client, None, title="all labeled", annotators=[kw])
+    [tid] = client.sdk.projects.import_tasks(project, request=[{"data": {"text": "apple"}}],
+                                             return_task_ids=True).task_ids
+    client.sdk.annotations.create(tid, result=[])
+    before = client.sdk.projects.get(project).model_version
+    summary = annotate_project(client, project, [kw], unlabeled_only=True)
+    assert (summary.created, summary.predicted, summary.unchanged, summary.failures) == (
+        0, 0, 0, [])
+    assert client.sdk.projects.get(project).model_version == before
+    assert summary.describe("U").endswith("no task to pre-annotate (every task is labeled "
+                                          "already): nothing to update")
+
+
 def test_tasks_already_in_a_project_get_predictions_in_bulk(labelstudio):
     client = labelstudio.client()
     kw = Keywords("kw", {"words": WORDS})

@@ -16,6 +16,7 @@ from preannot.training import flow
 from preannot.training.dataset import in_eval_split, load_dataset
 from preannot.training.gate import GatePolicy, decide
 from preannot.training.registry import Registry, resolve_models
+from helpers import run_cli
 from train_plugin import GazetteerPlugin
 
 PRODUCTS = {"Acme drill": "PRODUCT", "Zeta saw": "PRODUCT", "Omega sander": "PRODUCT",
@@ -201,3 +202,42 @@ def test_hold_out_keeps_one_in_n_chosen_by_task_id():
     assert len(val) == 10 and len(train) == 40
     assert {e.task.id for e in hold_out(examples[::-1], 5)[1]} == {e.task.id for e in val}
     assert hold_out(examples[:1], 5) == (examples[:1], examples[:1])
+
+
+def test_models_list_keeps_versions_and_statuses_whole_at_80_columns(tmp_path):
+    (tmp_path / "preannot.toml").write_text("")
+    registry = Registry(tmp_path / ".preannot" / "models")
+    for status in ("promoted", "rolled back"):
+        artifact = tmp_path / "model.txt"
+        artifact.write_text("x")
+        version = registry.add("conll-2003-ner-large", artifact, {"parent": "conll-2003-ner-large-v1",
+                                                                  "harvest": {"train": 1404}})
+        registry.update(version, status=status)
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(
+        training_cli.models, ["list", "-c", str(tmp_path / "preannot.toml")])
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    for version, status in (("conll-2003-ner-large-v1", "promoted"),
+                            ("conll-2003-ner-large-v2", "rolled back")):
+        assert any(version in line and status in line for line in result.output.splitlines())
+
+
+def test_training_logged_to_a_file_has_no_colour_codes(tmp_path):
+    """spaCy's own training table coloured the log of a redirected `preannot train`."""
+    (tmp_path / "preannot.toml").write_text("""
+[[annotators]]
+name = "ner"
+type = "spacy-ner"
+model = "registry:products"
+[[trainers]]
+name = "products"
+type = "spacy-ner"
+epochs = 2
+[training]
+eval_fraction = 0.3
+""")
+    write_corrections(tmp_path, 30)
+    result = run_cli(["train", "-c", str(tmp_path / "preannot.toml"), "--no-push"])
+    assert result.returncode in (0, 4), result.stderr
+    assert "products-v1" in result.stderr and "E    #" in result.stdout  # spaCy's table
+    assert "\x1b[" not in result.stdout + result.stderr

@@ -5,12 +5,19 @@ commands may not take a built-in name (a clash is refused, with a warning)."""
 
 from __future__ import annotations
 
+import os
 import sys
 
-from ..engine.host import get_host
-from .ls import ls
-from .main import cli
-from .training import models, train
+# no colour codes in logs: spaCy prints through wasabi, which colours whatever the output is
+# unless told; rich already checks the terminal and NO_COLOR itself
+if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
+    for _switch in ("ANSI_COLORS_DISABLED", "WASABI_LOG_FRIENDLY", "WASABI_NO_PRETTY"):
+        os.environ.setdefault(_switch, "1")  # its dividers are bold even with colours off
+
+from ..engine.host import get_host  # noqa: E402
+from .ls import ls  # noqa: E402
+from .main import cli  # noqa: E402
+from .training import models, train  # noqa: E402
 
 cli.add_command(ls)
 cli.add_command(train)

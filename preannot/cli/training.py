@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from ..annotator import ConfigError
 from ..engine.config import RunConfig, load_config
@@ -118,8 +118,13 @@ def list_models(config_path: Path | None, as_json: bool) -> None:
     if not rows:
         err.print(f"no models in {registry.root}: run `preannot train`")
         return
-    table = Table("", "version", "status", "created", "parent", "trained on", "precision",
-                  "recall", "F1", title=f"models in {registry.root}")
+    # at any width the version and its status stay whole; the other columns wrap
+    key = {"no_wrap": True, "overflow": "ignore"}
+    widest = {k: max(len(r[k]) for r in rows) for k in ("version", "status")}
+    table = Table(Column("", **key), Column("version", min_width=widest["version"], **key),
+                  Column("status", min_width=widest["status"], **key),
+                  Column("created", overflow="fold"), Column("parent", overflow="fold"),
+                  "trained on", "precision", "recall", "F1", title=f"models in {registry.root}")
     for r in rows:
         table.add_row("*" if r["current"] else "", r["version"], r["status"], r["created_at"],
                       r["parent"] or "", str(r["trained_on"]),
@@ -181,7 +186,8 @@ def promote(config_path: Path | None, version: str, no_push: bool) -> None:
     try:
         chosen, previous = retrain.promote(load_config(config_path), version, push=not no_push,
                                            log=_log)
-        err.print(f"{chosen.version} is now current (was {previous.version if previous else 'none'})")
+        was = previous.version if previous else "none"
+        err.print(f"{chosen.version} is now current (was {was})")
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 

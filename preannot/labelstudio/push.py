@@ -48,6 +48,9 @@ class PushSummary:
 
     def describe(self, url: str) -> str:
         """One line for the user: where the project is and what the push did."""
+        if not (self.created or self.predicted or self.unchanged or self.failures):
+            return (f"project {self.project_id} {url}/projects/{self.project_id}: no task to "
+                    f"pre-annotate (every task is labeled already): nothing to update")
         return (f"project {self.project_id} {url}/projects/{self.project_id}: {self.created} "
                 f"tasks created, {self.predicted} given predictions, {self.unchanged} already "
                 f"up to date; model_version {self.model_version}")
@@ -201,12 +204,15 @@ class Pusher:
         self.summary.unchanged += done_before
 
     def finish(self, ranked: bool) -> PushSummary:
-        """Point the project at this model version; with a ranking, serve it in rank order."""
-        changes: dict[str, Any] = {"model_version": self.model_version}
+        """Point the project at this model version; with a ranking, serve it in rank order.
+        A version no task holds is left alone (Label Studio refuses it, and there is nothing
+        to point at: every task was labeled already)."""
+        changes: dict[str, Any] = {"model_version": self.model_version} if self.has_version else {}
         if ranked:
             changes["sampling"] = SAMPLING
-        self.client.call(self.client.sdk.projects.update, self.project_id, **changes,
-                         what="setting the project's model version")
+        if changes:
+            self.client.call(self.client.sdk.projects.update, self.project_id, **changes,
+                             what="setting the project's model version")
         if ranked:
             views = self.client.call(self.client.sdk.views.list, project=self.project_id,
                                      what="listing views")

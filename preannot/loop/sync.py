@@ -15,7 +15,7 @@ from ..engine.config import RunConfig
 from ..engine.host import Host, get_host
 from ..engine.runner import Summary, configured_annotators, run
 from ..evaluation.corrections import write_outputs
-from ..labelstudio.client import URL_ENV, Client, connect as connect_to
+from ..labelstudio.client import URL_ENV, Client, Unreachable, connect as connect_to
 from ..labelstudio.harvest import HarvestStore, PullSummary, pull as fetch
 from ..labelstudio.push import (PushSummary, annotate_project, ensure_project, model_version_of,
                                 push_tasks, read_import_file)
@@ -104,10 +104,13 @@ def repredict(config: RunConfig, progress: Progress = _quiet, log: Log = _quiet
         summary = push(config, client, existing=True, unlabeled=True, progress=progress)
         log(summary.describe(client.url))
         return summary
-    except ConfigError as exc:
+    except Unreachable as exc:
         log(f"Label Studio not updated: {exc}\n  once it is reachable, run "
             "`preannot ls push --existing --unlabeled`")
-        return None
+    except ConfigError as exc:  # refused: its reason, not reachability
+        log(f"Label Studio not updated: {exc}\n  fix that, then run "
+            "`preannot ls push --existing --unlabeled`")
+    return None
 
 
 @dataclass
