@@ -21,11 +21,16 @@ class Task:
     source: str = ""
     """Where it came from, for error messages: ``emails.jsonl:12``, ``scans/a.png``."""
     meta: dict[str, Any] = field(default_factory=dict)
+    content: str = ""
+    """A digest of what the data only points to (an image file's size, time and first bytes),
+    so a file replaced under the same path is annotated again."""
 
     @property
     def checksum(self) -> str:
         """A digest of the data, so a resumed run notices an input that changed in place."""
         blob = json.dumps(self.data, sort_keys=True, ensure_ascii=False, default=str)
+        if self.content:
+            blob += "|" + self.content
         return hashlib.blake2b(blob.encode(), digest_size=12).hexdigest()
 
 

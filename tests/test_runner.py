@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT, pip_install, run_cli
-from preannot import Annotator, Choice, Span, TaskFailed, hookimpl
+from preannot import Annotator, Choice, Span, TaskFailed, hookimpl, open_image
 from preannot.engine.config import RunConfig, load_config
 from preannot.engine.host import load_host
 from preannot.engine.readers import ENCODING_HINT
@@ -50,11 +50,28 @@ class CountUpstream(Annotator):
         return [[Choice(label=f"{len(p.regions)} regions")] for p in upstream[name]]
 
 
+class ImageSize(Annotator):
+    """Classifies an image by its size, as the annotator sees it."""
+
+    type = "image-size"
+    reads = ("image",)
+    emits = ("choices",)
+
+    def annotate(self, tasks, upstream):
+        out = []
+        for task in tasks:
+            image = open_image(task, self.field, self.context)
+            out.append(image if isinstance(image, TaskFailed)
+                       else [Choice(label=f"{image.width}x{image.height}")])
+        return out
+
+
 class Plugin:
     @hookimpl
     def register_annotators(self, register):
         register(FirstWord)
         register(CountUpstream)
+        register(ImageSize)
 
 
 @pytest.fixture
@@ -232,3 +249,37 @@ def test_cli_exit_status_and_summary_on_bad_records(tmp_path):
     written = (tmp_path / "o.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in written] == json.loads((tmp_path / "o.json").read_text())
     assert len(written) == 1 and json.loads(written[0])["data"] == {"text": "urgent"}
+
+
+def test_an_image_replaced_in_place_is_annotated_again(tmp_path, host):
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (64, 48)).save(tmp_path / "imgs" / "a.png")
+    Image.new("RGB", (20, 20)).save(tmp_path / "imgs" / "b.png")
+    cfg = config(tmp_path, ["imgs"], annotators=[{"name": "size", "type": "image-size"}])
+    run(cfg, host=host)
+    Image.new("RGB", (48, 64)).save(tmp_path / "imgs" / "a.png")  # same path, turned
+    summary = run(cfg, host=host)
+    assert (summary.annotated, summary.skipped) == (1, 1)
+    sizes = [t["predictions"][0]["result"][0]["value"]["choices"] for t in output(tmp_path)]
+    assert sizes == [["48x64"], ["20x20"]]
+
+
+def test_one_folder_spelled_two_ways_gives_the_same_task_ids(tmp_path, host):
+    data = tmp_path / "data" / "small"
+    data.mkdir(parents=True)
+    (data / "a.txt").write_text("alpha one")
+    project = tmp_path / "project"
+    project.mkdir()
+    relative = RunConfig(base_dir=project, inputs=[project / ".." / "data" / "small"],
+                         output=project / "out.json",
+                         annotators=[{"name": "fw", "type": "first-word"}])
+    run(relative, host=host)
+    first = json.loads((project / "out.json").read_text())
+    absolute = RunConfig(base_dir=project, inputs=[data], output=project / "out.json",
+                         annotators=[{"name": "fw", "type": "first-word"}])
+    summary = run(absolute, host=host)
+    assert (summary.annotated, summary.skipped) == (0, 1)  # the same task, already done
+    ids = [t["meta"]["preannot_id"] for t in json.loads((project / "out.json").read_text())]
+    assert ids == [t["meta"]["preannot_id"] for t in first] == [f"{data.as_posix()}/a.txt"]
