@@ -20,7 +20,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def demo_models() -> Path:
     """``.cache/demo-models/`` (or ``$PREANNOT_DEMO_MODELS``) with the trained YOLO and tiny SAM;
-    built on first use (about four minutes of CPU training), reused afterwards.
+    built on first use (30 epochs of CPU training: 4 to 20 minutes by load), reused afterwards.
     """
     import make_demo_models
 

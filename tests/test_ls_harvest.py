@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from preannot import Box, Mask, Prediction, Span, Task
 from preannot.cli import cli
 from preannot.evaluation.corrections import classify, write_outputs
+from preannot.evaluation.metrics import compute
 from preannot.labelstudio.harvest import HarvestStore, pull
 from preannot.lsjson import region_to_result, result_to_region, task_to_ls
 
@@ -275,6 +276,13 @@ def test_boxes_and_masks_go_to_label_studio_and_come_back_classified(labelstudio
                    ("m2", "brushlabels", "deleted", 0.0)]
     assert [(h["id"], h["classification"]) for h in record["human"]] == [
         ("b1", "matched"), ("b2", "matched"), ("m1", "matched"), ("h1", "added")]
+    # accepted within the thresholds, but moved and eroded: edits the human paid for
+    assert [p["edited"] for p in record["predicted"]] == [False, True, True, False]
+    measured = compute([record])["annotators"]["det-v1"]  # no provenance: its version
+    assert {k: measured[k] for k in ("accepted", "edited", "modified", "deleted", "added",
+                                     "acceptance_rate", "edits_per_task")} == {
+        "accepted": 3, "edited": 2, "modified": 0, "deleted": 1, "added": 1,
+        "acceptance_rate": 0.0, "edits_per_task": 4.0}
     # the geometry came back exactly: pixels for boxes, the very mask for masks
     back = {h["id"]: result_to_region(h) for h in record["human"]}
     assert back["b2"].xyxy == pytest.approx((110, 10, 150, 50), abs=1e-9)

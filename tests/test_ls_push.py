@@ -98,7 +98,8 @@ def test_bad_records_are_reported_and_the_rest_pushed(labelstudio, tmp_path):
                                       "--no-progress"], env=labelstudio.env())
     assert result.exit_code == 3, result.output
     said = " ".join(result.output.split())  # as the terminal wraps it
-    assert "0 tasks created, 0 given predictions, 1 already up to date" in said
+    assert ("0 tasks created with their predictions, 0 tasks already there given "
+            "predictions, 1 already up to date") in said
     assert "not pushed mixed.jsonl:3: not a Label Studio task" in said
 
 

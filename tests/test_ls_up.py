@@ -102,7 +102,7 @@ def test_ls_up_starts_finds_and_restarts_a_local_server(tmp_path):
         pids.append(int(re.search(r"kill (\d+)", said).group(1)))
         project = int(re.search(rf"running at http://127\.0\.0\.1:{port}/projects/(\d+)",
                                 said).group(1))
-        assert "3 tasks created" in said and "log in as admin@preannot.local" in said
+        assert "3 tasks created with their predictions, 0 tasks already there" in said and "log in as admin@preannot.local" in said
         creds_file = tmp_path / ".preannot" / "labelstudio" / "preannot-credentials.json"
         assert stat.S_IMODE(creds_file.stat().st_mode) == 0o600
         assert stat.S_IMODE(creds_file.parent.stat().st_mode) == 0o700
@@ -120,8 +120,8 @@ def test_ls_up_starts_finds_and_restarts_a_local_server(tmp_path):
         # another command finds the server `ls up` started, with no URL or key configured
         again = run_cli(["ls", "push", "-c", config, "--no-progress"], env=_env(), cwd=ROOT)
         assert again.returncode == 0, again.stderr
-        assert "0 tasks created, 0 given predictions, 3 already up to date" in " ".join(
-            again.stderr.split())
+        assert ("0 tasks created with their predictions, 0 tasks already there given "
+                "predictions, 3 already up to date") in " ".join(again.stderr.split())
         pulled = run_cli(["ls", "pull", "-c", config, "-p", str(project), "--no-progress"],
                          env=_env(), cwd=ROOT)
         assert pulled.returncode == 0, pulled.stderr
@@ -143,7 +143,8 @@ def test_ls_up_starts_finds_and_restarts_a_local_server(tmp_path):
         said = " ".join(second.stderr.split())
         pids.append(int(re.search(r"kill (\d+)", said).group(1)))
         assert f"/projects/{project}:" in said  # the same project, found by its title
-        assert "0 tasks created, 0 given predictions, 3 already up to date" in said
+        assert ("0 tasks created with their predictions, 0 tasks already there given "
+                "predictions, 3 already up to date") in said
         assert json.loads(creds_file.read_text())["api_key"] == creds["api_key"]
         assert len(client.export(project)) == 3
     finally:

@@ -97,6 +97,15 @@ def test_plugins_lists_hooks_and_annotators(plugin_dirs):
                                    "learns": ["labels"]}]
 
 
+def test_preannot_itself_is_listed_with_its_version():
+    from importlib.metadata import version
+
+    data = listing(run_cli(["plugins", "--json"], env={"PREANNOT_PLUGINS": ""}))
+    [own] = [p for p in data["plugins"] if p["name"] == "preannot"]
+    assert (own["distribution"], own["version"]) == ("preannot", version("preannot"))
+    assert [a["type"] for a in own["annotators"]] == ["fusion"]
+
+
 def test_broken_plugin_is_reported_and_the_cli_still_works(plugin_dirs):
     good, broken = plugin_dirs
     result = run_cli(["plugins", "--json"], pythonpath=[good, broken])

@@ -104,11 +104,15 @@ def classify(task: dict[str, Any], model_version: str | None = None,
             **item, "classification": kind, "annotator": annotator_of(item, version),
             "label": region.label, "matched": final.items[j].get("id") if j is not None else None,
             "iou": round(overlap, 4),
+            # accepted, but not as it was: the human moved, resized or re-drew it
+            "edited": kind == ACCEPTED and overlap < 1.0 - EDIT_TOLERANCE,
             "human_label": final.regions[j].label if j is not None and kind != ACCEPTED else None})
     return record
 
 
 CORRECTIONS, METRICS, REPORT = "corrections.jsonl", "metrics.json", "report.html"
+EDIT_TOLERANCE = 1e-6
+"""Overlap lost to Label Studio's percent coordinates on a round trip: not an edit."""
 
 
 def write_outputs(tasks: Iterable[dict[str, Any]], out_dir: Path, *,

@@ -7,9 +7,11 @@ apart and measure nothing):
 - recall = accepted / human regions of the labels in play (per label: that label; per
   annotator: the labels it predicted anywhere in the harvest; per rule: not defined);
 - F1 = harmonic mean of the two;
+- edited = accepted regions whose geometry the human changed (a box moved within the IoU
+  threshold, a mask eroded): accepted, but an edit cost the human time;
 - acceptance rate = share of tasks whose predicted regions (of that annotator) were all
-  accepted and where the human added nothing with its labels ("accepted as is");
-- edits per task = (modified + deleted + added in its labels) / tasks;
+  accepted unedited and where the human added nothing with its labels ("accepted as is");
+- edits per task = (modified + deleted + edited + added in its labels) / tasks;
 - agreement = mean pairwise region F1 between annotators of the tasks annotated more than once.
 
 The accumulator is fed one record at a time, so memory does not grow with the task count.
@@ -79,11 +81,13 @@ class Metrics:
         ok: dict[str, bool] = {}
         for item in record["predicted"]:
             kind, annotator, label = item["classification"], item["annotator"], item["label"]
-            ok[annotator] = ok.get(annotator, True) and kind == "accepted"
+            edited = bool(item.get("edited"))
+            ok[annotator] = ok.get(annotator, True) and kind == "accepted" and not edited
             self.annotator_labels[annotator].add(label)
             for counter in (self.by_annotator[annotator], self.by_label[label]):
                 counter["predicted"] += 1
                 counter[kind] += 1
+                counter["edited"] += edited
             prov = item.get("preannot") or {}
             # a fused region speaks for every source that said the same: credit each of them
             for source in {annotator, *((prov.get("fused") or {}).get("sources") or [])}:
@@ -116,14 +120,16 @@ class Metrics:
             as_is = sum(n for ok, adds, n in outcomes if ok and not adds & labels)
             p, r = ratio(c["accepted"], c["predicted"]), ratio(c["accepted"], human)
             annotators[name] = {
-                **{k: c[k] for k in ("predicted", *KINDS)}, "added": added, "human": human,
+                **{k: c[k] for k in ("predicted", *KINDS, "edited")}, "added": added,
+                "human": human,
                 "tasks": tasks, "precision": p, "recall": r, "f1": f1_score(p, r),
                 "acceptance_rate": ratio(as_is, tasks),
-                "edits_per_task": ratio(c["modified"] + c["deleted"] + added, tasks)}
+                "edits_per_task": ratio(c["modified"] + c["deleted"] + c["edited"] + added,
+                                        tasks)}
         labels = {}
         for name, c in sorted(self.by_label.items()):
             p, r = ratio(c["accepted"], c["predicted"]), ratio(c["accepted"], c["human"])
-            labels[name] = {**{k: c[k] for k in ("predicted", *KINDS, "added", "human")},
+            labels[name] = {**{k: c[k] for k in ("predicted", *KINDS, "edited", "added", "human")},
                             "precision": p, "recall": r, "f1": f1_score(p, r)}
         annotator_labels: dict[str, dict[str, Any]] = defaultdict(dict)
         for (name, label), c in sorted(self.by_annotator_label.items()):

@@ -52,8 +52,9 @@ class PushSummary:
             return (f"project {self.project_id} {url}/projects/{self.project_id}: no task to "
                     f"pre-annotate (every task is labeled already): nothing to update")
         return (f"project {self.project_id} {url}/projects/{self.project_id}: {self.created} "
-                f"tasks created, {self.predicted} given predictions, {self.unchanged} already "
-                f"up to date; model_version {self.model_version}")
+                f"tasks created with their predictions, {self.predicted} tasks already there "
+                f"given predictions, {self.unchanged} already up to date; model_version "
+                f"{self.model_version}")
 
 
 @dataclass
