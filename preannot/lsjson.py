@@ -1,8 +1,9 @@
 """The one converter between preannot regions and Label Studio result JSON, both ways.
 
 Boxes and polygons go to percent of the original image size, masks to Label Studio's brush RLE
-through the SDK's own encoder. Provenance travels in each result item under ``"preannot"``
-(Label Studio keeps unknown keys of a prediction's result as they are).
+(:mod:`preannot.brush`: the SDK's format, byte for byte, vectorised). Provenance travels in
+each result item under ``"preannot"`` (Label Studio keeps unknown keys of a prediction's result
+as they are).
 """
 
 from __future__ import annotations
@@ -42,11 +43,9 @@ def region_to_result(region: Region) -> dict[str, Any]:
                  "rotation": region.rotation}
         item.update(original_width=w, original_height=h, image_rotation=0)
     elif isinstance(region, Mask):
-        import numpy as np
-        from label_studio_sdk.converter.brush import mask2rle
+        from .brush import mask_to_rle
 
-        mask = (np.asarray(region.mask) > 0).astype(np.uint8) * 255
-        value = {"format": "rle", "rle": mask2rle(mask)}
+        value = {"format": "rle", "rle": mask_to_rle(region.mask)}
         item.update(original_width=region.image_width, original_height=region.image_height,
                     image_rotation=0)
     elif isinstance(region, Polygon):
@@ -81,10 +80,9 @@ def result_to_region(item: dict[str, Any]) -> Region:
                    width=value["width"] * w / 100, height=value["height"] * h / 100,
                    rotation=value.get("rotation", 0.0), image_width=w, image_height=h, **common)
     if kind == "brushlabels":
-        from label_studio_sdk.converter.brush import decode_rle
+        from .brush import rle_to_mask
 
-        pixels = decode_rle(value["rle"]).reshape(h, w, 4)[:, :, 3]
-        return Mask(mask=pixels > 0, **common)
+        return Mask(mask=rle_to_mask(value["rle"], h, w), **common)
     if kind == "polygonlabels":
         return Polygon(points=[(x * w / 100, y * h / 100) for x, y in value["points"]],
                        image_width=w, image_height=h, **common)
