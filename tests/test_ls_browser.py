@@ -295,3 +295,94 @@ def test_labeling_page_shows_the_pushed_prediction(browser, labelstudio, tmp_pat
             f"{label} tint off the span in {where}"
         assert count_colour(other_image, tint) <= 0.05 * area, \
             f"{label} tint on the other task's page, beside {where}"
+
+
+IMAGE_CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="box" toName="image">
+    <Label value="car" background="#ff0000"/>
+  </RectangleLabels>
+</View>"""
+BOX_COLOUR = (255, 0, 0)
+
+# The image's natural size once loaded, and where the editor draws it.
+IMAGE_BOX = """(() => {
+    // loaded images (the editor shows a blob: copy of the served file), the largest: the
+    // editor's, not the Data Manager's thumbnail
+    const shown = Array.from(document.querySelectorAll('img')).filter(
+        i => i.complete && i.naturalWidth > 0);
+    const img = shown.sort((a, b) => b.getBoundingClientRect().width
+                                     - a.getBoundingClientRect().width)[0];
+    if (!img || img.getBoundingClientRect().width < 200) return null;
+    // the image is drawn on the editor's canvas, scaled to fit: the largest canvas is where
+    const canvas = Array.from(document.querySelectorAll('canvas')).sort(
+        (a, b) => b.getBoundingClientRect().width - a.getBoundingClientRect().width)[0];
+    if (!canvas) return null;
+    const r = canvas.getBoundingClientRect();
+    return {natural: [img.naturalWidth, img.naturalHeight], box: [r.left, r.top, r.right, r.bottom]};
+})()"""
+
+
+def test_an_image_from_a_folder_is_shown_with_its_predicted_box(browser, labelstudio, tmp_path):
+    """A folder's image, pushed as preannot pushes to the server it started, is served by Label
+    Studio (a Local Files storage covers its folder) and drawn with the predicted box."""
+    if labelstudio.server is None:
+        pytest.skip("needs a server this session started: its login and file serving are known")
+    from preannot.labelstudio.push import LOCAL_FILES
+    from preannot.labelstudio.server import LOCAL_FILES_ROOT
+    from preannot.model import Box
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.new("RGB", (320, 240), (235, 235, 235)).save(folder / "car.png")  # plain grey
+    box = Box(label="car", x=100, y=60, width=120, height=120, image_width=320, image_height=240,
+              score=0.9, from_name="box", to_name="image")
+    task = task_to_ls(Task("car", {"image": str(folder / "car.png")}),
+                      [Prediction("car", "det", MODEL_VERSION, [box])])
+    client = labelstudio.client(local_files_root=LOCAL_FILES_ROOT)
+    project = labelstudio.project(IMAGE_CONFIG, title="image browser test")
+    summary = push_tasks(client, project, [("car.png", task)])
+    assert (summary.created, summary.failures, summary.notices) == (1, [], [])
+    [pushed] = client.export(project)
+    assert pushed["data"]["image"] == LOCAL_FILES + (folder / "car.png").as_posix().lstrip("/")
+    assert pushed["meta"]["preannot_image"] == str(folder / "car.png")
+    storages = client.sdk.import_storage.local.list(project=project)
+    assert [s.path for s in storages] == [str(folder)]
+    served = client.sdk._client_wrapper.httpx_client.request(pushed["data"]["image"].lstrip("/"),
+                                                             method="GET")
+    assert served.status_code == 200 and served.content == (folder / "car.png").read_bytes()
+
+    server = labelstudio.server
+    log_in(browser, server.url, server.username, server.password)
+    browser.navigate(f"{server.url}/projects/{project}/data?task={pushed['id']}")
+    shown = browser.wait_for(f"document.readyState === 'complete' && {IMAGE_BOX}",
+                             "the image in the editor", timeout=60)
+    assert shown["natural"] == [320, 240]
+    left, top, right, bottom = shown["box"]
+    sx, sy = (right - left) / 320, (bottom - top) / 240
+    # where the box must be drawn, in screen pixels: Label Studio fills a box with a tint of
+    # its label's colour (red over the grey image) and strokes it in that colour
+    inner = [round(left + 100 * sx) + 3, round(top + 60 * sy) + 3,
+             round(left + 220 * sx) - 3, round(top + 180 * sy) - 3]
+    outer = [v + d for v, d in zip(inner, (-7, -7, 7, 7))]
+    area = (inner[2] - inner[0]) * (inner[3] - inner[1])
+    deadline = time.monotonic() + 20
+    while True:  # the canvas paints after the image: wait for the box's colour
+        time.sleep(0.5)
+        image = browser.screenshot()
+        inside = count_reddish(image, inner)
+        if inside >= 0.9 * area or time.monotonic() > deadline:
+            break
+    image.save(tmp_path / "image-task.png")
+    where = f"(screenshot {tmp_path / 'image-task.png'})"
+    assert inside >= 0.9 * area, f"the predicted box is not drawn: {inside} of {area} px {where}"
+    on_image = count_reddish(image, [round(v) for v in shown["box"]])
+    # and none elsewhere on the image (a few anti-aliased pixels of the stroke at most)
+    assert on_image - count_reddish(image, outer) <= 0.01 * area, f"red off the box {where}"
+
+
+def count_reddish(image: Image.Image, box) -> int:
+    """Pixels in ``box`` where red clearly dominates (a red tint over grey)."""
+    r, g, b = (band.point(lambda v: v) for band in image.crop(box).convert("RGB").split())
+    redder = ImageChops.subtract(r, ImageChops.lighter(g, b))  # r - max(g, b), floored at 0
+    return sum(redder.point(lambda v: 255 if v > 30 else 0).histogram()[255:])

@@ -181,3 +181,26 @@ def test_import_files_are_read_as_a_stream_with_errors_located(tmp_path):
     cut.write_text('[{"data": {"text": "a"}},\n{"data": {"te')
     with pytest.raises(ValueError, match=r"invalid JSON after task 0"):
         list(read_import_file(cut))
+
+
+def test_local_images_a_server_cannot_show_are_pushed_and_said(labelstudio, tmp_path):
+    from PIL import Image
+
+    from preannot.lsjson import task_to_ls
+    from preannot.model import Task
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    client = labelstudio.client()  # not known to serve this machine's files
+    project = labelstudio.project('<View><Image name="image" value="$image"/></View>')
+    task = task_to_ls(Task("a", {"image": str(tmp_path / "a.png")}), [])
+    task["predictions"] = [{"model_version": "m1", "result": []}]
+    summary = push_tasks(client, project, [("a.png", task)])
+    assert (summary.created, summary.failures) == (1, [])
+    assert summary.notices == [
+        f"1 tasks hold image paths on this machine, which Label Studio at {client.url} does not "
+        "serve: its editor will not show them. Start that server with "
+        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT="
+        "<a folder above the images>, and set [labelstudio] local_files_root to that folder "
+        "(preannot then adds a Local Files storage per image folder), or put the images behind "
+        "http(s) URLs"]
+    assert client.export(project)[0]["data"]["image"] == str(tmp_path / "a.png")

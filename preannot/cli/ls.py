@@ -18,7 +18,7 @@ from ..evaluation.corrections import CORRECTIONS, METRICS, read_corrections
 from ..evaluation.suggest import suggest
 from ..labelstudio.client import URL_ENV, Client, Connection
 from ..labelstudio.push import PushSummary
-from ..labelstudio.server import local_server
+from ..labelstudio.server import LOCAL_FILES_ROOT, local_server
 from ..loop import retrain, sync
 from .training import report_outcomes
 
@@ -56,6 +56,8 @@ def _push(config, client: Client, no_progress: bool, **options) -> PushSummary:
 
 def _report(summary: PushSummary, url: str) -> None:
     err.print(summary.describe(url), style="green", markup=False, highlight=False)
+    for message in summary.notices:
+        err.print(f"notice: {message}", style="yellow", markup=False, highlight=False)
     for source, reason in summary.failures[:20]:
         err.print(f"[red]not pushed[/] {source}: {reason}")
     if len(summary.failures) > 20:
@@ -116,7 +118,9 @@ def up(config_path: Path | None, detach: bool, port: int | None, no_progress: bo
         else:
             err.print("starting a local Label Studio (about 30 s)...")
             server = local_server(config.state_dir / "labelstudio", port=port).start()
-            client = Client(Connection(server.url, server.api_key))
+            connection = Connection(server.url, server.api_key)
+            sync.serve_images_from(connection)
+            client = Client(connection, local_files_root=LOCAL_FILES_ROOT)
         summary = _push(config, client, no_progress)
         _report(summary, client.url)
         if server is None:

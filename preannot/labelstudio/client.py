@@ -82,8 +82,12 @@ class Client:
     """A Label Studio connection with retries and readable errors."""
 
     def __init__(self, connection: Connection, *, retries: int = 5, backoff: float = 0.5,
-                 timeout: float = 300.0) -> None:
+                 timeout: float = 300.0, local_files_root: str | None = None) -> None:
         self.url = connection.url
+        self.local_files_root = local_files_root
+        """The server's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` when it serves files from this
+        machine (the local server does; a remote one when configured): images on disk are
+        then pushed as ``/data/local-files/`` paths, with a storage per folder."""
         self.retries = retries
         self.backoff = backoff
         try:

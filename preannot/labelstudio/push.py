@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..annotator import Annotator, ConfigError, Ranker, batches
 from ..builtins.ranking import priority_to_score
@@ -45,6 +46,8 @@ class PushSummary:
     """Tasks that already held this model version's prediction."""
     failures: list[tuple[str, str]] = field(default_factory=list)
     """(task, reason) of tasks not pushed."""
+    notices: list[str] = field(default_factory=list)
+    """What the user should know about tasks that were pushed (images the editor cannot show)."""
 
     def describe(self, url: str) -> str:
         """One line for the user: where the project is and what the push did."""
@@ -142,6 +145,47 @@ def from_import_file(source: str, item: Any, model_version: str | None, ranker: 
                    lambda: ls_to_predictions(item, task.id, annotators), model_version, ranker)
 
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+LOCAL_FILES = "/data/local-files/?d="
+
+
+def local_images(data: dict[str, Any]) -> dict[str, Path]:
+    """The task data keys holding an image file on this machine (absolute path, exists)."""
+    found = {}
+    for key, value in data.items():
+        if isinstance(value, str) and value.startswith("/") and not value.startswith("/data/"):
+            path = Path(value)
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                found[key] = path
+    return found
+
+
+def serve_local_images(client: Client, project_id: int, items: Sequence[Item],
+                       root: str) -> None:
+    """Point the items' local images at Label Studio's local-files serving (``root`` is its
+    document root) and make sure a Local Files storage covers each folder, which Label Studio
+    requires before it serves a file; the original path stays in ``meta.preannot_image``."""
+    folders = set()
+    base = Path(root)
+    for item in items:
+        for key, path in local_images(item.data).items():
+            try:
+                relative = path.resolve().relative_to(base)
+            except ValueError:
+                continue  # outside what the server may serve: left as it is
+            item.meta.setdefault("preannot_image", str(path))
+            item.data[key] = LOCAL_FILES + quote(relative.as_posix(), safe="/")
+            folders.add(path.resolve().parent)
+    if not folders:
+        return
+    have = {s.path for s in client.call(client.sdk.import_storage.local.list,
+                                        project=project_id, what="listing Local Files storages")}
+    for folder in sorted(folders - {Path(p) for p in have if p}):
+        client.call(client.sdk.import_storage.local.create, project=project_id, path=str(folder),
+                    title=f"preannot {folder.name}", use_blob_urls=False,
+                    what=f"adding a Local Files storage for {folder}")
+
+
 class Pusher:
     """Pushes batches of items to one project, resuming from what the server already holds."""
 
@@ -230,10 +274,13 @@ def push_tasks(client: Client, project_id: int, tasks: Iterable[tuple[str, Any]]
                annotators: Sequence[Annotator] = (), batch_size: int = BATCH,
                progress: Callable[[int], None] | None = None) -> PushSummary:
     """Push (source, Label Studio task with predictions) pairs, e.g. a runner output file;
-    ``annotators`` (the configured ones) name the predictions a ranker compares."""
+    ``annotators`` (the configured ones) name the predictions a ranker compares. Images on this
+    machine are served by Label Studio when ``client.local_files_root`` says how; else they
+    are pushed as they are, and the summary says the editor will not show them."""
     pusher: Pusher | None = None
     failures: list[tuple[str, str]] = []
     names = {a.model_version: a.name for a in annotators}
+    unseen = 0
     for batch in batches(tasks, batch_size):
         items: list[Item] = []
         seen: set[str] = set()
@@ -250,6 +297,10 @@ def push_tasks(client: Client, project_id: int, tasks: Iterable[tuple[str, Any]]
         if items and pusher is None:
             pusher = Pusher(client, project_id, model_version or items[0].prediction["model_version"],
                             progress)
+        if client.local_files_root:
+            serve_local_images(client, project_id, items, client.local_files_root)
+        else:
+            unseen += sum(1 for i in items if local_images(i.data))
         if pusher:
             pusher.push(items)
         if progress and len(items) < len(batch):
@@ -259,6 +310,14 @@ def push_tasks(client: Client, project_id: int, tasks: Iterable[tuple[str, Any]]
     else:
         summary = pusher.finish(ranked=ranker is not None)
     summary.failures = failures
+    if unseen:
+        summary.notices.append(
+            f"{unseen} tasks hold image paths on this machine, which Label Studio at "
+            f"{client.url} does not serve: its editor will not show them. Start that server "
+            "with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and "
+            "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=<a folder above the images>, and set "
+            "[labelstudio] local_files_root to that folder (preannot then adds a Local Files "
+            "storage per image folder), or put the images behind http(s) URLs")
     return summary
 
 

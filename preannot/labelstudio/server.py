@@ -26,6 +26,8 @@ from .client import Connection, LabelStudioError
 BIN_ENV = "PREANNOT_LABEL_STUDIO_BIN"
 DEFAULT_VENV = Path(".cache") / "labelstudio-venv"
 CREDENTIALS = "preannot-credentials.json"
+LOCAL_FILES_ROOT = "/"
+"""The local server's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``."""
 
 
 def find_binary(venv_dir: Path = DEFAULT_VENV, install: bool = True) -> Path:
@@ -80,7 +82,11 @@ class LocalServer:
         env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(self.data_dir),
                "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
                "LABEL_STUDIO_USERNAME": self.username, "LABEL_STUDIO_PASSWORD": self.password,
-               "LABEL_STUDIO_USER_TOKEN": self.api_key}
+               "LABEL_STUDIO_USER_TOKEN": self.api_key,
+               # images on this machine are shown through Local Files storages (push makes one
+               # per image folder: Label Studio serves nothing outside them)
+               "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+               "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": LOCAL_FILES_ROOT}
         env.pop("DJANGO_DB", None)
         log = (self.data_dir / "server.log").open("ab")
         self.process = subprocess.Popen(

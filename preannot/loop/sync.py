@@ -15,11 +15,12 @@ from ..engine.config import RunConfig
 from ..engine.host import Host, get_host
 from ..engine.runner import Summary, configured_annotators, run
 from ..evaluation.corrections import write_outputs
-from ..labelstudio.client import URL_ENV, Client, Unreachable, connect as connect_to
+from ..labelstudio.client import (KEY_ENV, URL_ENV, Client, Connection, Unreachable,
+                                  connect as connect_to)
 from ..labelstudio.harvest import HarvestStore, PullSummary, pull as fetch
 from ..labelstudio.push import (PushSummary, annotate_project, ensure_project, model_version_of,
                                 push_tasks, read_import_file)
-from ..labelstudio.server import running_local
+from ..labelstudio.server import LOCAL_FILES_ROOT, running_local
 from ..training.registry import Registry
 
 Progress = Callable[[int], None]
@@ -51,8 +52,18 @@ def connect(config: RunConfig) -> Client:
     config, while it runs."""
     if not (os.environ.get(URL_ENV) or config.labelstudio.url):
         if local := running_local(config.state_dir / "labelstudio"):
-            return Client(local)  # running_local has just checked its token
-    return connect_to(config.labelstudio)
+            serve_images_from(local)
+            return Client(local, local_files_root=LOCAL_FILES_ROOT)  # its token just checked
+    client = connect_to(config.labelstudio)
+    client.local_files_root = config.labelstudio.local_files_root
+    return client
+
+
+def serve_images_from(connection: Connection) -> None:
+    """Let image annotators in this process (and its workers) fetch ``/data/...`` images from
+    the local server `ls up` started, as they would from a configured one."""
+    os.environ.setdefault(URL_ENV, connection.url)
+    os.environ.setdefault(KEY_ENV, connection.api_key)
 
 
 def push(config: RunConfig, client: Client, *, project: str | None = None,
