@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torchvision.ops import box_iou
 
-from preannot import Box, ConfigError, Context, Example, Task
+from preannot import Box, ConfigError, Context, Example, Task, hold_out
 from preannot_yolo.annotator import YoloAnnotator
 from preannot_yolo.dataset import write_dataset
 from preannot_yolo.trainer import YoloTrainer
@@ -63,7 +63,7 @@ def finetuned(yolo_weights, shapes, tmp_path_factory):
     logs: list[str] = []
     best = trainer.train(examples, [], root / "work", parent=yolo_weights, log=logs.append)
     return SimpleNamespace(best=best, logs=logs, work=root / "work", trainer=trainer,
-                           parent=yolo_weights)
+                           parent=yolo_weights, examples=examples)
 
 
 def _match(regions, truth):
@@ -113,7 +113,11 @@ def test_unreadable_images_are_logged_by_task_and_skipped(finetuned):
     dataset = finetuned.work / "dataset"
     images = {split: len(list((dataset / "images" / split).iterdir()))
               for split in ("train", "val")}
-    assert sum(images.values()) == 192 and 30 <= images["val"] <= 39
+    held = hold_out(finetuned.examples, 5)[1]  # the trainer's own split, by task id
+    unreadable = {"broken", "gone"}
+    assert len(held) == 38
+    assert sum(images.values()) == 192
+    assert images["val"] == len([e for e in held if e.task.id not in unreadable])
 
 
 def test_a_finished_work_dir_returns_the_model_without_retraining(finetuned):
