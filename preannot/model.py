@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 
@@ -25,9 +26,10 @@ class Task:
     """A digest of what the data only points to (an image file's size, time and first bytes),
     so a file replaced under the same path is annotated again."""
 
-    @property
+    @cached_property
     def checksum(self) -> str:
-        """A digest of the data, so a resumed run notices an input that changed in place."""
+        """A digest of the data, so a resumed run notices an input that changed in place
+        (computed once: the reader checks it encodes, the ledger compares and stores it)."""
         blob = json.dumps(self.data, sort_keys=True, ensure_ascii=False, default=str)
         if self.content:
             blob += "|" + self.content

@@ -88,3 +88,4 @@ def test_wrong_values_are_refused_with_the_key(tmp_path):
     assert refused(tmp_path, "[labelstudio]\ncombine_versions = 1\n").endswith(
         "[labelstudio] combine_versions = 1: expected true or false")
     assert "[[trainers]] #1: set 'name'" in refused(tmp_path, '[[trainers]]\ntype = "x"\n')
+    assert refused(tmp_path, "ranking = 5\n").endswith("[ranking] must be a table")

@@ -164,11 +164,17 @@ class RunConfig:
         return self.context().path(value)
 
 
-def _typed(section: str, cls: type, table: Any, where: str, **fixed: Any) -> Any:
-    """``cls`` built from a TOML table: unknown keys refused, values converted to the fields'
-    types (paths resolved against the config's folder by the caller through ``fixed``)."""
+def _table(raw: dict[str, Any], section: str, where: str) -> dict[str, Any]:
+    """The ``[section]`` table of the file (empty when absent); anything else is refused."""
+    table = raw.get(section, {})
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: [{section}] must be a table")
+    return dict(table)
+
+
+def _typed(section: str, cls: type, table: dict[str, Any], where: str, **fixed: Any) -> Any:
+    """``cls`` built from a TOML table: unknown keys refused, values converted to the fields'
+    types (paths resolved against the config's folder by the caller through ``fixed``)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if unknown := sorted(set(table) - set(fields)):
         raise ConfigError(f"{where}: [{section}] has no setting {', '.join(map(repr, unknown))} "
@@ -189,7 +195,7 @@ def _typed(section: str, cls: type, table: Any, where: str, **fixed: Any) -> Any
                 if not isinstance(value, bool):
                     raise ValueError("expected true or false")
                 values[key] = value
-            elif kind == "str | None" or kind == "str":
+            elif kind in ("str", "str | None"):
                 if not isinstance(value, str):
                     raise ValueError("expected a string")
                 values[key] = value
@@ -227,7 +233,7 @@ def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
         raise ConfigError(f"{where}: unknown section {', '.join(map(repr, unknown))} "
                           f"(known: {', '.join(SECTIONS)})")
     config = RunConfig(base_dir=base)
-    input_settings = _typed("input", InputSettings, raw.get("input", {}), where)
+    input_settings = _typed("input", InputSettings, _table(raw, "input", where), where)
     config.encoding = check_encoding(input_settings.encoding, f"{where}: [input] encoding")
     inputs = input_settings.paths
     if isinstance(inputs, str):
@@ -235,9 +241,9 @@ def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
     if not isinstance(inputs, list) or not all(isinstance(p, str) for p in inputs):
         raise ConfigError(f"{where}: [input] paths = {inputs!r}: expected a list of paths")
     config.inputs = [config.path(p) for p in inputs]
-    if out := _typed("output", OutputSettings, raw.get("output", {}), where).path:
+    if out := _typed("output", OutputSettings, _table(raw, "output", where), where).path:
         config.output = config.path(out)
-    run = _typed("run", RunSettings, raw.get("run", {}), where)
+    run = _typed("run", RunSettings, _table(raw, "run", where), where)
     for key in ("batch_size", "workers"):
         if getattr(run, key) < 1:
             raise ConfigError(f"{where}: [run] {key} = {getattr(run, key)}: must be at least 1")
@@ -245,26 +251,24 @@ def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
     config.annotators = _named(raw.get("annotators", []), "annotators", where)
     config.trainers = _named(raw.get("trainers", []), "trainers", where, need_name=True)
 
-    table = dict(raw.get("labelstudio", {}))
+    table = _table(raw, "labelstudio", where)
     if "api_key" in table:
         raise ConfigError(f"{where}: [labelstudio] api_key is not allowed in preannot.toml: set "
                           "LABEL_STUDIO_API_KEY, or name a variable with api_key_env or a file "
                           "with api_key_file")
     config.labelstudio = _typed("labelstudio", LabelStudioSettings, table, where,
                                 **_paths(base, table, "api_key_file", "label_config"))
-    table = dict(raw.get("harvest", {}))
+    table = _table(raw, "harvest", where)
     config.harvest = _typed("harvest", HarvestSettings, table, where,
                             output_dir=_paths(base, table, "output_dir").get(
                                 "output_dir", base / "harvest"))
-    table = dict(raw.get("training", {}))
+    table = _table(raw, "training", where)
     config.training = _typed(
         "training", TrainingSettings, table, where,
         registry=_paths(base, table, "registry").get("registry", config.state_dir / "models"),
         corrections=_paths(base, table, "corrections").get(
             "corrections", config.harvest.output_dir / "corrections.jsonl"))
-    table = dict(raw.get("ranking", {}))
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: [ranking] must be a table")
+    table = _table(raw, "ranking", where)
     config.ranking = RankingSettings(table.pop("ranker", None), table)
     return config
 

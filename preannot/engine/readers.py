@@ -44,8 +44,12 @@ DEFAULT_ENCODING = "utf-8"
 ENCODING_HINT = "set [input] encoding in preannot.toml or pass --encoding (e.g. latin-1, cp1252)"
 
 
+def _is_utf8(encoding: str) -> bool:
+    return encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+
+
 def _name(encoding: str) -> str:
-    return "UTF-8" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    return "UTF-8" if _is_utf8(encoding) else encoding
 
 
 def _encoding_hint(encoding: str, exc: UnicodeDecodeError) -> str:
@@ -107,7 +111,7 @@ def _record_task(record: object, source: str, default_id: str, text_field: str |
 
 def _text_encoding(encoding: str) -> str:
     """UTF-8 reads with a leading byte-order mark skipped."""
-    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    return "utf-8-sig" if _is_utf8(encoding) else encoding
 
 
 def read_jsonl(path: Path, label: str, text_field: str | None,

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from ..annotator import Annotator, ConfigError, Ranker, batches
 from ..builtins.ranking import priority_to_score
+from ..engine.readers import IMAGE_SUFFIXES
 from ..engine.runner import annotate
 from ..lsjson import ls_to_predictions, ls_to_task, prediction_to_ls, task_key
 from ..model import Prediction, Task
@@ -145,7 +146,6 @@ def from_import_file(source: str, item: Any, model_version: str | None, ranker: 
                    lambda: ls_to_predictions(item, task.id, annotators), model_version, ranker)
 
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 LOCAL_FILES = "/data/local-files/?d="
 
 
