@@ -314,12 +314,14 @@ IMAGE_BOX = """(() => {
     const img = shown.sort((a, b) => b.getBoundingClientRect().width
                                      - a.getBoundingClientRect().width)[0];
     if (!img || img.getBoundingClientRect().width < 200) return null;
-    // the image is drawn on the editor's canvas, scaled to fit: the largest canvas is where
-    const canvas = Array.from(document.querySelectorAll('canvas')).sort(
-        (a, b) => b.getBoundingClientRect().width - a.getBoundingClientRect().width)[0];
-    if (!canvas) return null;
-    const r = canvas.getBoundingClientRect();
-    return {natural: [img.naturalWidth, img.naturalHeight], box: [r.left, r.top, r.right, r.bottom]};
+    // where the editor draws the image: its Konva stage's image node, in screen pixels (the
+    // stage is fitted, scaled and moved after the image loads)
+    const stage = (window.Konva ? window.Konva.stages : []).find(st => st.find('Image').length);
+    if (!stage) return null;
+    const c = stage.container().getBoundingClientRect();
+    const r = stage.find('Image')[0].getClientRect();
+    return {natural: [img.naturalWidth, img.naturalHeight],
+            box: [c.left + r.x, c.top + r.y, c.left + r.x + r.width, c.top + r.y + r.height]};
 })()"""
 
 
@@ -358,18 +360,12 @@ def test_an_image_from_a_folder_is_shown_with_its_predicted_box(browser, labelst
     shown = browser.wait_for(f"document.readyState === 'complete' && {IMAGE_BOX}",
                              "the image in the editor", timeout=60)
     assert shown["natural"] == [320, 240]
-    left, top, right, bottom = shown["box"]
-    sx, sy = (right - left) / 320, (bottom - top) / 240
-    # where the box must be drawn, in screen pixels: Label Studio fills a box with a tint of
-    # its label's colour (red over the grey image) and strokes it in that colour
-    inner = [round(left + 100 * sx) + 3, round(top + 60 * sy) + 3,
-             round(left + 220 * sx) - 3, round(top + 180 * sy) - 3]
-    outer = [v + d for v, d in zip(inner, (-7, -7, 7, 7))]
-    area = (inner[2] - inner[0]) * (inner[3] - inner[1])
     deadline = time.monotonic() + 20
-    while True:  # the canvas paints after the image: wait for the box's colour
-        time.sleep(0.5)
+    while True:  # the canvas paints, and is fitted to the editor, after the image loads: wait
+        time.sleep(0.5)  # for the box's colour where the editor's stage is at that moment
         image = browser.screenshot()
+        shown = browser.evaluate(IMAGE_BOX) or shown
+        inner, outer, area = box_on_screen(shown["box"])
         inside = count_reddish(image, inner)
         if inside >= 0.9 * area or time.monotonic() > deadline:
             break
@@ -379,6 +375,20 @@ def test_an_image_from_a_folder_is_shown_with_its_predicted_box(browser, labelst
     on_image = count_reddish(image, [round(v) for v in shown["box"]])
     # and none elsewhere on the image (a few anti-aliased pixels of the stroke at most)
     assert on_image - count_reddish(image, outer) <= 0.01 * area, f"red off the box {where}"
+
+
+def box_on_screen(stage) -> tuple[list[int], list[int], int]:
+    """Where the predicted box (100..220 x 60..180 of the 320x240 image) must be drawn when the
+    image is drawn at ``stage`` (screen pixels): inside its stroke, outside it, and the inner
+    area.
+    Label Studio fills a box with a tint of its label's colour (red over the grey image) and
+    strokes it in that colour."""
+    left, top, right, bottom = stage
+    sx, sy = (right - left) / 320, (bottom - top) / 240
+    inner = [round(left + 100 * sx) + 3, round(top + 60 * sy) + 3,
+             round(left + 220 * sx) - 3, round(top + 180 * sy) - 3]
+    outer = [v + d for v, d in zip(inner, (-7, -7, 7, 7))]
+    return inner, outer, (inner[2] - inner[0]) * (inner[3] - inner[1])
 
 
 def count_reddish(image: Image.Image, box) -> int:
