@@ -3,12 +3,15 @@
 Boxes and polygons go to percent of the original image size, masks to Label Studio's brush RLE
 (:mod:`preannot.brush`: the SDK's format, byte for byte, vectorised). Provenance travels in
 each result item under ``"preannot"`` (Label Studio keeps unknown keys of a prediction's result
-as they are).
+as they are). Task lists (import files) are read streamed, so memory does not grow with them.
 """
 
 from __future__ import annotations
 
+import codecs
+import json
 import uuid
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .model import Box, Choice, Mask, Polygon, Prediction, Region, Span, Task
@@ -163,3 +166,32 @@ def ls_to_predictions(item: dict[str, Any], task_id: str,
                      or (owners.pop() if len(owners) == 1 else None) or version)
         predictions.append(Prediction(task_id, str(annotator), version, regions, p.get("score")))
     return predictions
+
+
+def iter_json_array(chunks: Iterable[bytes]) -> Iterator[Any]:
+    """The elements of a JSON array arriving in byte chunks, each as soon as it is complete."""
+    decoder, text = json.JSONDecoder(), codecs.getincrementaldecoder("utf-8")()
+    buf, pos, opened = "", 0, False
+    for chunk in chunks:
+        buf = buf[pos:] + text.decode(chunk)
+        pos = 0
+        while True:
+            while pos < len(buf) and buf[pos] in " \t\r\n,":
+                pos += 1
+            if pos >= len(buf):
+                break
+            if not opened:
+                if buf[pos] != "[":
+                    raise ValueError(f"expected a JSON array, got {buf[pos:pos + 40]!r}")
+                opened, pos = True, pos + 1
+                continue
+            if buf[pos] == "]":
+                return
+            try:
+                item, end = decoder.raw_decode(buf, pos)
+            except json.JSONDecodeError:
+                break  # incomplete: wait for the next chunk
+            yield item
+            pos = end
+    if opened:
+        raise ValueError("the JSON array ended early (connection cut?)")

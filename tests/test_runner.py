@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT, pip_install, run_cli
-from preannot import Annotator, Choice, Span, TaskFailed, hookimpl, open_image
+from preannot import Annotator, Choice, ConfigError, Span, TaskFailed, hookimpl, open_image
 from preannot.engine.config import RunConfig, load_config
 from preannot.engine.host import load_host
 from preannot.engine.readers import ENCODING_HINT
@@ -283,3 +283,13 @@ def test_one_folder_spelled_two_ways_gives_the_same_task_ids(tmp_path, host):
     assert (summary.annotated, summary.skipped) == (0, 1)  # the same task, already done
     ids = [t["meta"]["preannot_id"] for t in json.loads((project / "out.json").read_text())]
     assert ids == [t["meta"]["preannot_id"] for t in first] == [f"{data.as_posix()}/a.txt"]
+
+
+def test_an_output_that_is_a_folder_is_refused_before_any_work(tmp_path, host):
+    (tmp_path / "in.jsonl").write_text('{"text": "hello"}\n')
+    (tmp_path / "out.json").mkdir()
+    with pytest.raises(ConfigError) as refused:
+        run(config(tmp_path, ["in.jsonl"]), host=host)
+    assert str(refused.value) == (f"output {tmp_path / 'out.json'} is a folder: give a file "
+                                  "(.json for Label Studio import JSON, .jsonl for JSON lines)")
+    assert calls == [] and list((tmp_path / "out.json").iterdir()) == []

@@ -179,8 +179,10 @@ def pull(config_path: Path | None, project: str | None, output_dir: Path | None,
         err.print("interrupted: run the same command again (nothing pulled is lost)")
         sys.exit(130)
     metrics, tasks = harvest.metrics, harvest.metrics["tasks"]
+    removed = harvest.fetched.removed
+    gone = f", {removed} deleted there left the harvest" if removed else ""
     err.print(f"[green]pulled {harvest.fetched.fetched} changed tasks[/] of project "
-              f"{harvest.project_id}; {tasks.get('annotated', 0)} annotated, "
+              f"{harvest.project_id}{gone}; {tasks.get('annotated', 0)} annotated, "
               f"{tasks.get('skipped', 0)} skipped, {metrics['cancelled_annotations']} cancelled "
               f"annotations, {metrics['errors']} unreadable result items; outputs in "
               f"{harvest.output_dir}")

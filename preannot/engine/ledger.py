@@ -46,7 +46,7 @@ class Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.output = output
-        self.db = sqlite3.connect(path)
+        self.db = sqlite3.connect(path, timeout=60)  # runs on other outputs share the file
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)

@@ -162,29 +162,75 @@ def read_json(path: Path, label: str, text_field: str | None,
 def read_csv(path: Path, label: str, text_field: str | None,
              encoding: str = DEFAULT_ENCODING) -> Iterator[Record]:
     """Rows of a CSV/TSV file with a header; a row with bytes that are not in ``encoding`` is
-    a bad record and the rows after it are still read."""
+    a bad record and the rows after it are still read.
+
+    An unclosed quote would swallow the lines after it into one field. The csv module in
+    strict mode tells it for certain (the field runs to the end of the file, or the quote
+    that ends it is followed by more text: another row's opening quote): the row is then a
+    bad record naming the line it opened on, and reading resumes on the next line, the
+    likeliest end of the stray quote (a row that guess breaks is reported in turn). A quoted
+    field that closes cleanly is one multi-line value even when its lines look like rows: a
+    legitimate note with commas looks the same.
+    """
     delimiter = "\t" if path.suffix.lower() in {".tsv", ".tab"} else ","
     csv.field_size_limit(sys.maxsize)
     with path.open(encoding=_text_encoding(encoding), newline="", errors="surrogateescape") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
-        row_iter = iter(reader)
-        while True:
-            try:
-                row = next(row_iter)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield BadRecord(f"{label}:{reader.line_num}", "invalid CSV", str(exc))
+        header: list[str] | None = None
+        for first, last, row in _csv_rows(f, delimiter):
+            if isinstance(row, csv.Error):
+                detail = str(row) if first == last else (
+                    f"an unclosed quote at line {first} swallowed lines {first}-{last}: fix "
+                    "the quote; the lines after it were read as rows of their own")
+                yield BadRecord(f"{label}:{first}", "invalid CSV", detail)
+                if header is None:
+                    return  # without a header no row can be read
                 continue
-            source = f"{label}:{reader.line_num}"
-            if None in row:
+            if header is None:
+                header = row
+                continue
+            source = f"{label}:{last}"
+            if len(row) > len(header):
                 yield BadRecord(source, "invalid CSV", "more fields than the header")
                 continue
-            undecoded = [v for v in [*row, *row.values()] if isinstance(v, str) and _escaped(v)]
-            if undecoded:
+            record = dict(zip(header, row + [None] * (len(header) - len(row))))
+            if any(_escaped(v) for v in [*record, *row]):
                 yield BadRecord(source, "wrong encoding", f"not {_name(encoding)}: {ENCODING_HINT}")
                 continue
-            yield _record_task({k: v for k, v in row.items()}, source, source, text_field)
+            yield _record_task(record, source, source, text_field)
+
+
+def _csv_rows(f: Iterator[str], delimiter: str
+              ) -> Iterator[tuple[int, int, list[str] | csv.Error]]:
+    """(first line, last line, fields or the error) of each non-blank record, strictly parsed;
+    after an error in a record over several lines, parsing resumes on its second line."""
+    again: list[str] = []  # lines to parse again, last first
+    taken: list[str] = []  # the lines of the record being parsed
+    lineno = 0
+
+    def lines() -> Iterator[str]:
+        nonlocal lineno
+        while (line := again.pop() if again else next(f, None)) is not None:
+            lineno += 1
+            taken.append(line)
+            yield line
+
+    reader = csv.reader(lines(), delimiter=delimiter, strict=True)
+    while True:
+        taken.clear()
+        first = lineno + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield first, lineno, exc
+            if len(taken) > 1:
+                again.extend(reversed(taken[1:]))
+                lineno = first
+                reader = csv.reader(lines(), delimiter=delimiter, strict=True)
+            continue
+        if row:
+            yield first, lineno, row
 
 
 def _escaped(text: str) -> bool:
@@ -202,7 +248,8 @@ def _walk(folder: Path) -> Iterator[Path]:
 
 def read_folder(folder: Path, label: str, text_field: str | None,
                 encoding: str = DEFAULT_ENCODING, image_field: str = "image") -> Iterator[Record]:
-    """One task per .txt file (``{"text": ...}``) or per image (``{"image": path}``)."""
+    """One task per .txt file (``{"text": ...}``) or per image (``{"image": path}``); any other
+    file is a bad record, so a data file left in a folder is not silently unread."""
     for path in _walk(folder):
         rel = f"{label}/{path.relative_to(folder).as_posix()}"
         suffix = path.suffix.lower()
@@ -211,6 +258,13 @@ def read_folder(folder: Path, label: str, text_field: str | None,
         elif suffix in IMAGE_SUFFIXES:
             yield Task(id=rel, data={image_field: str(path.resolve())}, source=rel,
                        content=_file_signature(path))
+        elif suffix in READERS:
+            yield BadRecord(rel, "not read from a folder", "a folder gives only .txt files and "
+                                                           "images: give this file as an input")
+        else:
+            what = f"{suffix} files" if suffix else "files without a suffix"
+            yield BadRecord(rel, "not read from a folder",
+                            f"a folder gives only .txt files and images, not {what}")
 
 
 READERS = {".jsonl": read_jsonl, ".ndjson": read_jsonl, ".json": read_json,
@@ -269,7 +323,7 @@ def count_records(paths: list[Path]) -> int | None:
     total = 0
     for path in paths:
         if path.is_dir():
-            total += sum(1 for p in _walk(path) if p.suffix.lower() in TEXT_SUFFIXES | IMAGE_SUFFIXES)
+            total += sum(1 for _ in _walk(path))  # each file is a task or a bad record
         elif not path.exists():
             total += 1
         elif path.suffix.lower() in {".jsonl", ".ndjson", ".csv", ".tsv", ".tab"}:

@@ -9,6 +9,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -21,6 +22,7 @@ from ..model import Prediction, Task
 from .config import RunConfig
 from .host import Host, get_host
 from .ledger import Ledger
+from .lock import output_lock
 from .readers import BadRecord, count_records, read_inputs
 
 
@@ -214,6 +216,9 @@ def _check_runnable(config: RunConfig) -> None:
         raise ConfigError("no output: give -o/--output, or set [output] path in preannot.toml")
     if not config.annotators:
         raise ConfigError("no annotators: add [[annotators]] to preannot.toml or use --rules")
+    if config.output.is_dir():
+        raise ConfigError(f"output {config.output} is a folder: give a file (.json for Label "
+                          "Studio import JSON, .jsonl for JSON lines)")
 
 
 @dataclass
@@ -291,7 +296,17 @@ def run(config: RunConfig, *, host: Host | None = None, models: ModelSource | No
     _check_runnable(config)
     host = host or get_host()
     specs, annotators = configured_annotators(config, host, models)
-    ledger = Ledger(config.state_dir / "ledger.sqlite", str(config.output.resolve()))
+    with output_lock(config.output):  # type: ignore[arg-type]
+        ledger = Ledger(config.state_dir / "ledger.sqlite", str(config.output.resolve()))
+        try:
+            return _run(config, ledger, specs, annotators, force, progress)
+        finally:
+            ledger.close()
+
+
+def _run(config: RunConfig, ledger: Ledger, specs: list[dict[str, Any]],
+         annotators: list[Annotator], force: bool,
+         progress: Callable[[int, int | None], None] | None) -> Summary:
     if force:
         ledger.forget()
     state = _Run(config, ledger, fingerprint(annotators), progress)
@@ -305,14 +320,18 @@ def run(config: RunConfig, *, host: Host | None = None, models: ModelSource | No
             state.settle(annotate_batch(annotators, batch.todo), batch.failed, len(chunk))
     state.summary.failures = ledger.failures()
     write_output(ledger.results(), config.output)  # type: ignore[arg-type]
-    ledger.close()
     return state.summary
+
+
+class WorkerDied(ConfigError):
+    """A worker process was killed: said in one line, as the command's error, like a config
+    error (the traceback of the pool says nothing more)."""
 
 
 def _run_in_workers(state: _Run, records: Iterable[Any], annotators: Sequence[Annotator],
                     specs: list[dict[str, Any]]) -> None:
     """Batches annotated in worker processes, at most two per worker in flight, recorded in
-    input order."""
+    input order, so a worker's death loses only the batches after the last one recorded."""
     config = state.config
     for annotator in annotators:
         annotator.prepare()
@@ -329,6 +348,10 @@ def _run_in_workers(state: _Run, records: Iterable[Any], annotators: Sequence[An
         while in_flight:
             future, failed, count = in_flight.pop(0)
             state.settle(future.result(), failed, count)
+    except BrokenProcessPool:
+        raise WorkerDied("a worker process died (killed, or out of memory?): the batches "
+                         "finished before it are saved; run the same command again to "
+                         "resume") from None
     finally:
         pool.shutdown(cancel_futures=True)
 

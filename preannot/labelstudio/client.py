@@ -29,6 +29,14 @@ T = TypeVar("T")
 URL_ENV = "LABEL_STUDIO_URL"
 KEY_ENV = "LABEL_STUDIO_API_KEY"
 PAGE_SIZE = 5000
+ANNOTATED_PAGE_SIZE = 500
+"""Tasks per page with annotations and predictions: a page of a large project stays a
+second or two of the server's time, far inside the timeout, and short for annotators' saves."""
+EXPORT_FIELDS = frozenset((
+    "id", "data", "meta", "annotations", "predictions", "drafts", "created_at", "updated_at",
+    "inner_id", "project", "total_annotations", "cancelled_annotations", "total_predictions",
+    "comment_count", "unresolved_comment_count", "last_comment_updated_at", "updated_by"))
+"""The task fields of Label Studio's JSON export, asked of its task list instead."""
 
 
 class LabelStudioError(ConfigError):
@@ -148,7 +156,9 @@ class Client:
     def request(self, method: str, path: str, *, what: str = "request",
                 params: Mapping[str, Any] | None = None, body: Any = None,
                 retries: int | None = None) -> Any:
-        """A raw API call (for endpoints the SDK does not wrap), with the SDK's auth."""
+        """A raw API call (for endpoints the SDK does not wrap), with the SDK's auth. A POST is
+        never repeated: one whose answer was lost may have been carried out (an export started,
+        a view created), and a second would do it again."""
         def send() -> Any:
             response = self.sdk._client_wrapper.httpx_client.request(
                 path, method=method, params=dict(params or {}), json=body)
@@ -159,7 +169,7 @@ class Client:
                     payload = response.text[:500]
                 raise ApiError(status_code=response.status_code, body=payload)
             return response.json() if response.content else None
-        return self.call(send, what=what, retries=retries)
+        return self.call(send, what=what, retries=retries, retry=method.upper() != "POST")
 
     def check(self) -> dict[str, Any]:
         """Who the token belongs to; fails clearly when the server or the token is wrong
@@ -179,36 +189,70 @@ class Client:
 
     def tasks(self, project_id: int, *, include: str = "id,meta",
               model_version: str | None = None) -> Iterator[dict[str, Any]]:
-        """The project's tasks (only the ``include`` fields), paged; with ``model_version``, only
-        tasks that already hold a prediction of that version."""
-        params: dict[str, Any] = {"project": project_id, "fields": "task_only",
-                                  "include": include, "page_size": PAGE_SIZE}
+        """The project's tasks (only the ``include`` fields), in id order; with
+        ``model_version``, only tasks that already hold a prediction of that version."""
+        filters = []
         if model_version is not None:
-            params["include"] = include + ",predictions_model_versions"
-            params["query"] = json.dumps({"filters": {"conjunction": "and", "items": [{
-                "filter": "filter:tasks:predictions_model_versions", "operator": "contains",
-                "type": "List", "value": [model_version]}]}})
-        page = 1
+            include += ",predictions_model_versions"
+            filters.append({"filter": "filter:tasks:predictions_model_versions",
+                            "operator": "contains", "type": "List", "value": [model_version]})
+        for task in self._walk(project_id, {"fields": "task_only", "include": include},
+                               filters, PAGE_SIZE):
+            if model_version is None or model_version in str(
+                    task.get("predictions_model_versions") or "").split(","):
+                yield task
+
+    def annotated_tasks(self, project_id: int, *, changed_after: str | None = None,
+                        page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        """The project's tasks as Label Studio's JSON export has them (annotations, skipped
+        ones included, and full predictions), in id order, without making an export;
+        ``changed_after``: only tasks whose ``updated_at`` is later."""
+        filters = []
+        if changed_after is not None:
+            filters.append({"filter": "filter:tasks:updated_at", "operator": "greater",
+                            "type": "Datetime", "value": changed_after})
+        # the whole task is asked for: an `include` list would be applied to the annotations'
+        # fields too, and makes the server four times slower
+        for task in self._walk(project_id, {"fields": "all"}, filters,
+                               page_size or ANNOTATED_PAGE_SIZE):
+            yield {key: value for key, value in task.items() if key in EXPORT_FIELDS}
+
+    def _walk(self, project_id: int, params: dict[str, Any], filters: list[dict[str, Any]],
+              size: int) -> Iterator[dict[str, Any]]:
+        """Pages of the Data Manager's task list, asked by id ("after the last one seen"), so
+        each request is as quick as the first and tasks added or deleted meanwhile shift
+        nothing."""
+        after = 0
         while True:
-            reply = self.request("GET", "api/tasks", params={**params, "page": page},
-                                 what=f"listing tasks of project {project_id}")
-            for task in reply["tasks"]:
-                if model_version is None or model_version in str(
-                        task.get("predictions_model_versions") or "").split(","):
-                    yield task
-            if page * PAGE_SIZE >= reply["total"]:
+            query = {"filters": {"conjunction": "and", "items": [*filters, {
+                "filter": "filter:tasks:id", "operator": "greater", "type": "Number",
+                "value": after}]}, "ordering": ["tasks:id"]}
+            reply = self.request("GET", "api/tasks", what=f"listing tasks of project {project_id}",
+                                 params={"project": project_id, "page_size": size, "page": 1,
+                                         "resolve_uri": "false", "query": json.dumps(query),
+                                         **params})
+            yield from reply["tasks"]
+            if len(reply["tasks"]) < size:
                 return
-            page += 1
+            after = reply["tasks"][-1]["id"]
+
+    def last_change(self, project_id: int) -> str | None:
+        """The latest ``updated_at`` of the project's tasks (None without tasks)."""
+        query = {"filters": {"conjunction": "and", "items": []}, "ordering": ["-tasks:updated_at"]}
+        reply = self.request("GET", "api/tasks", what=f"reading project {project_id}",
+                             params={"project": project_id, "fields": "task_only",
+                                     "include": "id,updated_at", "page_size": 1, "page": 1,
+                                     "query": json.dumps(query)})
+        return reply["tasks"][0]["updated_at"] if reply["tasks"] else None
 
     def next_task(self, project_id: int) -> dict[str, Any]:
         """The task Label Studio's labeling stream serves next (its sampling applied)."""
         return self.request("GET", f"api/projects/{project_id}/next", what="asking for the next task")
 
     def export(self, project_id: int) -> list[dict[str, Any]]:
-        """Every task of a project in Label Studio's JSON export format."""
-        return self.request("GET", f"api/projects/{project_id}/export",
-                            params={"exportType": "JSON", "download_all_tasks": "true"},
-                            what=f"exporting project {project_id}")
+        """Every task of a project with what Label Studio's JSON export holds (small projects:
+        a list in memory)."""
+        return list(self.annotated_tasks(project_id))
 
 
 def _detail(exc: ApiError) -> str:

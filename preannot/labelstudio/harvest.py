@@ -1,34 +1,30 @@
 """Harvest what humans did with the predictions: fetch changed tasks, classify every region.
 
-Fetching is incremental and streamed. The server filters: a temporary Data Manager view keeps
-the tasks whose ``updated_at`` is past the watermark (Label Studio bumps a task's ``updated_at``
-when one of its annotations is created, updated, skipped or deleted), an export snapshot of that
-view is made with full predictions (the plain ``/export`` endpoint gives prediction ids only),
-and its JSON is parsed while it downloads, so memory does not grow with the task count.
+Fetching is incremental and paged. The server filters: Label Studio's task list, asked for
+annotations and full predictions, keeps the tasks whose ``updated_at`` is past the watermark
+(Label Studio bumps a task's ``updated_at`` when one of its annotations is created, updated,
+skipped or deleted), a page of a few hundred tasks per request. Nothing is created on the
+server (an export snapshot of a large project outlasts any timeout, competes with annotators
+for the database, and leaves its file behind), and only reads are retried.
 Fetched tasks are kept raw in the ledger's SQLite file, keyed by server, project and task, and
-the watermark moves only once a pull is complete: an interrupted pull is simply redone.
+the watermark moves only once a pull is complete: an interrupted pull is simply redone. Tasks
+deleted in Label Studio leave the store at the next pull, and so the metrics and training data.
 Classification happens when outputs are written (:mod:`preannot.evaluation.corrections`), so
 new thresholds need no refetch.
 """
 
 from __future__ import annotations
 
-import codecs
 import json
 import sqlite3
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from ..annotator import batches
-from .client import Client, LabelStudioError
+from .client import Client
 
-VIEW_TITLE = "preannot harvest (temporary)"
-SNAPSHOT_TITLE = "preannot harvest"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS harvest_state (source TEXT PRIMARY KEY, watermark TEXT);
 CREATE TABLE IF NOT EXISTS harvest_tasks (
@@ -65,6 +61,15 @@ class HarvestStore:
             self.db.execute("INSERT OR REPLACE INTO harvest_state (source, watermark) VALUES (?, ?)",
                             (self.source, watermark))
 
+    def keep_only(self, task_ids: set[int]) -> int:
+        """Drop the stored tasks not in ``task_ids`` (deleted in Label Studio): how many."""
+        stored = [row[0] for row in self.db.execute(
+            "SELECT task FROM harvest_tasks WHERE source = ?", (self.source,))]
+        gone = [(self.source, task) for task in stored if task not in task_ids]
+        with self.db:
+            self.db.executemany("DELETE FROM harvest_tasks WHERE source = ? AND task = ?", gone)
+        return len(gone)
+
     def forget(self) -> None:
         """Start over (``ls pull --full``)."""
         with self.db:
@@ -81,111 +86,35 @@ class HarvestStore:
         self.db.close()
 
 
-def iter_json_array(chunks: Iterable[bytes]) -> Iterator[Any]:
-    """The elements of a JSON array arriving in byte chunks, each as soon as it is complete."""
-    decoder, text = json.JSONDecoder(), codecs.getincrementaldecoder("utf-8")()
-    buf, pos, opened = "", 0, False
-    for chunk in chunks:
-        buf = buf[pos:] + text.decode(chunk)
-        pos = 0
-        while True:
-            while pos < len(buf) and buf[pos] in " \t\r\n,":
-                pos += 1
-            if pos >= len(buf):
-                break
-            if not opened:
-                if buf[pos] != "[":
-                    raise ValueError(f"expected a JSON array, got {buf[pos:pos + 40]!r}")
-                opened, pos = True, pos + 1
-                continue
-            if buf[pos] == "]":
-                return
-            try:
-                item, end = decoder.raw_decode(buf, pos)
-            except json.JSONDecodeError:
-                break  # incomplete: wait for the next chunk
-            yield item
-            pos = end
-    if opened:
-        raise ValueError("the JSON array ended early (connection cut?)")
-
-
-def _view_filter(since: str) -> dict[str, Any]:
-    return {"conjunction": "and", "items": [{"filter": "filter:tasks:updated_at",
-                                             "operator": "greater", "type": "Datetime",
-                                             "value": since}]}
-
-
-def fetch_changed(client: Client, project_id: int, since: str | None, *,
-                  timeout: float = 600.0) -> Iterator[dict[str, Any]]:
-    """The project's tasks changed after ``since`` (all with None), with annotations (skipped
-    ones included) and full predictions, streamed from an export snapshot."""
-    view = None
-    if since is not None:
-        view = client.request("POST", "api/dm/views", what="creating the harvest filter view",
-                              body={"project": project_id,
-                                    "data": {"title": VIEW_TITLE, "filters": _view_filter(since)}})
-    snapshot = None
-    try:
-        snapshot = client.request(
-            "POST", f"api/projects/{project_id}/exports", what=f"exporting project {project_id}",
-            body={"title": SNAPSHOT_TITLE,
-                  "task_filter_options": {"view": view["id"]} if view else {},
-                  "annotation_filter_options": {"usual": True, "skipped": True, "ground_truth": True},
-                  "serialization_options": {"predictions": {"only_id": False},
-                                            "drafts": {"only_id": True},
-                                            "annotations__completed_by": {"only_id": True}}})
-        deadline = time.monotonic() + timeout
-        while snapshot["status"] not in ("completed", "failed"):
-            if time.monotonic() > deadline:
-                raise LabelStudioError(f"project {project_id}: export not ready after {timeout:.0f} s")
-            time.sleep(0.5)
-            snapshot = client.request("GET", f"api/projects/{project_id}/exports/{snapshot['id']}",
-                                      what="waiting for the export")
-        if snapshot["status"] == "failed":
-            raise LabelStudioError(f"project {project_id}: Label Studio failed the export")
-        yield from _download(client, project_id, snapshot["id"])
-    finally:
-        if snapshot is not None:
-            client.request("DELETE", f"api/projects/{project_id}/exports/{snapshot['id']}",
-                           what="removing the export snapshot")
-        if view is not None:
-            client.request("DELETE", f"api/dm/views/{view['id']}", what="removing the filter view")
-
-
-def _download(client: Client, project_id: int, export_id: int) -> Iterator[dict[str, Any]]:
-    http = client.sdk._client_wrapper.httpx_client  # the SDK's auth; it wraps no streamed download
-    path = f"api/projects/{project_id}/exports/{export_id}/download"
-    try:
-        with http.stream(path, method="GET", params={"exportType": "JSON"}) as response:
-            if response.status_code >= 400:
-                raise LabelStudioError(f"Label Studio at {client.url} refused the export download "
-                                       f"({response.status_code})")
-            yield from iter_json_array(response.iter_bytes(1 << 16))
-    except (httpx.TransportError, ValueError) as exc:
-        raise LabelStudioError(f"Label Studio at {client.url}: export download of project "
-                               f"{project_id} broke off ({type(exc).__name__}); pull again") from None
-
-
 @dataclass
 class PullSummary:
     fetched: int = 0
+    removed: int = 0
+    """Tasks pulled before that are no longer in the project (deleted there)."""
     watermark: str | None = None
 
 
 def pull(client: Client, project_id: int, store: HarvestStore, *, batch: int = 1000,
          progress: Callable[[int], None] | None = None) -> PullSummary:
-    """Fetch the tasks changed since the last pull into ``store``; move the watermark at the end."""
+    """Fetch the tasks changed since the last pull into ``store``, drop the ones deleted in
+    Label Studio, and move the watermark at the end.
+
+    The new watermark is the project's latest change *before* the walk: a task changed while
+    the pages are read has a later ``updated_at``, so the next pull fetches it again instead of
+    the watermark passing over it.
+    """
     summary = PullSummary(watermark=store.watermark)
     since = summary.watermark
-    for chunk in batches(fetch_changed(client, project_id, since), batch):
-        store.save(chunk)
-        summary.fetched += len(chunk)
-        stamps = [t["updated_at"] for t in chunk if t.get("updated_at")]
-        if stamps:  # ISO-8601 UTC stamps of one server compare as text
-            summary.watermark = max([summary.watermark or "", *stamps])
-        if progress:
-            progress(len(chunk))
-    if summary.watermark and summary.watermark != since:
-        store.advance(summary.watermark)
+    latest = client.last_change(project_id)
+    if latest is not None and (since is None or latest > since):  # one server's UTC stamps
+        changed = client.annotated_tasks(project_id, changed_after=since)  # compare as text
+        for chunk in batches(changed, batch):
+            store.save(chunk)
+            summary.fetched += len(chunk)
+            if progress:
+                progress(len(chunk))
+    summary.removed = store.keep_only({t["id"] for t in client.tasks(project_id, include="id")})
+    if latest is not None and latest != since:
+        store.advance(latest)
+        summary.watermark = latest
     return summary

@@ -22,10 +22,9 @@ from ..annotator import Annotator, ConfigError, Ranker, batches
 from ..builtins.ranking import priority_to_score
 from ..engine.readers import IMAGE_SUFFIXES
 from ..engine.runner import annotate
-from ..lsjson import ls_to_predictions, ls_to_task, prediction_to_ls, task_key
+from ..lsjson import iter_json_array, ls_to_predictions, ls_to_task, prediction_to_ls, task_key
 from ..model import Prediction, Task
 from .client import Client, LabelStudioError, Unreachable
-from .harvest import iter_json_array
 from .labeling_config import check, generate
 
 PRIORITY_FIELD = "preannot_priority"
@@ -74,7 +73,10 @@ class Item:
 
 def read_import_file(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
     """(source, task) from a runner output (JSON list or JSON lines); a bad record comes as
-    (source, error message) so the push reports it and goes on."""
+    (source, error message) so the push reports it and goes on; so is a list cut short, after
+    the tasks before the cut."""
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file; run `preannot run` first")
     if path.suffix.lower() in {".jsonl", ".ndjson"}:
         with path.open(encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
@@ -84,8 +86,6 @@ def read_import_file(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
                     except json.JSONDecodeError as exc:
                         yield f"{path.name}:{lineno}", f"invalid JSON: {exc.msg}"
         return
-    if not path.exists():
-        raise ConfigError(f"{path}: no such file; run `preannot run` first")
     index = -1
     try:  # streamed, so memory does not grow with the file
         with path.open("rb") as f:
@@ -93,8 +93,9 @@ def read_import_file(path: Path) -> Iterator[tuple[str, dict[str, Any] | str]]:
                 yield f"{path.name}[{index}]", task
     except ValueError:
         if index >= 0:
-            raise ConfigError(f"{path}: invalid JSON after task {index}; the tasks before it "
-                              "were read") from None
+            yield (f"{path.name}[{index + 1}]",
+                   f"invalid JSON: the file ends early (truncated?) after task {index}")
+            return
         try:  # not a list: a single task, or say where the JSON breaks
             task = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:

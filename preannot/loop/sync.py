@@ -73,6 +73,8 @@ def push(config: RunConfig, client: Client, *, project: str | None = None,
 
     Without ``input_file`` the configured annotators run first; with ``existing`` the tasks
     already in the project are pre-annotated (``unlabeled``: only those no human touched)."""
+    if input_file is not None and not input_file.exists():  # before a project is made for it
+        raise ConfigError(f"{input_file}: no such file; run `preannot run` first")
     settings = config.labelstudio
     host = host or get_host()
     built = annotators(config, host)

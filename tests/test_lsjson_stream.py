@@ -1,10 +1,10 @@
-"""The streamed export parser: elements come out whole, whatever the chunk boundaries."""
+"""The streamed task-list parser: elements come out whole, whatever the chunk boundaries."""
 
 import json
 
 import pytest
 
-from preannot.labelstudio.harvest import iter_json_array
+from preannot.lsjson import iter_json_array
 
 TASKS = [{"id": i, "data": {"text": "é \"quoted\" ] [ {" * i}, "annotations": []} for i in range(30)]
 
