@@ -102,3 +102,38 @@ def test_a_token_read_with_its_newline_works_and_a_broken_one_is_named(labelstud
     message = str(info.value)
     assert "holds a character HTTP does not allow" in message and "not reachable" not in message
     assert labelstudio.api_key[8:] not in message and labelstudio.api_key[:8] not in message
+
+
+def test_a_post_whose_answer_is_lost_is_never_sent_again():
+    """Fault injection (a real loopback HTTP server, as no real Label Studio can be made to
+    lose an answer on purpose): every request gets a 502, and each one is counted."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class LosesAnswers(BaseHTTPRequestHandler):
+        def _fail(self) -> None:
+            seen.append(self.command)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(502)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = _fail
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), LosesAnswers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = Client(Connection(f"http://127.0.0.1:{server.server_port}", SECRET),
+                        retries=3, backoff=0.01)
+        with pytest.raises(Unreachable):
+            client.request("POST", "api/projects/1/exports", body={"title": "x"})
+        assert seen == ["POST"]
+        with pytest.raises(Unreachable):
+            client.request("GET", "api/projects/1")
+        assert seen == ["POST"] + ["GET"] * 4  # a read is retried: three times after the first
+    finally:
+        server.shutdown()
