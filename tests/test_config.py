@@ -69,7 +69,7 @@ def test_unknown_keys_and_sections_name_what_is_known(tmp_path):
     assert "[harvest] has no setting 'span_ioU' (known: box_iou, mask_iou, output_dir, " \
            "polygon_iou, span_iou)" in refused(tmp_path, "[harvest]\nspan_ioU = 0.5\n")
     assert "unknown section 'labelstudo' (known: input, output, run, annotators, trainers, " \
-           "labelstudio, harvest, training, ranking)" in refused(tmp_path, "[labelstudo]\n")
+           "labelstudio, harvest, training, ranking, review)" in refused(tmp_path, "[labelstudo]\n")
     assert "[labelstudio] api_key is not allowed" in refused(
         tmp_path, '[labelstudio]\napi_key = "abc"\n')
 

@@ -61,7 +61,8 @@ LAYERS = [
     ["preannot.evaluation"],                        # matching, metrics, corrections, report
     ["preannot.builtins"],                          # fusion, rankers: plugins of the host itself
     ["preannot.engine"],                            # config, readers, ledger, host, runner
-    ["preannot.training", "preannot.labelstudio"],  # registry and gate; the Label Studio side
+    ["preannot.training", "preannot.labelstudio",   # registry and gate; the Label Studio side;
+     "preannot.review"],                            # calibration for production review
     ["preannot.loop"],                              # the operations every command calls
     ["preannot.cli"],                               # option parsing and printing
     ["preannot.__main__"],                          # python -m preannot

@@ -16,7 +16,7 @@ from preannot.engine.config import load_config
 from preannot.engine.host import get_host
 from preannot.labelstudio.push import model_version_of
 from preannot.loop import sync
-from preannot.training.dataset import in_eval_split
+from preannot.evaluation.split import in_eval_split
 from preannot.training.registry import Registry
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]

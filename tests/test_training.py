@@ -13,7 +13,8 @@ from preannot.engine.host import load_host
 from preannot.engine.runner import run
 from preannot.cli import training as training_cli
 from preannot.training import flow
-from preannot.training.dataset import in_eval_split, load_dataset
+from preannot.evaluation.split import in_eval_split
+from preannot.training.dataset import load_dataset
 from preannot.training.gate import GatePolicy, decide
 from preannot.training.registry import Registry, resolve_models
 from helpers import run_cli

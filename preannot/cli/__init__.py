@@ -17,11 +17,13 @@ if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
 from ..engine.host import get_host  # noqa: E402
 from .ls import ls  # noqa: E402
 from .main import cli  # noqa: E402
+from .review import review  # noqa: E402
 from .training import models, train  # noqa: E402
 
 cli.add_command(ls)
 cli.add_command(train)
 cli.add_command(models)
+cli.add_command(review)
 for _refused in get_host().add_commands(cli):
     print(f"warning: {_refused}", file=sys.stderr)
 

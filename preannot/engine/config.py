@@ -35,7 +35,7 @@ from ..annotator import ConfigError, Context
 
 DEFAULT_FILE = "preannot.toml"
 SECTIONS = ("input", "output", "run", "annotators", "trainers", "labelstudio", "harvest",
-            "training", "ranking")
+            "training", "ranking", "review")
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,17 @@ class TrainingSettings:
 
 
 @dataclass(frozen=True)
+class ReviewSettings:
+    """``[review]``: the production review's guarantee and where its files go."""
+
+    output_dir: Path
+    target_precision: float = 0.99
+    """Of auto-accepted tasks..."""
+    delta: float = 0.05
+    """...with confidence ``1 - delta``."""
+
+
+@dataclass(frozen=True)
 class RankingSettings:
     """``[ranking]``: ``ranker`` names the ranker type; every other key is the ranker's option."""
 
@@ -136,10 +147,13 @@ class RunConfig:
     harvest: HarvestSettings = None  # type: ignore[assignment]  # set in __post_init__
     training: TrainingSettings = None  # type: ignore[assignment]
     ranking: RankingSettings = field(default_factory=RankingSettings)
+    review: ReviewSettings = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.harvest is None:
             self.harvest = HarvestSettings(output_dir=self.base_dir / "harvest")
+        if self.review is None:
+            self.review = ReviewSettings(output_dir=self.base_dir / "review")
         if self.training is None:
             self.training = TrainingSettings(
                 registry=self.state_dir / "models",
@@ -270,6 +284,14 @@ def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
             "corrections", config.harvest.output_dir / "corrections.jsonl"))
     table = _table(raw, "ranking", where)
     config.ranking = RankingSettings(table.pop("ranker", None), table)
+    table = _table(raw, "review", where)
+    config.review = _typed("review", ReviewSettings, table, where,
+                           output_dir=_paths(base, table, "output_dir").get(
+                               "output_dir", base / "review"))
+    for key in ("target_precision", "delta"):
+        if not 0 < getattr(config.review, key) < 1:
+            raise ConfigError(f"{where}: [review] {key} = {getattr(config.review, key)}: must be "
+                              "between 0 and 1")
     return config
 
 

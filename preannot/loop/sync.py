@@ -98,10 +98,16 @@ def push(config: RunConfig, client: Client, *, project: str | None = None,
             log(f"{summary.failed} records failed in the run (see `preannot run` for details); "
                 "pushing the rest")
         input_file = config.output
-    version = model_version_of(built) if built and settings.combine_versions else None
     return push_tasks(client, project_id, read_import_file(input_file),
-                      model_version=settings.model_version or version, ranker=ranker,
+                      model_version=pipeline_version(config, built), ranker=ranker,
                       annotators=built, progress=progress)
+
+
+def pipeline_version(config: RunConfig, built: list[Annotator]) -> str | None:
+    """The ``model_version`` the pipeline's predictions carry in Label Studio: ``[labelstudio]
+    model_version``, else the annotators' versions joined (None: as each output file says)."""
+    joined = model_version_of(built) if built and config.labelstudio.combine_versions else None
+    return config.labelstudio.model_version or joined
 
 
 def repredict(config: RunConfig, progress: Progress = _quiet, log: Log = _quiet

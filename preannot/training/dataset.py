@@ -1,33 +1,20 @@
-"""Harvested corrections as training examples, and the fixed evaluation split.
-
-Only human-reviewed tasks count (status ``annotated``: skipped and untouched tasks teach
-nothing). The split is decided by a hash of each task's stable id, so a task stays on its side
-for ever: the gate's evaluation tasks are never trained on, however many pulls come later.
+"""Harvested corrections as training examples, on their side of the fixed evaluation split
+(:mod:`preannot.evaluation.split`): the gate's evaluation tasks are never trained on, however
+many pulls come later. Only human-reviewed tasks count (status ``annotated``: skipped and
+untouched tasks teach nothing).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..annotator import ConfigError, Example
 from ..evaluation.corrections import read_corrections
+from ..evaluation.split import fraction, in_eval_split
 from ..lsjson import result_to_region, task_key
 from ..model import Task
-
-SPLIT_SALT = "preannot-eval"
-
-
-def _fraction(key: str, salt: str) -> float:
-    digest = hashlib.blake2b(f"{salt}|{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2 ** 64
-
-
-def in_eval_split(key: str, fraction: float) -> bool:
-    """Whether the task with stable id ``key`` belongs to the evaluation split."""
-    return _fraction(key, SPLIT_SALT) < fraction
 
 
 @dataclass
@@ -73,7 +60,7 @@ def load_dataset(path: Path, *, learns: Sequence[str], field: str, eval_fraction
         example = Example(task, regions)
         if in_eval_split(key, eval_fraction):
             data.eval.append(example)
-        elif _fraction(key, "preannot-dev") < dev_fraction:
+        elif fraction(key, "preannot-dev") < dev_fraction:
             data.dev.append(example)
         else:
             data.train.append(example)

@@ -1,4 +1,9 @@
-"""The ``spacy-ner`` annotator: a trained spaCy pipeline's entities as Label Studio spans."""
+"""The ``spacy-ner`` annotator: a trained spaCy pipeline's entities as Label Studio spans.
+
+Each entity's score is its marginal probability under a beam search of the pipeline's
+transition-based ``ner`` component (see :meth:`SpacyNerAnnotator.beam_confidences`), unless the
+``score`` option fixes one.
+"""
 
 from __future__ import annotations
 
@@ -21,11 +26,22 @@ def folder_digest(folder: Path) -> str:
 
 
 class SpacyNerAnnotator(Annotator):
+    """The entities of the pipeline's normal (greedy) pass, ``doc.ents``, as spans.
+
+    Scores: an entity that a transition-based NER component (spaCy's ``ner`` or ``beam_ner``)
+    added is scored by its marginal probability in a beam search of that component with
+    ``beam_width`` parses (:meth:`beam_confidences`); the beam only scores, it never changes the
+    regions. An entity of the greedy pass that no parse of the beam holds scores 0.0. An entity
+    that another component set (an ``entity_ruler``, before or after the NER) has score None: no
+    model scored it. The ``score`` option gives a fixed score instead of the beam confidence (and
+    skips the beam).
+    """
+
     type = "spacy-ner"
     description = "Named entities from a trained spaCy pipeline (a model folder or package)"
     reads = ("text",)
     emits = ("labels",)
-    known_options = frozenset({"model", "score", "batch_size"})
+    known_options = frozenset({"model", "score", "batch_size", "beam_width"})
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None, context=None) -> None:
         super().__init__(name, options, context)
@@ -39,6 +55,12 @@ class SpacyNerAnnotator(Annotator):
         if score is not None and not (isinstance(score, (int, float)) and 0 <= score <= 1):
             raise ConfigError(f"{where}: 'score' must be a number in [0, 1], not {score!r}")
         self.score = None if score is None else float(score)
+        """A fixed score instead of the beam confidence (None: the beam confidence)."""
+        beam_width = opts.get("beam_width", 8)
+        if isinstance(beam_width, bool) or not isinstance(beam_width, int) or beam_width < 2:
+            raise ConfigError(f"{where}: 'beam_width' must be a whole number >= 2 (the number of "
+                              f"candidate parses the confidence beam keeps), not {beam_width!r}")
+        self.beam_width = beam_width
         self.batch_size = int(opts.get("batch_size", 64))
         self.nlp, self.model_ref, self.weights_digest = self._load(str(opts["model"]), where)
         ner = [pipe for pipe_name, pipe in self.nlp.pipeline
@@ -56,6 +78,11 @@ class SpacyNerAnnotator(Annotator):
                                   f"does not predict (it has {model_labels})")
         self.keep = None if wanted is None else set(wanted)
         self._labels = [x for x in model_labels if self.keep is None or x in self.keep]
+        from spacy.pipeline import EntityRecognizer
+
+        self._beamed = [] if self.score is not None else [
+            pipe for pipe in ner if isinstance(pipe, EntityRecognizer)]
+        """The transition-based NER components whose beam scores the entities they add."""
 
     def _load(self, model: str, where: str):
         """A folder (relative to the config file) wins over a package of the same name."""
@@ -87,7 +114,64 @@ class SpacyNerAnnotator(Annotator):
         return list(self._labels)
 
     def fingerprint(self) -> str:
-        return digest(super().fingerprint(), self.weights_digest)
+        if not self._beamed:  # fixed (or no) scores: the version these configs always had
+            return digest(super().fingerprint(), self.weights_digest)
+        return digest(super().fingerprint(), self.weights_digest, "beam-marginal",
+                      self.beam_width)
+
+    def beam_confidences(self, ner, docs) -> list[dict[tuple[int, int, str], float]]:
+        """Per doc, ``{(start token, end token, label): confidence}`` for every entity of
+        ``ner``'s beam search (``beam_width`` parses) on ``docs``, which must be as the pipeline
+        hands them to ``ner`` (its upstream components run, ``ner`` not yet: entities already
+        set constrain the beam). An entity's confidence is its marginal probability in the beam:
+        the summed probabilities (``ner.moves.get_beam_parses``: a softmax of the parses' scores
+        over the beam) of the final parses that hold exactly that span and label, divided by the
+        beam's total. An entity in no parse of the beam is absent (its confidence is 0.0).
+        """
+        out: list[dict[tuple[int, int, str], float]] = [{} for _ in docs]
+        todo = [i for i, doc in enumerate(docs) if len(doc)]
+        if not todo:
+            return out
+        beams = ner.beam_parse([docs[i] for i in todo], beam_width=self.beam_width)
+        for i, beam in zip(todo, beams):
+            parses = ner.moves.get_beam_parses(beam)
+            total = sum(prob for prob, _ in parses)
+            if total <= 0:
+                continue
+            marginal = out[i]
+            for prob, ents in parses:
+                for ent in set(ents):
+                    marginal[ent] = marginal.get(ent, 0.0) + prob
+            for ent in marginal:
+                marginal[ent] /= total
+        return out
+
+    def _parse(self, texts: list[str]) -> list[tuple[Any, dict[tuple[int, int, str], float]]]:
+        """The pipeline's normal (greedy) docs for ``texts``, each with the beam confidences of
+        the entities a transition-based NER component added to it. The components run one after
+        the other on each batch of ``batch_size`` texts, as ``nlp.pipe`` runs them, so that the
+        beam of each NER component sees the same input as its greedy pass."""
+        out = []
+        for first in range(0, len(texts), self.batch_size):
+            docs = [self.nlp.make_doc(text) for text in texts[first:first + self.batch_size]]
+            scores: list[dict[tuple[int, int, str], float]] = [{} for _ in docs]
+            for _, proc in self.nlp.pipeline:
+                beamed = any(proc is pipe for pipe in self._beamed)
+                if beamed:
+                    marginals = self.beam_confidences(proc, docs)
+                    before = [{(e.start, e.end, e.label_) for e in doc.ents} for doc in docs]
+                if hasattr(proc, "pipe"):
+                    docs = list(proc.pipe(docs, batch_size=self.batch_size))
+                else:
+                    docs = [proc(doc) for doc in docs]
+                if beamed:
+                    for doc, had, marginal, score in zip(docs, before, marginals, scores):
+                        for ent in doc.ents:
+                            key = (ent.start, ent.end, ent.label_)
+                            if key not in had:
+                                score[key] = marginal.get(key, 0.0)
+            out.extend(zip(docs, scores))
+        return out
 
     def annotate(self, tasks: Sequence[Task], upstream: Mapping[str, Sequence[Prediction]]):
         results: list[list[Span] | TaskFailed | None] = [None] * len(tasks)
@@ -99,9 +183,15 @@ class SpacyNerAnnotator(Annotator):
                 slots.append(i)
             else:
                 results[i] = TaskFailed(f"{self.field!r} holds a {type(text).__name__}, not text")
-        for i, doc in zip(slots, self.nlp.pipe(texts, batch_size=self.batch_size)):
+        if self._beamed:
+            parsed = self._parse(texts)
+        else:
+            parsed = [(doc, None) for doc in self.nlp.pipe(texts, batch_size=self.batch_size)]
+        for i, (doc, scores) in zip(slots, parsed):
             results[i] = [
                 Span(start=ent.start_char, end=ent.end_char, text=ent.text, label=ent.label_,
-                     score=self.score, provenance={"model": self.model_ref})
+                     score=self.score if scores is None
+                     else scores.get((ent.start, ent.end, ent.label_)),
+                     provenance={"model": self.model_ref})
                 for ent in doc.ents if self.keep is None or ent.label_ in self.keep]
         return results

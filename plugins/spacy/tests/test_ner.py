@@ -110,8 +110,104 @@ def test_spans_carry_offsets_text_provenance_and_the_fixed_score(trained):
     assert spans[0].provenance == {"model": str(model)}
     assert isinstance(failed, TaskFailed) and "int" in str(failed)
     assert annotator.labels == ["BRAND"]
-    assert SpacyNerAnnotator("ner", {"model": str(model)}).annotate(
-        [Task("a", {"text": text})], {})[0][0].score is None
+
+
+def held_out_tasks() -> list[Task]:
+    """Held-out sentences with seen and unseen names: some entities the model is less sure of."""
+    return [e.task for e in examples(30, seed=7)
+            + examples(30, seed=3, brands=UNSEEN_BRANDS, products=UNSEEN_PRODUCTS)]
+
+
+def beam_marginals(nlp, text: str, beam_width: int) -> dict[tuple[int, int, str], float]:
+    """Independently of the annotator: the (start, end, label) marginals of ``text`` in the beam
+    of the pipeline's ``ner`` (run on the doc as tok2vec hands it over, the ner not yet run)."""
+    doc = nlp.get_pipe("tok2vec")(nlp.make_doc(text))
+    ner = nlp.get_pipe("ner")
+    [beam] = ner.beam_parse([doc], beam_width=beam_width)
+    parses = ner.moves.get_beam_parses(beam)
+    total = sum(prob for prob, _ in parses)
+    marginals: dict[tuple[int, int, str], float] = {}
+    for prob, ents in parses:
+        for ent in ents:
+            marginals[ent] = marginals.get(ent, 0.0) + prob / total
+    return marginals
+
+
+def test_scores_are_beam_marginals_on_the_greedy_regions(trained):
+    """Each entity's score is its marginal probability in an 8-wide beam (the default), recomputed here from
+    ``beam_parse`` + ``get_beam_parses``; the regions stay those of ``nlp.pipe`` (greedy)."""
+    import spacy
+
+    model = trained[2]
+    nlp = spacy.load(model)
+    assert nlp.pipe_names == ["tok2vec", "ner"]
+    tasks = held_out_tasks()
+    annotator = SpacyNerAnnotator("ner", {"model": str(model)})
+    results = annotator.annotate(tasks, {})
+    greedy = [[(e.start_char, e.end_char, e.label_) for e in doc.ents]
+              for doc in nlp.pipe(t.data["text"] for t in tasks)]
+    assert [[(s.start, s.end, s.label) for s in spans] for spans in results] == greedy
+    scores = [s.score for spans in results for s in spans]
+    assert len(scores) > 50
+    assert all(isinstance(x, float) and 0.0 <= x <= 1.0 for x in scores)
+    assert len(set(scores)) > 10 and min(scores) < 0.999  # a signal, not a constant
+
+    # the exact marginals, on the text the model is least sure of and on one it is sure of
+    least = min(range(len(tasks)), key=lambda i: min((s.score for s in results[i]), default=1))
+    for i in (least, 0):
+        text = tasks[i].data["text"]
+        expected = beam_marginals(nlp, text, 8)
+        doc = nlp(text)
+        [alone] = annotator.annotate([tasks[i]], {})
+        assert len(alone) == len(doc.ents) > 0
+        for span, ent in zip(alone, doc.ents):
+            assert (span.start, span.end) == (ent.start_char, ent.end_char)
+            assert span.score == pytest.approx(expected[(ent.start, ent.end, ent.label_)],
+                                               abs=1e-9)
+        # batched (and in other batch sizes) the same
+        assert [s.score for s in results[i]] == pytest.approx([s.score for s in alone], abs=1e-9)
+    assert min(s.score for s in results[least]) < 0.999
+
+    small = SpacyNerAnnotator("ner", {"model": str(model), "batch_size": 7, "beam_width": 4})
+    narrow = small.annotate(tasks, {})
+    assert [[(s.start, s.end, s.label) for s in spans] for spans in narrow] == greedy
+    text = tasks[least].data["text"]
+    expected = beam_marginals(nlp, text, 4)
+    assert [s.score for s in narrow[least]] == pytest.approx(
+        [expected[(e.start, e.end, e.label_)] for e in nlp(text).ents], abs=1e-9)
+    assert small.fingerprint() != annotator.fingerprint()
+
+
+def test_a_fixed_score_replaces_the_beam_confidence(trained):
+    annotator = SpacyNerAnnotator("ner", {"model": str(trained[2]), "score": 0.5})
+    results = annotator.annotate(held_out_tasks(), {})
+    scores = [s.score for spans in results for s in spans]
+    assert len(scores) > 50 and set(scores) == {0.5}
+
+
+def test_entities_no_ner_predicted_have_no_score(trained, tmp_path):
+    """An entity_ruler's entities (before the ner: they constrain its beam) have score None; the
+    ner's own entities keep their beam marginals."""
+    import spacy
+
+    nlp = spacy.load(trained[2])
+    ruler = nlp.add_pipe("entity_ruler", before="ner")
+    ruler.add_patterns([{"label": "PERSON", "pattern": "Anna"}])
+    nlp.to_disk(tmp_path / "m")
+    text = "Anna from Paris asked whether the PowerDrill 300 fits Acme batteries"
+    annotator = SpacyNerAnnotator("ner", {"model": "m"}, Context(base_dir=tmp_path))
+    [spans] = annotator.annotate([Task("a", {"text": text})], {})
+    assert [(s.text, s.label) for s in spans] == [
+        ("Anna", "PERSON"), ("PowerDrill 300", "PRODUCT"), ("Acme", "BRAND")]
+    assert spans[0].score is None
+    doc = nlp.get_pipe("entity_ruler")(nlp.get_pipe("tok2vec")(nlp.make_doc(text)))
+    [beam] = nlp.get_pipe("ner").beam_parse([doc], beam_width=8)
+    parses = nlp.get_pipe("ner").moves.get_beam_parses(beam)
+    for span in spans[1:]:
+        ent = next(e for e in nlp(text).ents if e.start_char == span.start)
+        key = (ent.start, ent.end, ent.label_)
+        assert span.score == pytest.approx(
+            sum(p for p, ents in parses if key in ents) / sum(p for p, _ in parses), abs=1e-9)
 
 
 def test_a_rerun_returns_the_finished_model_without_training(trained):
@@ -207,6 +303,13 @@ def test_option_errors_name_the_annotator_and_say_what_to_do(trained, tmp_path):
         SpacyNerAnnotator("ner", {"model": model, "labels": ["BRAND", "PERSON"]})
     with pytest.raises(ConfigError, match="'score' must be a number"):
         SpacyNerAnnotator("ner", {"model": model, "score": "high"})
+    for width in (1, 0, "16", 2.5, True):
+        with pytest.raises(ConfigError) as refused:
+            SpacyNerAnnotator("ner", {"model": model, "beam_width": width})
+        assert str(refused.value) == (
+            "annotator 'ner' (spacy-ner): 'beam_width' must be a whole number >= 2 (the number "
+            f"of candidate parses the confidence beam keeps), not {width!r}")
+    assert SpacyNerAnnotator("ner", {"model": model, "beam_width": 2}).beam_width == 2
     with pytest.raises(ConfigError,
                        match=r"trainer 't' \(spacy-ner\): unknown option 'epoch' "
                              r"\(known: .*\bepochs\b"):

@@ -24,7 +24,7 @@ from preannot.engine.config import load_config
 from preannot.engine.host import get_host
 from preannot.lsjson import region_to_result
 from preannot.training import flow
-from preannot.training.dataset import in_eval_split
+from preannot.evaluation.split import in_eval_split
 from preannot.training.gate import evaluate
 from preannot.training.registry import Registry
 from preannot_yolo.annotator import YoloAnnotator

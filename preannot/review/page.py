@@ -1,0 +1,93 @@
+"""The calibration page: the reliability diagram and the precision-vs-coverage curve with the
+chosen threshold, as inline SVG in one offline HTML file (the harvest report's style)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+
+from ..evaluation.report import head, table
+from .calibration import Calibration
+
+SIZE, PAD = 320, 40
+
+
+def _xy(x: float, y: float) -> tuple[float, float]:
+    return PAD + x * SIZE, PAD + (1 - y) * SIZE
+
+
+def _frame(title: str, xlabel: str, ylabel: str) -> list[str]:
+    x0, y0 = _xy(0, 0)
+    _, y1 = _xy(1, 1)
+    return [(f'<svg xmlns="http://www.w3.org/2000/svg" width="{SIZE + 2 * PAD}" '
+             f'height="{SIZE + 2 * PAD + 10}" role="img" aria-label="{escape(title)}">'),
+            f'<text x="0" y="16" font-weight="bold">{escape(title)}</text>',
+            f'<rect x="{x0}" y="{y1}" width="{SIZE}" height="{SIZE}" fill="none" stroke="#999"/>',
+            f'<text x="{x0}" y="{y0 + 28}" font-size="11">{escape(xlabel)} (0 to 1)</text>',
+            f'<text x="4" y="{y1 - 6}" font-size="11">{escape(ylabel)}</text>']
+
+
+def reliability(probs: Sequence[float], right: Sequence[bool], bins: int = 10) -> str:
+    """Observed share of right tasks per bin of calibrated probability (test half)."""
+    out = _frame("Reliability (test half)", "calibrated probability", "share right")
+    out.append('<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#bbb" stroke-dasharray="4"/>'
+               .format(*_xy(0, 0), *_xy(1, 1)))
+    for b in range(bins):
+        inside = [ok for p, ok in zip(probs, right)
+                  if b / bins <= p < (b + 1) / bins or (b == bins - 1 and p == 1.0)]
+        if not inside:
+            continue
+        mean_p = sum(p for p in probs if b / bins <= p < (b + 1) / bins or
+                     (b == bins - 1 and p == 1.0)) / len(inside)
+        x, y = _xy(mean_p, sum(inside) / len(inside))
+        out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{3 + min(6, len(inside) ** 0.5):.1f}" '
+                   f'fill="#3b7dd8"><title>{len(inside)} tasks, {sum(inside)} right</title>'
+                   "</circle>")
+    out.append("</svg>")
+    return "".join(out)
+
+
+def coverage_curve(calibration: Calibration) -> str:
+    """Observed precision and its guaranteed lower bound against the share auto-accepted."""
+    out = _frame("Precision vs coverage (test half)", "share auto-accepted", "precision")
+    total = max(1, calibration.test_tasks)
+    tx, ty = _xy(0, calibration.target_precision)
+    out.append(f'<line x1="{tx}" y1="{ty}" x2="{PAD + SIZE}" y2="{ty}" stroke="#c94a4a" '
+               f'stroke-dasharray="4"><title>target {calibration.target_precision}</title></line>')
+    for step in calibration.steps:
+        x, y = _xy(step.tasks / total, 1 - step.errors / step.tasks)
+        _, low = _xy(0, 1 - step.upper_error)
+        colour = "#3a9d5d" if step.passed else "#c94a4a"
+        out.append(f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{x:.1f}" y2="{low:.1f}" '
+                   f'stroke="{colour}" stroke-width="1"/><circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" '
+                   f'fill="{colour}"><title>p ≥ {step.threshold:.4f}: {step.tasks} tasks, '
+                   f'{step.errors} wrong, precision ≥ {1 - step.upper_error:.4f}</title></circle>')
+    if chosen := calibration.chosen:
+        x, y = _xy(chosen.tasks / total, 1 - chosen.errors / chosen.tasks)
+        out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="7" fill="none" stroke="#000" '
+                   f'stroke-width="2"><title>chosen: p ≥ {chosen.threshold:.4f}</title></circle>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def write(calibration: Calibration, probs: Sequence[float], right: Sequence[bool],
+          path: Path, verdict: str) -> Path:
+    steps = [{"threshold": s.threshold, "tasks": s.tasks, "errors": s.errors,
+              "precision ≥": round(1 - s.upper_error, 4), "passed": s.passed}
+             for s in calibration.steps]
+    html = "\n".join([
+        head(f"preannot calibration: {calibration.model_version}"),
+        f"<p><b>{escape(verdict)}</b></p>",
+        (f"<p>Target precision {calibration.target_precision} with confidence "
+         f"{1 - calibration.delta:.2f}; {calibration.fit_tasks} evaluation tasks fitted the "
+         f"calibrator, {calibration.test_tasks} tested the thresholds "
+         f"({calibration.test_right} of them right). Calibration {calibration.id}, "
+         f"{calibration.created}.</p>"),
+        reliability(probs, right), coverage_curve(calibration),
+        "<h2>Thresholds tested, highest first</h2>",
+        table(steps, ["threshold", "tasks", "errors", "precision ≥", "passed"]),
+        "</body></html>"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
+    return path
