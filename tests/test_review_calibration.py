@@ -1,24 +1,18 @@
-"""Calibration for production review: exact bounds checked by hand, the fixed-sequence choice on
-a case worked out by hand, and `preannot review calibrate` end to end on a real Label Studio
-harvest of a real spaCy rules pipeline, first with too few reviews, then with enough."""
+"""Calibration for production review: exact bounds checked by hand, and the fixed-sequence
+choice on cases worked out by hand (end to end: test_review_production.py)."""
 
 from __future__ import annotations
 
-import json
-import math
-import random
-import uuid
-
 import pytest
-from click.testing import CliRunner
 from scipy.stats import binom
 
-from preannot.cli import cli
-from preannot.engine.config import load_config
-from preannot.evaluation.split import in_eval_split
-from preannot.review.calibration import (Calibration, clopper_pearson_upper, fewest_tasks,
-                                         in_fit_half, is_right, learn_then_test,
-                                         reviews_needed)
+from preannot.review.calibration import (
+    clopper_pearson_lower,
+    clopper_pearson_upper,
+    fewest_tasks,
+    learn_then_test,
+    reviews_needed,
+)
 
 
 def test_the_exact_bound_by_hand():
@@ -30,6 +24,10 @@ def test_the_exact_bound_by_hand():
     upper = clopper_pearson_upper(1, 10, 0.05)
     assert binom.cdf(1, 10, upper) == pytest.approx(0.05, abs=1e-9)
     assert clopper_pearson_upper(10, 10, 0.05) == 1.0
+    # the lower bound: the p at which seeing at least k errors has chance delta
+    lower = clopper_pearson_lower(3, 10, 0.05)
+    assert binom.sf(2, 10, lower) == pytest.approx(0.05, abs=1e-9)
+    assert clopper_pearson_lower(0, 10, 0.05) == 0.0
 
 
 def test_learn_then_test_keeps_the_last_threshold_of_the_unbroken_run():
@@ -57,105 +55,35 @@ def test_too_little_data_auto_accepts_nothing_and_says_how_much_more():
         == (None, pytest.approx(0.1, abs=0.02))
 
 
-KNOWN = ["Acme widget", "Zeta bolt", "Omega drill", "Delta saw"]
-UNKNOWN = ["Nova grinder"]  # the rules never find it: a human adds it
+def test_decide_routes_failures_new_labels_odd_inputs_and_low_probabilities():
+    from preannot.loop.production import decide
+    from preannot.review.calibration import FEATURES, Calibration
 
+    width = len(FEATURES) + 1
+    calibration = Calibration(
+        "v1", 0.99, 0.05, ["PRODUCT"], [0.0] * width, [1.0] * width,
+        [10.0] + [0.0] * (width - 1), -9.0, 0.6, 10, 10, 10,
+        low=[0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0], high=[1.0, 1.0, 2.0, 1.0, 1.0, 1.0, 1.0],
+        id="cal1")
 
-@pytest.fixture
-def reviewed_pipeline(tmp_path, labelstudio, monkeypatch):
-    for key, value in labelstudio.env().items():
-        monkeypatch.setenv(key, value)
-    title = f"review {uuid.uuid4().hex[:8]}"
-    rng = random.Random(5)
-    rows = []
-    for i in range(400):
-        product = UNKNOWN[0] if i % 10 == 0 else rng.choice(KNOWN)
-        text = f"Order {i}: please send 3 {product} to Lyon."
-        rows.append({"id": f"mail{i}", "text": text, "product": product,
-                     "start": text.index(product)})
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "products.csv").write_text(
-        "term,label\n" + "".join(f"{p},PRODUCT\n" for p in KNOWN))
-    (tmp_path / "mails.jsonl").write_text("".join(
-        json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in rows))
-    (tmp_path / "preannot.toml").write_text(f"""
-[input]
-paths = ["mails.jsonl"]
-[output]
-path = "out/predictions.json"
-[[annotators]]
-name = "rules"
-type = "rules"
-rules = "rules"
-[training]
-eval_fraction = 1.0
-[review]
-target_precision = 0.98   # 149 right tasks can show it (0.99 needs 299: a slower test)
-[labelstudio]
-project = "{title}"
-""")
-    result = CliRunner().invoke(cli, ["ls", "push", "-c", str(tmp_path / "preannot.toml"),
-                                      "--no-progress"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    client = labelstudio.client()
-    project = client.project(title).id
-    tasks = {t["meta"]["preannot_id"]: t for t in client.export(project)}
+    def task(score, label="PRODUCT", n=1):
+        return {"data": {"text": "x"}, "predictions": [{"result": [
+            {"type": "labels", "score": score, "value": {"labels": [label]}}] * n}]}
 
-    def review(selected):
-        for row in selected:
-            task = tasks[row["id"]]
-            result = [dict(r) for r in task["predictions"][0]["result"]]  # kept as predicted
-            if row["product"] in UNKNOWN:
-                result.append({"id": f"h{row['id']}", "from_name": "label", "to_name": "text",
-                               "type": "labels", "value": {
-                                   "start": row["start"], "end": row["start"] + len(row["product"]),
-                                   "text": row["product"], "labels": ["PRODUCT"]}})
-            client.sdk.annotations.create(task["id"], result=result)
+    def why(t, failure=None, off=None, rate=0.0, key="k"):
+        d = decide(key, t, failure, calibration, "v1", off, rate)
+        return d.decision, d.reason
 
-    return tmp_path, rows, review
-
-
-def calibrate(folder):
-    for command in (["ls", "pull"], ["review", "calibrate"]):
-        result = CliRunner().invoke(cli, [*command, "-c", str(folder / "preannot.toml")],
-                                    catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-    stored = json.loads((folder / "review" / "calibration.json").read_text())
-    return result.output, stored["versions"][stored["current"]]
-
-
-def test_calibrate_end_to_end_first_too_few_reviews_then_a_guarantee(reviewed_pipeline):
-    folder, rows, review = reviewed_pipeline
-    config = load_config(folder / "preannot.toml")
-    assert all(in_eval_split(r["id"], config.training.eval_fraction) for r in rows)
-
-    assert fewest_tasks(0.98, 0.05) == 149
-    review(rows[:100])
-    output, stored = calibrate(folder)
-    tested = [r for r in rows[:100] if not in_fit_half({"preannot_id": r["id"]})]
-    assert (stored["fit_tasks"], stored["test_tasks"]) == (100 - len(tested), len(tested))
-    assert stored["test_right"] == sum(r["product"] in KNOWN for r in tested)
-    assert stored["threshold"] is None and stored["steps"] == []
-    confident = len(tested) // 2  # the more confident half holds no error
-    needed = math.ceil(149 / (confident / len(tested)) / (len(tested) / 100))
-    assert f"needs about {needed - 100} more reviewed tasks" in output
-    assert (folder / "review" / "calibration.html").read_text().count("<svg") == 2
-
-    review(rows[100:])
-    output, stored = calibrate(folder)
-    assert "auto-accept tasks whose calibrated probability is at least" in output
-    calibration = Calibration.from_json(stored)
-    # recount the chosen point on the test half from what the simulated human did
-    pushed = {t["meta"]["preannot_id"]: t
-              for t in json.loads((folder / "out" / "predictions.json").read_text())}
-    tested = [r for r in rows if not in_fit_half({"preannot_id": r["id"]})]
-    above = [r for r in tested if calibration.probability(
-        pushed[r["id"]]["predictions"][0]["result"]) >= calibration.threshold]
-    chosen = calibration.chosen
-    assert (chosen.tasks, chosen.errors) == (len(above), sum(r["product"] in UNKNOWN
-                                                            for r in above))
-    assert chosen.errors == 0 and chosen.tasks >= 149 and chosen.upper_error <= 0.02
-    # every task the rules found nothing in is left to humans: none is above the threshold
-    assert all(r["product"] in KNOWN for r in above)
-    assert len(above) == sum(r["product"] in KNOWN for r in tested)
-    assert is_right({"predicted": [], "human": [{"classification": "added"}]}) is False
+    # probability = sigmoid(10 * min_score - 9): 0.731 at 1.0, 0.5 at 0.9, 0.269 at 0.8
+    assert why(task(1.0)) == ("auto", "probability at or above the threshold")
+    assert why(task(0.8)) == ("route", "probability 0.2689 below the threshold 0.6000")
+    assert why(task(1.0), failure="annotator 'rules' failed") == (
+        "route", "an annotator failed: annotator 'rules' failed")
+    assert why(task(1.0, "BRAND")) == ("route", "label BRAND was never calibrated")
+    assert why(task(0.4)) == ("route", "unlike the calibration tasks (min_score, mean_score out "
+                                       "of range)")
+    assert why(task(1.0, n=9)) == ("route", "unlike the calibration tasks (regions out of range)")
+    assert why(task(1.0), off="suspended") == ("route", "auto-accept is suspended")
+    assert why(task(1.0), rate=1.0) == ("audit", "released, and audited by a human")
+    assert decide("k", task(1.0), None, None, "v2", None, 0.0).reason == \
+        "pipeline version v2 is not calibrated"

@@ -293,3 +293,14 @@ def test_an_output_that_is_a_folder_is_refused_before_any_work(tmp_path, host):
     assert str(refused.value) == (f"output {tmp_path / 'out.json'} is a folder: give a file "
                                   "(.json for Label Studio import JSON, .jsonl for JSON lines)")
     assert calls == [] and list((tmp_path / "out.json").iterdir()) == []
+
+
+def test_tasks_an_annotator_failed_on_are_kept_for_a_review(tmp_path, host):
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "text": "fine"}\n{"id": "b", "text": "refuse"}\n'
+                                       "{oops\n")
+    summary = run(config(tmp_path, ["in.jsonl"]), host=host)
+    assert [(reason, json.loads(task)) for reason, task in summary.failed_tasks] == [
+        ("annotator 'fw' failed", {"data": {"id": "b", "text": "refuse"},
+                                   "meta": {"preannot_id": "b", "preannot_annotators": []},
+                                   "predictions": []})]
+    assert summary.failed == 2  # the bad record has no task to review

@@ -123,6 +123,18 @@ class ReviewSettings:
     """Of auto-accepted tasks..."""
     delta: float = 0.05
     """...with confidence ``1 - delta``."""
+    audit_rate: float = 0.02
+    """Share of auto-accepted tasks also sent to review, to measure the precision achieved."""
+    project: int | str | None = None
+    """The Label Studio review project, id or title (default: ``<[labelstudio] project> review``)."""
+    sink: str = "jsonl"
+    """Where released records go: ``jsonl`` (an outbox file) or ``http`` (POSTed to a URL)."""
+    sink_path: Path | None = None
+    """The JSONL sink's file (default: ``released.jsonl`` in ``output_dir``)."""
+    sink_url: str | None = None
+    """The HTTP sink's URL (e.g. a CRM's intake endpoint)."""
+    sink_token_env: str | None = None
+    """The name of a variable holding the HTTP sink's bearer token (never the token itself)."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +165,8 @@ class RunConfig:
         if self.harvest is None:
             self.harvest = HarvestSettings(output_dir=self.base_dir / "harvest")
         if self.review is None:
-            self.review = ReviewSettings(output_dir=self.base_dir / "review")
+            self.review = ReviewSettings(output_dir=self.base_dir / "review",
+                                         sink_path=self.base_dir / "review" / "released.jsonl")
         if self.training is None:
             self.training = TrainingSettings(
                 registry=self.state_dir / "models",
@@ -285,13 +298,25 @@ def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
     table = _table(raw, "ranking", where)
     config.ranking = RankingSettings(table.pop("ranker", None), table)
     table = _table(raw, "review", where)
-    config.review = _typed("review", ReviewSettings, table, where,
-                           output_dir=_paths(base, table, "output_dir").get(
-                               "output_dir", base / "review"))
+    if "sink_token" in table:
+        raise ConfigError(f"{where}: [review] sink_token is not allowed in preannot.toml: name "
+                          "the variable that holds it with sink_token_env")
+    review_dir = _paths(base, table, "output_dir").get("output_dir", base / "review")
+    config.review = _typed("review", ReviewSettings, table, where, output_dir=review_dir,
+                           sink_path=_paths(base, table, "sink_path").get(
+                               "sink_path", review_dir / "released.jsonl"))
     for key in ("target_precision", "delta"):
         if not 0 < getattr(config.review, key) < 1:
             raise ConfigError(f"{where}: [review] {key} = {getattr(config.review, key)}: must be "
                               "between 0 and 1")
+    if not 0 <= config.review.audit_rate <= 1:
+        raise ConfigError(f"{where}: [review] audit_rate = {config.review.audit_rate}: must be "
+                          "between 0 and 1")
+    if config.review.sink not in ("jsonl", "http"):
+        raise ConfigError(f"{where}: [review] sink = {config.review.sink!r}: use \"jsonl\" or "
+                          "\"http\"")
+    if config.review.sink == "http" and not config.review.sink_url:
+        raise ConfigError(f"{where}: [review] sink = \"http\" needs sink_url")
     return config
 
 

@@ -98,5 +98,11 @@ class Ledger:
             "SELECT source, reason, detail FROM items WHERE output = ? AND run = ? "
             "AND status = 'failed' ORDER BY position", (self.output, self.run)))
 
+    def failed_tasks(self) -> list[tuple[str, str]]:
+        """(reason, task JSON) of this run's tasks that were read but failed, in input order."""
+        return list(self.db.execute(
+            "SELECT reason, result FROM items WHERE output = ? AND run = ? AND status = 'failed' "
+            "AND result IS NOT NULL ORDER BY position", (self.output, self.run)))
+
     def close(self) -> None:
         self.db.close()

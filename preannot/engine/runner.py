@@ -166,8 +166,9 @@ def ledger_rows(done: Sequence[Annotated]) -> list[dict[str, Any]]:
     for item in done:
         task = item.task
         row = {"key": task.id, "source": task.source, "checksum": task.checksum}
-        if item.failure is not None:
-            row.update(status="failed", reason=item.failure[0], detail=item.failure[1])
+        if item.failure is not None:  # the task kept without predictions, for a review
+            row.update(status="failed", reason=item.failure[0], detail=item.failure[1],
+                       result=json.dumps(task_to_ls(task, []), ensure_ascii=False))
         else:
             row.update(status="done", result=json.dumps(task_to_ls(task, item.predictions),
                                                         ensure_ascii=False))
@@ -200,6 +201,9 @@ class Summary:
     annotated: int = 0
     skipped: int = 0
     failures: list[tuple[str, str, str]] = field(default_factory=list)
+    failed_tasks: list[tuple[str, str]] = field(default_factory=list)
+    """(reason, Label Studio task JSON without predictions) of the tasks an annotator failed
+    on (bad records have no task): what a production review sends to humans."""
 
     @property
     def failed(self) -> int:
@@ -319,6 +323,7 @@ def _run(config: RunConfig, ledger: Ledger, specs: list[dict[str, Any]],
             batch = state.sort(chunk)
             state.settle(annotate_batch(annotators, batch.todo), batch.failed, len(chunk))
     state.summary.failures = ledger.failures()
+    state.summary.failed_tasks = ledger.failed_tasks()
     write_output(ledger.results(), config.output)  # type: ignore[arg-type]
     return state.summary
 

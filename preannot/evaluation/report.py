@@ -13,7 +13,7 @@ from typing import Any
 W, BAR_H, GAP, LEFT = 640, 14, 6, 170
 COLORS = {"precision": "#3b7dd8", "recall": "#e08a2c", "accepted": "#3a9d5d",
           "rejected": "#c94a4a", "misfires": "#c94a4a", "current": "#9a9a9a",
-          "candidate": "#3b7dd8"}
+          "candidate": "#3b7dd8", "auto": "#3a9d5d", "audit": "#3b7dd8", "route": "#e08a2c"}
 
 
 def fmt(v: float | None) -> str:

@@ -10,7 +10,7 @@ from ..engine.config import RunConfig
 from ..engine.host import get_host
 from ..training import flow
 from ..training.registry import Registry, Version
-from . import sync
+from . import review, sync
 
 Log = Callable[[str], None]
 
@@ -45,6 +45,8 @@ def train_all(config: RunConfig, names: list[str] | None = None, *, promote: boo
         done.changed |= (before and before.version) != (after and after.version)
     if done.changed and push:
         sync.repredict(config, log=log)
+    if done.changed:
+        review.recalibrate_if_used(config, log)
     return done
 
 
@@ -72,6 +74,7 @@ def promote(config: RunConfig, version: str, *, push: bool = True, log: Log = _q
     registry.update(chosen, promoted_by="hand")
     if push:
         sync.repredict(config, log=log)
+    review.recalibrate_if_used(config, log)
     return chosen, previous
 
 
@@ -81,4 +84,5 @@ def rollback(config: RunConfig, name: str, *, push: bool = True, log: Log = _qui
     old, restored = Registry(config.registry_dir).rollback(name)
     if push:
         sync.repredict(config, log=log)
+    review.recalibrate_if_used(config, log)
     return old, restored

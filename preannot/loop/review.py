@@ -1,24 +1,31 @@
-"""Production review operations as plain functions: calibrate the current pipeline (routing,
-release, sinks and audits build on it)."""
+"""Production review operations as plain functions: calibrate the current pipeline; run
+production (each task released, routed to a Label Studio review project, or released and
+audited); sync the reviews back (release what humans finished, score the audits); the status."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ..annotator import ConfigError
+from ..annotator import Annotator, ConfigError, batches
 from ..engine.config import RunConfig
 from ..engine.host import Host, get_host
-from ..evaluation.corrections import read_corrections
+from ..engine.runner import annotate
+from ..evaluation.corrections import classify, read_corrections
 from ..evaluation.split import in_eval_split
-from ..lsjson import task_key
+from ..lsjson import prediction_to_ls, task_key
+from ..model import Task
 from ..review import page
 from ..review.calibration import Calibration, fit, in_fit_half, is_right
+from ..training.flow import REVIEWED
 from . import sync
 
 CALIBRATION, PAGE = "calibration.json", "calibration.html"
+Log = Callable[[str], None]
 
 
 @dataclass
@@ -28,35 +35,56 @@ class Calibrated:
     """One sentence: the threshold and its guarantee, or why nothing is auto-accepted."""
     more_reviews: int | None
     """Without a threshold: about how many more reviewed tasks the guarantee needs."""
-    other_versions: int
-    """Reviewed evaluation tasks whose predictions are of another pipeline version."""
+    failed: int
+    """Evaluation tasks an annotator failed on (always routed, so left out)."""
     path: Path
     page: Path
 
 
-def calibrate(config: RunConfig, *, model_version: str | None = None,
-              host: Host | None = None) -> Calibrated:
-    """Fit the calibration of the pipeline's current version on the reviewed evaluation tasks
-    (never trained on), choose the threshold, and store both in ``[review] output_dir``."""
-    version = model_version or sync.pipeline_version(
-        config, sync.annotators(config, host or get_host()))
-    if not version:
-        raise ConfigError("which pipeline version? configure [[annotators]], or give "
-                          "--model-version as the predictions in Label Studio name it")
-    path = config.training.corrections
-    if not path.exists():
-        raise ConfigError(f"{path} not found: run `preannot ls pull` first to harvest reviews")
+def evaluation_records(config: RunConfig, built: list[Annotator], version: str
+                       ) -> tuple[list[dict[str, Any]], int]:
+    """Corrections records of the reviewed evaluation tasks (the harvest's and the production
+    review's: no model ever trained on them) with the pipeline's own predictions of them, made
+    now, classified against the humans' final regions; and how many tasks failed."""
+    records: dict[str, dict[str, Any]] = {}
     errors: list[str] = []
-    records, others = [], 0
-    for record in read_corrections(path, errors):
-        key = task_key(record.get("preannot_id"), record.get("task"))
-        if record.get("status") != "annotated" or not in_eval_split(
-                key, config.training.eval_fraction):
+    for path in (config.training.corrections, config.review.output_dir / REVIEWED):
+        if not path.exists():
             continue
-        if record.get("model_version") == version:
-            records.append(record)
-        else:
-            others += 1
+        for record in read_corrections(path, errors):
+            key = task_key(record.get("preannot_id"), record.get("task"))
+            if record.get("status") == "annotated" and in_eval_split(
+                    key, config.training.eval_fraction):
+                records.setdefault(key, record)
+    if not records:
+        raise ConfigError(f"no reviewed evaluation task in {config.training.corrections}: run "
+                          "`preannot ls pull` first to harvest reviews")
+    out, failed = [], 0
+    for chunk in batches(list(records.items()), config.batch_size):
+        tasks = [Task(key, dict(r.get("data") or {}), f"task {r.get('task')}") for key, r in chunk]
+        for (key, record), done in zip(chunk, annotate(built, tasks)):
+            if done.failure is not None:
+                failed += 1
+                continue
+            result = [item for p in done.predictions for item in prediction_to_ls(p)["result"]]
+            human = [{k: v for k, v in h.items() if k not in ("classification", "matched")}
+                     for h in record.get("human") or []]
+            out.append(classify({"id": record.get("task"), "data": record.get("data"),
+                                 "meta": {"preannot_id": key}, "annotations": [{"result": human}],
+                                 "predictions": [{"model_version": version, "result": result}]},
+                                thresholds=config.harvest.thresholds))
+    return out, failed
+
+
+def calibrate(config: RunConfig, *, host: Host | None = None) -> Calibrated:
+    """Fit the calibration of the pipeline as configured now on the reviewed evaluation tasks,
+    predicted by it (never trained on), choose the threshold, and store both in ``[review]
+    output_dir`` under the pipeline's version."""
+    built = sync.annotators(config, host or get_host())
+    version = sync.pipeline_version(config, built)
+    if not built or not version:
+        raise ConfigError("nothing to calibrate: configure [[annotators]] in preannot.toml")
+    records, failed = evaluation_records(config, built, version)
     settings = config.review
     calibration = fit(records, version, target=settings.target_precision, delta=settings.delta)
     more = None
@@ -75,15 +103,32 @@ def calibrate(config: RunConfig, *, model_version: str | None = None,
     probs = [calibration.probability(r.get("predicted") or []) for r in testing]
     shown = page.write(calibration, probs, [is_right(r) for r in testing],
                        settings.output_dir / PAGE, verdict)
-    return Calibrated(calibration, verdict, more, others, out, shown)
+    return Calibrated(calibration, verdict, more, failed, out, shown)
 
 
-def load(config: RunConfig, version: str) -> Calibration | None:
-    """The stored calibration of ``version`` (None: never calibrated)."""
+def recalibrate_if_used(config: RunConfig, log: Log) -> Calibrated | None:
+    """After a promotion or a rollback, when production review is in use (a calibration
+    exists): calibrate the new pipeline version at once, so that `review run` never applies a
+    threshold fitted on another version."""
+    if not (config.review.output_dir / CALIBRATION).exists():
+        return None
+    try:
+        done = calibrate(config)
+    except (ConfigError, ImportError) as exc:
+        log(f"production review not recalibrated ({exc}): run `preannot review calibrate`; "
+            "until then every task goes to review")
+        return None
+    log(f"production review recalibrated for {done.calibration.model_version}: {done.verdict}")
+    return done
+
+
+def load(config: RunConfig, version: str | None = None) -> Calibration | None:
+    """The stored calibration of ``version`` (default: the latest one made); None: never."""
     path = config.review.output_dir / CALIBRATION
     if not path.exists():
         return None
-    found = json.loads(path.read_text(encoding="utf-8"))["versions"].get(version)
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    found = stored["versions"].get(version or stored.get("current"))
     return Calibration.from_json(found) if found else None
 
 
@@ -101,5 +146,6 @@ def _verdict(c: Calibration, more: int | None, reviewed: int) -> str:
                 f"of {target} allows; better models first")
     return (f"nothing is auto-accepted yet: the guarantee (precision >= {target} with "
             f"confidence {confidence:.2f}) needs about {more} more reviewed tasks ({reviewed} "
-            f"reviewed evaluation tasks with this version's predictions now, an error rate of "
-            f"{c.top_error_rate:.1%} among the most confident)")
+            f"reviewed evaluation tasks now, an error rate of {c.top_error_rate:.1%} among the "
+            "most confident)")
+

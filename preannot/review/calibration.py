@@ -82,6 +82,14 @@ def clopper_pearson_upper(errors: int, tasks: int, delta: float) -> float:
     return float(beta.ppf(1 - delta, errors + 1, tasks - errors))
 
 
+def clopper_pearson_lower(errors: int, tasks: int, delta: float) -> float:
+    """The exact one-sided lower ``1 - delta`` confidence bound on an error rate."""
+    from scipy.stats import beta
+    if errors <= 0:
+        return 0.0
+    return float(beta.ppf(delta, errors, tasks - errors + 1))
+
+
 def fewest_tasks(target: float, delta: float) -> int:
     """The fewest tasks, all right, that can show precision >= target at confidence 1 - delta."""
     return math.ceil(math.log(delta) / math.log(target))
@@ -151,6 +159,9 @@ class Calibration:
     fit_tasks: int
     test_tasks: int
     test_right: int
+    low: list[float] = field(default_factory=list)
+    high: list[float] = field(default_factory=list)
+    """The range of each of :data:`FEATURES` over the fitted tasks."""
     steps: list[Step] = field(default_factory=list)
     needed: int | None = None
     """Without a threshold: about how many evaluation tasks the guarantee needs."""
@@ -167,6 +178,13 @@ class Calibration:
         """Labels in a prediction that no calibration task held: such a task goes to review."""
         return sorted({label_of(r) for r in result} - set(self.labels))
 
+    def unlike(self, result: Sequence[Mapping[str, Any]]) -> list[str]:
+        """The features of a prediction outside the range the calibration saw: its probability
+        there is an extrapolation, so such a task goes to review."""
+        row = features(result, [])
+        return [name for name, x, lo, hi in zip(FEATURES, row, self.low, self.high)
+                if not lo <= x <= hi]
+
     @property
     def chosen(self) -> Step | None:
         return next((s for s in self.steps if s.threshold == self.threshold), None)
@@ -179,20 +197,21 @@ class Calibration:
         return cls(**{**data, "steps": [Step(**s) for s in data.get("steps") or []]})
 
 
-def in_fit_half(record: Mapping[str, Any]) -> bool:
-    """Which half of the evaluation tasks a record is in, by task id: one fits, one tests."""
-    return fraction(str(record.get("preannot_id") or record.get("task")), FIT_SALT) < 0.5
+def in_fit_half(record: Mapping[str, Any], salt: str = FIT_SALT) -> bool:
+    """Which half of the evaluation tasks a record is in, by task id: one fits, one tests
+    (another ``salt``, another split: what a benchmark repeats the calibration over)."""
+    return fraction(str(record.get("preannot_id") or record.get("task")), salt) < 0.5
 
 
 def fit(records: Iterable[Mapping[str, Any]], model_version: str, *, target: float,
-        delta: float) -> Calibration:
+        delta: float, salt: str = FIT_SALT) -> Calibration:
     """Fit on one half of reviewed evaluation records (corrections records of tasks the models
     never trained on), choose the threshold on the other half."""
     from sklearn.linear_model import LogisticRegression
 
     halves: dict[bool, list[Mapping[str, Any]]] = {True: [], False: []}
     for record in records:
-        halves[in_fit_half(record)].append(record)
+        halves[in_fit_half(record, salt)].append(record)
     fitting, testing = halves[True], halves[False]
     labels = sorted({label_of(p) for r in fitting for p in r.get("predicted") or []})
     x = np.asarray([features(r.get("predicted") or [], labels) for r in fitting], dtype=float)
@@ -211,6 +230,9 @@ def fit(records: Iterable[Mapping[str, Any]], model_version: str, *, target: flo
     calibration = Calibration(model_version, target, delta, labels, mean.tolist(),
                               scale.tolist(), list(map(float, coef)), intercept, None,
                               len(fitting), len(testing), sum(map(is_right, testing)))
+    if len(x):
+        calibration.low = x[:, :len(FEATURES)].min(axis=0).tolist()
+        calibration.high = x[:, :len(FEATURES)].max(axis=0).tolist()
     probs = [calibration.probability(r.get("predicted") or []) for r in testing]
     right = [is_right(r) for r in testing]
     calibration.threshold, calibration.steps = learn_then_test(probs, right, target, delta)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
-from ..evaluation.report import head, table
+from ..evaluation.report import bars, head, table
 from .calibration import Calibration
 
 SIZE, PAD = 320, 40
@@ -90,4 +90,55 @@ def write(calibration: Calibration, probs: Sequence[float], right: Sequence[bool
         "</body></html>"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
+    return path
+
+
+def interval(title: str, value: float, low: float, high: float, target: float) -> str:
+    """A precision with its interval against the target, on a scale zoomed to where they are."""
+    start = max(0.0, min(low, target) - 0.02)
+    width = 1.0 - start or 1.0
+
+    def x(v: float) -> float:
+        return PAD + (v - start) / width * SIZE * 1.5
+
+    return "".join([
+        (f'<svg xmlns="http://www.w3.org/2000/svg" width="{SIZE * 1.5 + 2 * PAD}" height="90" '
+         f'role="img" aria-label="{escape(title)}">'),
+        f'<text x="0" y="16" font-weight="bold">{escape(title)}</text>',
+        (f'<line x1="{x(low):.1f}" y1="50" x2="{x(high):.1f}" y2="50" stroke="#3b7dd8" '
+         'stroke-width="4"/>'),
+        f'<circle cx="{x(value):.1f}" cy="50" r="5" fill="#3b7dd8"><title>{value}</title></circle>',
+        (f'<line x1="{x(target):.1f}" y1="30" x2="{x(target):.1f}" y2="70" stroke="#c94a4a" '
+         f'stroke-dasharray="3"><title>target {target}</title></line>'),
+        f'<text x="{PAD}" y="85" font-size="11">{start:.2f}</text>',
+        f'<text x="{x(1.0) - 10:.1f}" y="85" font-size="11">1.00</text></svg>'])
+
+
+def dashboard(figures: dict, path: Path) -> Path:
+    """The production review's status page: what happened to the tasks, per label, and the
+    precision the audits show."""
+    tasks, precision = figures["tasks"], figures["realised_precision"]
+    labels = figures["labels"]
+    top = max([1, *(n for counts in labels.values() for n in counts.values())])
+    rows = [(label, {k: counts.get(k, 0) for k in ("auto", "audit", "route")})
+            for label, counts in labels.items()]
+    first = figures["suspended"] or (
+        f"auto-accept on: calibration {figures['calibration']}, threshold {figures['threshold']}"
+        if figures["threshold"] is not None else "auto-accept off: no calibrated threshold")
+    parts = [head("preannot production review"), f"<p><b>{escape(first)}</b></p>",
+             table([tasks], list(tasks)), table([figures["released"]], ["delivered", "pending"])]
+    if precision:
+        parts.append(interval(
+            f"Realised precision from {precision['audited']} audits "
+            f"({precision['confidence']:.0%} interval)", precision["value"], precision["low"],
+            precision["high"], figures["target_precision"]))
+    else:
+        parts.append("<p>No audited task has been reviewed yet.</p>")
+    parts += ["<h2>Per label</h2>",
+              bars("Tasks per predicted label: released, audited, routed", rows,
+                   ["auto", "audit", "route"], scale=top),
+              f"<p>Throughput: {figures['throughput_per_hour'] or '–'} tasks an hour.</p>",
+              "</body></html>"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts), encoding="utf-8")
     return path

@@ -94,10 +94,26 @@ def pipeline_with(config: RunConfig, host: Host, annotator: str, model: Path,
                             config.context())
 
 
+REVIEWED = Path("harvest") / "corrections.jsonl"
+"""Where, in ``[review] output_dir``, `review sync` keeps the production reviews' corrections."""
+
+
 def load_examples(config: RunConfig, trainer: Trainer) -> Dataset:
-    """The harvest's reviewed examples of what ``trainer`` learns, split for it and the gate."""
-    return load_dataset(config.training.corrections, learns=trainer.learns, field=trainer.field,
+    """The reviewed examples of what ``trainer`` learns, split for it and the gate: the
+    harvest's, and the production review's (tasks humans reviewed there; auto-accepted tasks
+    never are: the model would confirm itself)."""
+    data = load_dataset(config.training.corrections, learns=trainer.learns, field=trainer.field,
                         eval_fraction=config.training.eval_fraction)
+    reviewed = config.review.output_dir / REVIEWED
+    if reviewed.exists() and reviewed != config.training.corrections:
+        more = load_dataset(reviewed, learns=trainer.learns, field=trainer.field,
+                            eval_fraction=config.training.eval_fraction)
+        seen = {e.task.id for e in data.train + data.dev + data.eval}
+        for mine, theirs in ((data.train, more.train), (data.dev, more.dev),
+                             (data.eval, more.eval)):
+            mine.extend(e for e in theirs if e.task.id not in seen)
+        data.errors += more.errors
+    return data
 
 
 def measure(config: RunConfig, host: Host, spec: Mapping[str, Any], trainer: Trainer,

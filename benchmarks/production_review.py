@@ -1,0 +1,734 @@
+"""Production review against a real Label Studio: is what is released automatically as right as
+the calibration promises, and how much human review does it save?
+
+Two corpora with gold labels, one Label Studio, each corpus in its own work folder and projects:
+
+- **product e-mails** (``flywheel_corpus.py``): the flywheel's loop first (``flywheel.py``'s
+  config and helpers): the pool is pushed, and for R rounds a simulated annotator corrects the
+  next K tasks to gold through the API, then pull, train, gate, promote, re-predict. Then the
+  production settings: the fused pipeline's learned weights are pinned to the harvest of the
+  last round (``metrics = "fusion-metrics.json"``, see "pinned weights" below), its
+  predictions are pushed onto every task without them (``ls push --existing``: the reviewed
+  evaluation tasks of the rounds get the promoted version's predictions too), the annotator
+  reviews C more pool tasks to gold, ``ls pull --full``, ``review calibrate``. The production
+  stream is N further tasks from the same generator, never pushed before.
+- **WNUT-17** (``../shared/data/wnut17/``, real user-generated text, emerging entities; CC-BY 4.0,
+  see its README): a gazetteer of the training split's entities (``rules``) and a spaCy NER
+  trained on the training split (the ``spacy-ner`` trainer, registered and promoted in the
+  model registry), fused by precedence (model first). The dev split is pushed and reviewed to
+  gold through the API (``[training] eval_fraction = 1.0``: no model trained on a task of the
+  project), pulled, calibrated; the test split is the production stream.
+
+Production, the same on both: ``review run`` on the stream (release at or above the threshold,
+audit ``audit_rate`` of those, route the rest to the review project); the simulated reviewer
+corrects every routed and audited task of the review project to gold through the API;
+``review sync`` releases the routed ones. Then, from ``review/released.jsonl`` against gold:
+
+- ``coverage``: share of the stream released automatically (``auto`` + ``audit``);
+- ``realised precision``: share of those whose released regions equal the gold spans exactly
+  (span and label, as multisets), with the exact two-sided Clopper-Pearson interval at
+  confidence ``1 - delta`` (``scipy.stats.beta``);
+- ``reviews / 1,000 tasks``: routed plus audited tasks per 1,000 stream tasks;
+- the same for the naive rule "release when every region score >= 0.9" on the same
+  predictions (a task without regions passes it: every one of its none does; an unscored region
+  fails it), side by side;
+- the human releases are checked against gold too (the reviewer is gold: they must be right).
+
+The guarantee, repeated: the calibration is refitted on the same reviewed evaluation records
+with 20 other fit/test splits (``fit(..., salt=f"split-{i}")``), each applied to the stream as
+``review run`` decides (``production.decide``, no audits), and the realised precision is
+measured against gold: how many of 20 fall below the target (Learn-then-Test allows about
+``delta`` x 20 for the true precision; a realised figure on a finite stream also wobbles around
+it). The same is repeated at the targets of ``--sweep``, which needs no further review (the
+stream's gold is known).
+
+Pinned weights. The flywheel's ``fusion`` annotator (``policy = "learned"``) reads
+``harvest/metrics.json``, and its version is a digest of those counts: every ``ls pull``
+rewrites them, so the pull that harvests the promoted version's reviews makes a new pipeline
+version, which ``review calibrate`` then finds no reviews of. Production therefore pins the
+weights: a copy of the last round's metrics, which no pull rewrites.
+
+How to run (about 15-20 minutes on 2 shared cores with the defaults, a minute of it the Label
+Studio start; the API calls of the simulated reviewers take about half):
+
+    export PREANNOT_LABEL_STUDIO_BIN=.cache/labelstudio-venv/bin/label-studio   # if not on PATH
+    python benchmarks/production_review.py [--k 100] [--rounds 3] [--calibrate 1400]
+        [--stream 1000] [--target 0.99] [--delta 0.05] [--eval-fraction 0.5]
+        [--wnut-epochs 10] [--wnut-test N] [--only product|wnut] [--workdir DIR] [--out F]
+
+With ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY`` set, that server is used (new projects per
+run); otherwise a local one is started and stopped at the end. spaCy's training output and the
+annotators' notices go to ``production_review.log`` in the work folder (a temporary folder,
+removed at the end unless ``--workdir`` is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flywheel import CONFIG as FLYWHEEL_CONFIG
+from flywheel import captured, edits, gold_regions, gold_result, short, to_log
+from flywheel_corpus import Doc, Generator, write_rules
+
+from preannot import Span, Task
+from preannot.annotator import Example
+from preannot.engine.config import RunConfig, load_config
+from preannot.engine.host import get_host
+from preannot.evaluation.corrections import read_corrections, write_outputs
+from preannot.evaluation.split import in_eval_split
+from preannot.labelstudio.client import Client, Connection
+from preannot.labelstudio.harvest import HarvestStore, pull
+from preannot.labelstudio.push import read_import_file
+from preannot.loop import production, sync
+from preannot.loop import review as review_ops
+from preannot.lsjson import result_to_region, task_key
+from preannot.review.calibration import fit, label_of
+from preannot.review.decisions import AUDIT, AUTO, ROUTE
+from preannot.training import flow
+from preannot.training.registry import Registry
+
+HERE = Path(__file__).resolve().parent
+WNUT_DIRS = (HERE / "data" / "wnut17", HERE.parent.parent / "shared" / "data" / "wnut17")
+REVIEW = """
+[review]
+target_precision = {target}
+delta = {delta}
+audit_rate = {audit_rate}
+project = "{title} review"
+"""
+WNUT_CONFIG = """\
+[input]
+paths = ["dev.jsonl"]
+
+[output]
+path = "out/predictions.json"
+
+[[annotators]]
+name = "rules"
+type = "rules"
+rules = "rules"
+
+[[annotators]]
+name = "model"
+type = "spacy-ner"
+model = "registry:wnut-ner"
+
+[[annotators]]
+name = "fused"
+type = "fusion"
+after = ["rules", "model"]
+policy = "precedence"
+order = ["model", "rules"]
+
+[[trainers]]
+name = "wnut-ner"
+type = "spacy-ner"
+annotator = "model"
+epochs = {epochs}
+seed = {seed}
+
+[training]
+eval_fraction = 1.0
+
+[labelstudio]
+project = "{project}"
+{connection}
+[harvest]
+output_dir = "harvest"
+"""
+
+
+# --- Label Studio: what the simulated humans see and do -----------------------------------------
+
+def newest_prediction(task: dict[str, Any]) -> tuple[str | None, list[Span]]:
+    """The prediction Label Studio shows (the newest): (model version, its spans)."""
+    preds = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
+    newest = max(preds, key=lambda p: (p.get("created_at") or "", p.get("id") or 0), default=None)
+    if newest is None:
+        return None, []
+    return newest.get("model_version"), [result_to_region(r) for r in newest.get("result") or []
+                                         if r.get("type") == "labels"]
+
+
+def correct_to_gold(client: Client, project_id: int, docs: dict[str, Doc], *,
+                    limit: int | None = None, threads: int = 4
+                    ) -> tuple[int, Counter[str], Counter[str]]:
+    """The simulated human: the first ``limit`` tasks of the project no one touched (by Label
+    Studio id), each saved as its gold annotation through the API (a region the prediction had
+    exactly right keeps its id, as the editor does). Returns (tasks, edits made, versions
+    shown). The tasks and their predictions are read in one listing, not one request each."""
+    todo = []
+    for task in client.annotated_tasks(project_id):
+        if task.get("annotations"):
+            continue
+        doc = docs.get((task.get("meta") or {}).get("preannot_id"))
+        if doc is None:
+            raise RuntimeError(f"task {task['id']} of project {project_id} has no gold")
+        todo.append((task["id"], doc, *newest_prediction(task)))
+    todo.sort(key=lambda t: t[0])
+    todo = todo[:limit] if limit is not None else todo
+    counts: Counter[str] = Counter()
+    versions: Counter[str] = Counter()
+    for _, doc, version, shown in todo:
+        counts += edits(shown, gold_regions(doc))
+        versions[version or "none"] += 1
+
+    def save(item) -> None:
+        task_id, doc, _, shown = item
+        client.call(client.sdk.annotations.create, task_id, result=gold_result(doc, shown),
+                    what=f"annotating task {task_id}")
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        list(pool.map(save, todo))
+    return len(todo), counts, versions
+
+
+def write_tasks(path: Path, docs: Iterable[Doc]) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for d in docs:
+            f.write(json.dumps({"data": {"text": d.text}, "meta": {"preannot_id": d.id}}) + "\n")
+
+
+# --- judging against gold --------------------------------------------------------------------
+
+def spans_of(result: Iterable[dict[str, Any]]) -> list[tuple[int, int, str]]:
+    out = []
+    for item in result:
+        if item.get("type") != "labels":
+            continue
+        value = item.get("value") or {}
+        out.append((int(value["start"]), int(value["end"]), label_of(item)))
+    return sorted(out)
+
+
+def is_gold(result: Iterable[dict[str, Any]], doc: Doc) -> bool:
+    """Released regions equal the gold spans exactly: span and label, as multisets."""
+    return spans_of(result) == sorted(doc.spans)
+
+
+def interval(right: int, n: int, delta: float) -> tuple[float, float]:
+    """The exact two-sided Clopper-Pearson interval (confidence 1 - delta) of right / n."""
+    from scipy.stats import beta
+    if n == 0:
+        return 0.0, 1.0
+    low = 0.0 if right == 0 else float(beta.ppf(delta / 2, right, n - right + 1))
+    high = 1.0 if right == n else float(beta.ppf(1 - delta / 2, right + 1, n - right))
+    return low, high
+
+
+def naive_release(result: Sequence[dict[str, Any]], cut: float) -> bool:
+    """The naive rule: every region's score at least ``cut`` (an unscored region fails it; a
+    task without regions passes)."""
+    return all(isinstance(r.get("score"), (int, float)) and r["score"] >= cut for r in result)
+
+
+@dataclass
+class Figures:
+    released: int
+    right: int
+    stream: int
+    reviews: int
+
+    def coverage(self) -> float:
+        return self.released / self.stream if self.stream else 0.0
+
+    def precision(self) -> float | None:
+        return self.right / self.released if self.released else None
+
+
+# --- the production run ----------------------------------------------------------------------
+
+def calibration_records(config: RunConfig, version: str) -> list[dict[str, Any]]:
+    """What ``review calibrate`` learns from: annotated evaluation-split records of ``version``."""
+    out = []
+    for record in read_corrections(config.training.corrections, []):
+        key = task_key(record.get("preannot_id"), record.get("task"))
+        if (record.get("status") == "annotated" and record.get("model_version") == version
+                and in_eval_split(key, config.training.eval_fraction)):
+            out.append(record)
+    return out
+
+
+def play_production(name: str, config_path: Path, client: Client, stream: list[Doc], gold:
+                    dict[str, Doc], args, log_path: Path, results: dict[str, Any]) -> None:
+    """Calibrate, run the stream, review what was routed or audited, sync; print the table and
+    the repeated splits."""
+    delta = args.delta
+    config = load_config(config_path)
+    t0 = time.perf_counter()
+    done: list = []
+    captured(log_path, lambda: done.append(review_ops.calibrate(config)))
+    calibrated = done[0]
+    c = calibrated.calibration
+    print(f"{name}: review calibrate: {c.model_version}: {c.fit_tasks + c.test_tasks} reviewed "
+          f"evaluation tasks ({c.fit_tasks} fit, {c.test_tasks} test; "
+          f"{calibrated.other_versions} of other versions left out) in "
+          f"{time.perf_counter() - t0:.0f} s")
+    print(f"  {calibrated.verdict}")
+    version = c.model_version
+
+    stream_file = config.base_dir / "stream.jsonl"
+    write_tasks(stream_file, stream)
+    config = load_config(config_path)
+    config.inputs = [stream_file]
+    t0 = time.perf_counter()
+    reports: list = []
+    captured(log_path, lambda: reports.append(production.run(config, client)))
+    report = reports[0]
+    run_s = time.perf_counter() - t0
+    d = report.decided
+    print(f"{name}: review run: {sum(d.values())} tasks decided: {d[AUTO]} released "
+          f"automatically, {d[AUDIT]} released and audited, {d[ROUTE]} sent to review ("
+          + ", ".join(f"{reason} {n}" for reason, n in report.reasons.most_common())
+          + f") in {run_s:.0f} s")
+    for notice in report.notices:
+        print(f"  {notice}")
+    t0 = time.perf_counter()
+    review_project = production.review_project(config, client, [])
+    reviewed, _, _ = correct_to_gold(client, review_project, gold, threads=args.threads)
+    review_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    synced_list: list = []
+    captured(log_path, lambda: synced_list.append(production.sync_reviews(config, client)))
+    synced = synced_list[0]
+    print(f"{name}: the reviewer corrected {reviewed} review-project tasks to gold in "
+          f"{review_s:.0f} s; review sync: {synced.released} reviewed tasks released, "
+          f"{synced.audited} audits came back ({time.perf_counter() - t0:.0f} s)")
+    status = production.status(config)
+
+    released = [json.loads(line) for line in
+                (config.review.output_dir / "released.jsonl").read_text().splitlines() if line]
+    by_decision = Counter(r["decision"] for r in released)
+    keys = [r["task"] for r in released]
+    if len(keys) != len(set(keys)):
+        print(f"  WRONG: {len(keys) - len(set(keys))} tasks released more than once")
+    if set(keys) != {doc.id for doc in stream}:
+        print(f"  WRONG: released {len(set(keys))} distinct tasks of a stream of {len(stream)}")
+    auto = [r for r in released if r["decision"] in (AUTO, AUDIT)]
+    humans = [r for r in released if r["decision"] == "human"]
+    calibrated_fig = Figures(len(auto), sum(is_gold(r["regions"], gold[r["task"]]) for r in auto),
+                             len(stream), d[ROUTE] + d[AUDIT])
+    human_right = sum(is_gold(r["regions"], gold[r["task"]]) for r in humans)
+
+    predicted = {}
+    for _, task in read_import_file(config.output):
+        if isinstance(task, dict):
+            key = task_key((task.get("meta") or {}).get("preannot_id"), data=task.get("data"))
+            predicted[key] = task
+    results_of = {k: [r for p in t.get("predictions") or [] for r in p.get("result") or []]
+                  for k, t in predicted.items()}
+    naive = [k for k, res in results_of.items() if naive_release(res, args.naive)]
+    naive_fig = Figures(len(naive), sum(is_gold(results_of[k], gold[k]) for k in naive),
+                        len(stream), len(stream) - len(naive))
+    all_right = sum(is_gold(res, gold[k]) for k, res in results_of.items())
+
+    confidence = 1 - delta
+    rows = [("", "calibrated (review run)", f"naive: every score >= {args.naive}")]
+
+    def prec(f: Figures) -> str:
+        p = f.precision()
+        return "- (none released)" if p is None else f"{p:.4f} ({f.right} of {f.released})"
+
+    def ci(f: Figures) -> str:
+        if not f.released:
+            return "-"
+        lo, hi = interval(f.right, f.released, delta)
+        return f"[{lo:.4f}, {hi:.4f}]"
+
+    def holds(f: Figures) -> str:
+        p = f.precision()
+        if p is None:
+            return "yes (nothing released)"
+        lo, hi = interval(f.right, f.released, delta)
+        verdict = "yes" if p >= args.target else "NO"
+        if p < args.target and hi >= args.target:
+            verdict += " (but the interval reaches it)"
+        if p >= args.target and lo < args.target:
+            verdict += " (interval reaches below)"
+        return verdict
+
+    rows += [
+        ("target precision", f"{args.target} (confidence {confidence:.2f})", "-"),
+        ("threshold", "-" if c.threshold is None else f"{c.threshold:.4f} (calibrated "
+         "probability)", f"every region score >= {args.naive}"),
+        ("released automatically", f"{calibrated_fig.released} ({d[AUTO]} auto + {d[AUDIT]} "
+         "audit)", f"{naive_fig.released}"),
+        ("coverage", f"{calibrated_fig.coverage():.1%}", f"{naive_fig.coverage():.1%}"),
+        ("realised precision (gold)", prec(calibrated_fig), prec(naive_fig)),
+        (f"{confidence:.0%} interval (exact CP)", ci(calibrated_fig), ci(naive_fig)),
+        ("precision >= target?", holds(calibrated_fig), holds(naive_fig)),
+        ("reviews per 1,000 tasks", f"{calibrated_fig.reviews / len(stream) * 1000:.0f} "
+         f"({d[ROUTE]} routed + {d[AUDIT]} audits)",
+         f"{naive_fig.reviews / len(stream) * 1000:.0f}"),
+    ]
+    print()
+    print(f"{name}: production stream of {len(stream)} tasks ({all_right} = "
+          f"{all_right / len(stream):.1%} predicted exactly right: the coverage a perfect "
+          f"calibrator could release at precision 1)")
+    width = max(len(r[0]) for r in rows) + 2
+    col = max(len(r[1]) for r in rows) + 3
+    for label, mine, theirs in rows:
+        print(f"  {label:<{width}}{mine:<{col}}{theirs}")
+    print(f"  human releases: {len(humans)}, {human_right} equal to gold; review status: "
+          f"{status['tasks']}"
+          + (f", audits {status['realised_precision']}" if status["realised_precision"] else "")
+          + (f"; {status['suspended']}" if status["suspended"] else ""))
+
+    # the guarantee over 20 other calibration/test splits, and at other targets
+    records = calibration_records(config, version)
+    print()
+    print(f"{name}: the calibration refitted on {args.splits} other fit/test splits of the same "
+          f"{len(records)} reviewed evaluation records (salt split-0..{args.splits - 1}), each "
+          "applied to the stream against gold")
+    print(f"  {'target':>6} | {'thresholds':>15} | {'coverage: median [min, max]':>28} | "
+          f"{'realised precision: median [min]':>33} | below target")
+    sweep = [args.target] + [t for t in args.sweep if t != args.target]
+    splits: dict[str, Any] = {}
+    for target in sweep:
+        found = []
+        for i in range(args.splits):
+            cal = fit(records, version, target=target, delta=delta, salt=f"split-{i}")
+            released_keys = [k for k, t in predicted.items() if production.decide(
+                k, t, None, cal, version, None, 0.0).decision == AUTO]
+            right = sum(is_gold(results_of[k], gold[k]) for k in released_keys)
+            found.append({"salt": f"split-{i}", "threshold": cal.threshold,
+                          "released": len(released_keys), "right": right,
+                          "precision": right / len(released_keys) if released_keys else None,
+                          "coverage": len(released_keys) / len(stream)})
+        splits[str(target)] = found
+        with_threshold = [f for f in found if f["threshold"] is not None]
+        precisions = [f["precision"] for f in found if f["precision"] is not None]
+        coverages = [f["coverage"] for f in found]
+        below = sum(p < target for p in precisions)
+        thresholds = (f"{len(with_threshold)} of {len(found)}" if len(with_threshold) < len(found)
+                      else f"{len(found)} of {len(found)}")
+        mid = (f"{statistics.median(precisions):.4f} [{min(precisions):.4f}]" if precisions
+               else "- (nothing released)")
+        print(f"  {target:>6} | {thresholds + ' found':>15} | "
+              f"{statistics.median(coverages):>8.1%} [{min(coverages):.1%}, "
+              f"{max(coverages):.1%}]{'':>4} | {mid:>33} | {below} of {len(found)} "
+              f"(delta allows about {delta * len(found):.0f})")
+    results[name] = {
+        "calibration": {"version": version, "threshold": c.threshold, "fit": c.fit_tasks,
+                        "test": c.test_tasks, "verdict": calibrated.verdict,
+                        "other_versions": calibrated.other_versions},
+        "decided": dict(d), "reasons": dict(report.reasons), "stream": len(stream),
+        "calibrated": vars(calibrated_fig), "naive": vars(naive_fig),
+        "human": {"released": len(humans), "right": human_right}, "all_right": all_right,
+        "status": status, "splits": splits, "review_s": round(review_s, 1),
+        "run_s": round(run_s, 1)}
+
+
+# --- the product e-mails: the flywheel, then production ---------------------------------------
+
+def product(args, client: Client, connection: str, work: Path, log_path: Path,
+            results: dict[str, Any]) -> None:
+    started = time.perf_counter()
+    pool_n = args.k * args.rounds + args.calibrate
+    pool = Generator(args.seed).docs("pool", pool_n)
+    stream = Generator(args.seed + 20_000).docs("prod", args.stream)
+    gold = {d.id: d for d in pool + stream}
+    write_rules(work / "rules")
+    write_tasks(work / "pool.jsonl", pool)
+    title = f"preannot production review {time.strftime('%Y%m%d-%H%M%S')}"
+    review = REVIEW.format(target=args.target, delta=args.delta, audit_rate=args.audit_rate,
+                           title=title)
+    config_text = FLYWHEEL_CONFIG.format(epochs=args.epochs, seed=args.seed, project=title,
+                                         eval_fraction=args.eval_fraction,
+                                         connection=connection) + review
+    config_path = work / "preannot.toml"
+    config_path.write_text(config_text, encoding="utf-8")
+    config = load_config(config_path)
+    host = get_host()
+    spec = flow.trainer_specs(config)[0]
+    print(f"product e-mails: pool {len(pool)} tasks ({args.rounds} rounds x {args.k} + "
+          f"{args.calibrate} reviewed for the calibration), production stream {len(stream)} "
+          f"tasks (same generator, never pushed); [training] eval_fraction "
+          f"{args.eval_fraction}")
+
+    t0 = time.perf_counter()
+    pushed: list = []
+    captured(log_path, lambda: pushed.append(sync.push(config, client)))
+    project_id = pushed[0].project_id
+    print(f"  round 0: pushed {pushed[0].created} tasks with {pushed[0].model_version} "
+          f"({time.perf_counter() - t0:.0f} s)")
+    store = HarvestStore(config.state_dir / "ledger.sqlite", f"{client.url}#{project_id}")
+    reviewed = 0
+    try:
+        for r in range(1, args.rounds + 1):
+            t0 = time.perf_counter()
+            n, counts, versions = correct_to_gold(client, project_id, gold, limit=args.k,
+                                                  threads=args.threads)
+            reviewed += n
+            pull(client, project_id, store)
+            write_outputs(store.tasks(), config.harvest.output_dir,
+                          thresholds=config.harvest.thresholds, title=f"preannot harvest: {title}")
+            messages: list[str] = []
+            with to_log(log_path):
+                outcome = flow.train(config, host, spec, log=messages.append)
+            note = "not promoted"
+            if outcome.promoted and not outcome.reused:
+                with to_log(log_path):
+                    repushed = sync.repredict(config, log=messages.append)
+                note = f"{repushed.predicted} unlabeled tasks re-predicted" if repushed else \
+                    "; ".join(messages[-1:])
+            total = sum(counts[k] for k in ("add", "delete", "change")) / max(1, n)
+            shown = ", ".join(f"{short(v)} x{c}" for v, c in versions.most_common())
+            print(f"  round {r}: {n} tasks corrected ({reviewed} in all), shown {shown}, "
+                  f"{total:.2f} edits/task; {outcome.version.version} "
+                  f"{'promoted' if outcome.promoted else 'NOT promoted'} "
+                  f"({'; '.join(outcome.reasons)}); {note} ({time.perf_counter() - t0:.0f} s)")
+    finally:
+        store.close()
+
+    # production settings: the fusion's learned weights pinned to the last round's harvest
+    t0 = time.perf_counter()
+    shutil.copy(config.harvest.output_dir / "metrics.json", work / "fusion-metrics.json")
+    config_path.write_text(config_text.replace('metrics = "harvest/metrics.json"',
+                                               'metrics = "fusion-metrics.json"'),
+                           encoding="utf-8")
+    config = load_config(config_path)
+    pushed = []
+    captured(log_path, lambda: pushed.append(sync.push(config, client, existing=True)))
+    version = pushed[0].model_version
+    print(f"  production pipeline {version} (fusion weights pinned): predictions pushed onto "
+          f"{pushed[0].predicted} tasks, reviewed ones included "
+          f"({time.perf_counter() - t0:.0f} s)")
+    t0 = time.perf_counter()
+    n, counts, versions = correct_to_gold(client, project_id, gold, limit=args.calibrate,
+                                          threads=args.threads)
+    total = sum(counts[k] for k in ("add", "delete", "change")) / max(1, n)
+    harvest: list = []
+    captured(log_path, lambda: harvest.append(sync.pull(config, client, full=True)))
+    print(f"  calibration reviews: {n} more pool tasks corrected to gold ({total:.2f} "
+          f"edits/task, shown {', '.join(f'{short(v)} x{c}' for v, c in versions.items())}); "
+          f"pulled {harvest[0].fetched.fetched} tasks ({time.perf_counter() - t0:.0f} s)")
+    play_production("product e-mails", config_path, client, stream, gold, args, log_path,
+                    results)
+    results["product e-mails"]["seconds"] = round(time.perf_counter() - started, 1)
+
+
+# --- WNUT-17 ---------------------------------------------------------------------------------
+
+def read_conll(path: Path, prefix: str) -> list[Doc]:
+    """Sentences of an IOB2 CoNLL file: tokens joined by single spaces, gold character spans."""
+    docs: list[Doc] = []
+    tokens: list[tuple[str, str]] = []
+
+    def flush() -> None:
+        if not tokens:
+            return
+        text, spans, start, label, pos = "", [], None, None, 0
+        for i, (token, tag) in enumerate(tokens):
+            if i:
+                text += " "
+            begin = len(text)
+            text += token
+            kind, _, name = tag.partition("-")
+            if start is not None and (kind != "I" or name != label):
+                spans.append((start, pos, label))
+                start = None
+            if kind == "B" or (kind == "I" and start is None):
+                start, label = begin, name
+            pos = len(text)
+        if start is not None:
+            spans.append((start, pos, label))
+        docs.append(Doc(f"{prefix}-{len(docs):05d}", text, sorted(spans)))
+        tokens.clear()
+
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            flush()
+            continue
+        token, _, tag = line.rstrip("\n").rpartition("\t")
+        tokens.append((token.strip() or token, tag.strip() or "O"))
+    flush()
+    return docs
+
+
+def write_gazetteer(folder: Path, docs: Iterable[Doc]) -> int:
+    """Every entity of the training split as a term, with its most frequent label; matched
+    case-sensitively, scored 0.9 as the product dictionary is."""
+    labels: dict[str, Counter[str]] = {}
+    for doc in docs:
+        for start, end, label in doc.spans:
+            labels.setdefault(doc.text[start:end], Counter())[label] += 1
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["term,label"]
+    for term, counts in sorted(labels.items()):
+        if "," in term or '"' in term:
+            term = '"' + term.replace('"', '""') + '"'
+        rows.append(f"{term},{counts.most_common(1)[0][0]}")
+    (folder / "entities.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (folder / "rules.toml").write_text('[files."entities.csv"]\ncase = "sensitive"\n'
+                                       "confidence = 0.9\n", encoding="utf-8")
+    return len(labels)
+
+
+def wnut(args, client: Client, connection: str, work: Path, log_path: Path,
+         results: dict[str, Any]) -> None:
+    started = time.perf_counter()
+    folder = next((d for d in ([args.wnut] if args.wnut else WNUT_DIRS)
+                   if (d / "train.conll").exists()), None)
+    if folder is None:
+        print(f"WNUT-17: not found in {', '.join(map(str, WNUT_DIRS))} (--wnut DIR): skipped")
+        return
+    train = read_conll(folder / "train.conll", "train")
+    dev = read_conll(folder / "dev.conll", "dev")
+    test = read_conll(folder / "test.conll", "test")
+    if args.wnut_test:
+        test = test[:args.wnut_test]
+    gold = {d.id: d for d in dev + test}
+    terms = write_gazetteer(work / "rules", train)
+    write_tasks(work / "dev.jsonl", dev)
+    title = f"preannot production review wnut17 {time.strftime('%Y%m%d-%H%M%S')}"
+    target = args.wnut_target or args.target
+    config_path = work / "preannot.toml"
+    config_path.write_text(WNUT_CONFIG.format(epochs=args.wnut_epochs, seed=args.seed,
+                                              project=title, connection=connection)
+                           + REVIEW.format(target=target, delta=args.delta,
+                                           audit_rate=args.audit_rate, title=title),
+                           encoding="utf-8")
+    config = load_config(config_path)
+    host = get_host()
+    with_entities = Counter(bool(d.spans) for d in dev + test)
+    print(f"WNUT-17 ({folder}): train {len(train)} sentences "
+          f"({sum(len(d.spans) for d in train)} entities, {terms} distinct surface forms in the "
+          f"gazetteer), dev {len(dev)} ({sum(len(d.spans) for d in dev)} entities; reviewed for "
+          f"the calibration), test {len(test)} ({sum(len(d.spans) for d in test)} entities; the "
+          f"production stream); {with_entities[False]} of {len(dev) + len(test)} dev and test "
+          "sentences hold no entity")
+
+    t0 = time.perf_counter()
+    spec = flow.trainer_specs(config)[0]
+    trainer = flow.make_trainer(spec, host, config)
+    examples = [Example(Task(d.id, {"text": d.text}, d.id), gold_regions(d)) for d in train]
+    messages: list[str] = []
+    with to_log(log_path):
+        artifact = trainer.train(examples, [], config.state_dir / "training" / "wnut-ner",
+                                 log=messages.append)
+    registry = Registry(config.registry_dir)
+    version = registry.add("wnut-ner", artifact, {"trainer": spec["type"], "annotator": "model",
+                                                  "trained_on": "WNUT-17 train"})
+    registry.promote(version)
+    print(f"  trained {version.version} on the training split in "
+          f"{time.perf_counter() - t0:.0f} s ({args.wnut_epochs} epochs; "
+          f"{'; '.join(m for m in messages if m.startswith('wnut-ner:'))})")
+
+    t0 = time.perf_counter()
+    pushed: list = []
+    captured(log_path, lambda: pushed.append(sync.push(config, client)))
+    project_id = pushed[0].project_id
+    print(f"  dev pushed: {pushed[0].created} tasks with {pushed[0].model_version} "
+          f"({time.perf_counter() - t0:.0f} s)")
+    t0 = time.perf_counter()
+    n, counts, _ = correct_to_gold(client, project_id, gold, threads=args.threads)
+    harvest: list = []
+    captured(log_path, lambda: harvest.append(sync.pull(config, client)))
+    total = sum(counts[k] for k in ("add", "delete", "change")) / max(1, n)
+    print(f"  dev reviewed: {n} tasks corrected to gold ({total:.2f} edits/task: "
+          f"{counts['add']} added, {counts['delete']} deleted, {counts['change']} changed, "
+          f"{counts['kept']} kept), pulled {harvest[0].fetched.fetched} "
+          f"({time.perf_counter() - t0:.0f} s)")
+    play_production("WNUT-17", config_path, client, test, gold, args, log_path, results)
+    results["WNUT-17"]["seconds"] = round(time.perf_counter() - started, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--k", type=int, default=100, help="tasks corrected per flywheel round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calibrate", type=int, default=1400,
+                        help="more pool tasks reviewed after the rounds (with the promoted "
+                             "version's predictions): the calibration's evaluation tasks are "
+                             "eval_fraction of these and of the rounds'")
+    parser.add_argument("--stream", type=int, default=1000, help="product production tasks")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=30, help="spaCy epochs (product rounds)")
+    parser.add_argument("--eval-fraction", type=float, default=0.5,
+                        help="[training] eval_fraction of the product corpus")
+    parser.add_argument("--target", type=float, default=0.99, help="[review] target_precision")
+    parser.add_argument("--delta", type=float, default=0.05, help="[review] delta")
+    parser.add_argument("--audit-rate", type=float, default=0.02, help="[review] audit_rate")
+    parser.add_argument("--naive", type=float, default=0.9,
+                        help="the naive rule's cut: release when every region score >= it")
+    parser.add_argument("--splits", type=int, default=20, help="repeated fit/test splits")
+    parser.add_argument("--sweep", type=lambda s: [float(x) for x in s.split(",") if x],
+                        default=[0.9, 0.95, 0.98], help="more targets for the repeated splits")
+    parser.add_argument("--wnut", type=Path, help="the WNUT-17 folder (default: "
+                        "benchmarks/data/wnut17, else ../shared/data/wnut17)")
+    parser.add_argument("--wnut-epochs", type=int, default=10)
+    parser.add_argument("--wnut-test", type=int, help="only the first N test sentences")
+    parser.add_argument("--wnut-target", type=float, help="WNUT-17's target (default --target)")
+    parser.add_argument("--only", choices=("product", "wnut"))
+    parser.add_argument("--threads", type=int, default=4,
+                        help="concurrent annotation requests of the simulated humans")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--workdir", type=Path, help="work folder to use and keep "
+                        "(default: a temporary one, removed at the end)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    work = args.workdir.resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="review-"))
+    work.mkdir(parents=True, exist_ok=True)
+    log_path = work / "production_review.log"
+    results: dict[str, Any] = {"args": {k: str(v) if isinstance(v, Path) else v
+                                        for k, v in vars(args).items()}}
+    server = None
+    try:
+        if os.environ.get("LABEL_STUDIO_URL"):
+            client = Client(Connection.resolve())
+            connection = ""
+        else:
+            from preannot.labelstudio.server import local_server
+
+            t0 = time.perf_counter()
+            server = local_server(work / "labelstudio").start()
+            client = Client(Connection(server.url, server.api_key))
+            connection = f'url = "{server.url}"\napi_key_file = "../ls-token"\n'
+            token = work / "ls-token"
+            token.touch(mode=0o600)
+            token.write_text(server.api_key)
+            print(f"local Label Studio up at {server.url} in {time.perf_counter() - t0:.0f} s")
+        for corpus, play in (("product", product), ("wnut", wnut)):
+            if args.only in (None, corpus):
+                folder = work / corpus
+                folder.mkdir(exist_ok=True)
+                play(args, client, connection, folder, log_path, results)
+                print()
+    finally:
+        if server is not None:
+            server.stop()
+    results["elapsed_s"] = round(time.perf_counter() - started, 1)
+    summary = []
+    for name, res in results.items():
+        if not isinstance(res, dict) or "calibrated" not in res:
+            continue
+        f = res["calibrated"]
+        p = f["right"] / f["released"] if f["released"] else None
+        summary.append(f"{name}: coverage {f['released'] / f['stream']:.1%} at realised "
+                       f"precision {'-' if p is None else f'{p:.4f}'}")
+    print(f"total {results['elapsed_s']:.0f} s; " + "; ".join(summary)
+          + f"; log: {log_path}" + ("" if args.workdir else " (removed)"))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
+        print(f"results written to {args.out}")
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
