@@ -6,12 +6,10 @@ Two corpora with gold labels, one Label Studio, each corpus in its own work fold
 - **product e-mails** (``flywheel_corpus.py``): the flywheel's loop first (``flywheel.py``'s
   config and helpers): the pool is pushed, and for R rounds a simulated annotator corrects the
   next K tasks to gold through the API, then pull, train, gate, promote, re-predict. Then the
-  production settings: the fused pipeline's learned weights are pinned to the harvest of the
-  last round (``metrics = "fusion-metrics.json"``, see "pinned weights" below), its
-  predictions are pushed onto every task without them (``ls push --existing``: the reviewed
-  evaluation tasks of the rounds get the promoted version's predictions too), the annotator
-  reviews C more pool tasks to gold, ``ls pull --full``, ``review calibrate``. The production
-  stream is N further tasks from the same generator, never pushed before.
+  annotator reviews C more pool tasks to gold (shown the promoted version's predictions),
+  ``ls pull``, ``review calibrate`` (which predicts the reviewed evaluation tasks, those of the
+  rounds too, with the pipeline as configured now). The production stream is N further tasks
+  from the same generator, never pushed before.
 - **WNUT-17** (``../shared/data/wnut17/``, real user-generated text, emerging entities; CC-BY 4.0,
   see its README): a gazetteer of the training split's entities (``rules``) and a spaCy NER
   trained on the training split (the ``spacy-ner`` trainer, registered and promoted in the
@@ -42,12 +40,6 @@ measured against gold: how many of 20 fall below the target (Learn-then-Test all
 it). The same is repeated at the targets of ``--sweep``, which needs no further review (the
 stream's gold is known).
 
-Pinned weights. The flywheel's ``fusion`` annotator (``policy = "learned"``) reads
-``harvest/metrics.json``, and its version is a digest of those counts: every ``ls pull``
-rewrites them, so the pull that harvests the promoted version's reviews makes a new pipeline
-version, which ``review calibrate`` then finds no reviews of. Production therefore pins the
-weights: a copy of the last round's metrics, which no pull rewrites.
-
 How to run (about 15-20 minutes on 2 shared cores with the defaults, a minute of it the Label
 Studio start; the API calls of the simulated reviewers take about half):
 
@@ -66,7 +58,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import statistics
@@ -86,17 +77,16 @@ from flywheel_corpus import Doc, Generator, write_rules
 
 from preannot import Span, Task
 from preannot.annotator import Example
-from preannot.engine.config import RunConfig, load_config
+from preannot.engine.config import load_config
 from preannot.engine.host import get_host
-from preannot.evaluation.corrections import read_corrections, write_outputs
-from preannot.evaluation.split import in_eval_split
+from preannot.evaluation.corrections import write_outputs
 from preannot.labelstudio.client import Client, Connection
 from preannot.labelstudio.harvest import HarvestStore, pull
 from preannot.labelstudio.push import read_import_file
 from preannot.loop import production, sync
 from preannot.loop import review as review_ops
 from preannot.lsjson import result_to_region, task_key
-from preannot.review.calibration import fit, label_of
+from preannot.review.calibration import fewest_tasks, fit, label_of
 from preannot.review.decisions import AUDIT, AUTO, ROUTE
 from preannot.training import flow
 from preannot.training.registry import Registry
@@ -252,17 +242,6 @@ class Figures:
 
 # --- the production run ----------------------------------------------------------------------
 
-def calibration_records(config: RunConfig, version: str) -> list[dict[str, Any]]:
-    """What ``review calibrate`` learns from: annotated evaluation-split records of ``version``."""
-    out = []
-    for record in read_corrections(config.training.corrections, []):
-        key = task_key(record.get("preannot_id"), record.get("task"))
-        if (record.get("status") == "annotated" and record.get("model_version") == version
-                and in_eval_split(key, config.training.eval_fraction)):
-            out.append(record)
-    return out
-
-
 def play_production(name: str, config_path: Path, client: Client, stream: list[Doc], gold:
                     dict[str, Doc], args, log_path: Path, results: dict[str, Any]) -> None:
     """Calibrate, run the stream, review what was routed or audited, sync; print the table and
@@ -275,11 +254,23 @@ def play_production(name: str, config_path: Path, client: Client, stream: list[D
     calibrated = done[0]
     c = calibrated.calibration
     print(f"{name}: review calibrate: {c.model_version}: {c.fit_tasks + c.test_tasks} reviewed "
-          f"evaluation tasks ({c.fit_tasks} fit, {c.test_tasks} test; "
-          f"{calibrated.other_versions} of other versions left out) in "
-          f"{time.perf_counter() - t0:.0f} s")
+          f"evaluation tasks predicted by it ({c.fit_tasks} fit, {c.test_tasks} test; "
+          f"{calibrated.failed} failed) in {time.perf_counter() - t0:.0f} s")
     print(f"  {calibrated.verdict}")
+    least = fewest_tasks(args.target, delta)
+    print(f"  (a guarantee of {args.target} at confidence {1 - delta:.2f} needs at least {least} "
+          f"test tasks above the threshold, all right; the test half holds {c.test_tasks}, "
+          f"{c.test_right} of them right: {c.test_right / max(1, c.test_tasks):.1%})")
     version = c.model_version
+    # what it learnt from, for the repeated splits (before the stream's reviews join them)
+    found: list = []
+    captured(log_path, lambda: found.append(review_ops.evaluation_records(
+        config, sync.annotators(config, get_host()), version)))
+    records = found[0][0]
+    again = fit(records, version, target=args.target, delta=delta)
+    if (again.threshold, again.test_tasks) != (c.threshold, c.test_tasks):
+        print(f"  WRONG: refitting the same records gives threshold {again.threshold} on "
+              f"{again.test_tasks} test tasks, not {c.threshold} on {c.test_tasks}")
 
     stream_file = config.base_dir / "stream.jsonl"
     write_tasks(stream_file, stream)
@@ -312,7 +303,6 @@ def play_production(name: str, config_path: Path, client: Client, stream: list[D
 
     released = [json.loads(line) for line in
                 (config.review.output_dir / "released.jsonl").read_text().splitlines() if line]
-    by_decision = Counter(r["decision"] for r in released)
     keys = [r["task"] for r in released]
     if len(keys) != len(set(keys)):
         print(f"  WRONG: {len(keys) - len(set(keys))} tasks released more than once")
@@ -361,18 +351,20 @@ def play_production(name: str, config_path: Path, client: Client, stream: list[D
             verdict += " (interval reaches below)"
         return verdict
 
+    per_1000 = (f"{calibrated_fig.reviews / len(stream) * 1000:.0f} ({d[ROUTE]} routed + "
+                f"{d[AUDIT]} audits)")
     rows += [
         ("target precision", f"{args.target} (confidence {confidence:.2f})", "-"),
-        ("threshold", "-" if c.threshold is None else f"{c.threshold:.4f} (calibrated "
-         "probability)", f"every region score >= {args.naive}"),
-        ("released automatically", f"{calibrated_fig.released} ({d[AUTO]} auto + {d[AUDIT]} "
-         "audit)", f"{naive_fig.released}"),
+        ("threshold", "-" if c.threshold is None else f"{c.threshold:.4f} (probability)",
+         f"every region score >= {args.naive}"),
+        ("released automatically",
+         f"{calibrated_fig.released} ({d[AUTO]} auto + {d[AUDIT]} audit)",
+         f"{naive_fig.released}"),
         ("coverage", f"{calibrated_fig.coverage():.1%}", f"{naive_fig.coverage():.1%}"),
         ("realised precision (gold)", prec(calibrated_fig), prec(naive_fig)),
         (f"{confidence:.0%} interval (exact CP)", ci(calibrated_fig), ci(naive_fig)),
         ("precision >= target?", holds(calibrated_fig), holds(naive_fig)),
-        ("reviews per 1,000 tasks", f"{calibrated_fig.reviews / len(stream) * 1000:.0f} "
-         f"({d[ROUTE]} routed + {d[AUDIT]} audits)",
+        ("reviews per 1,000 tasks", per_1000,
          f"{naive_fig.reviews / len(stream) * 1000:.0f}"),
     ]
     print()
@@ -389,7 +381,6 @@ def play_production(name: str, config_path: Path, client: Client, stream: list[D
           + (f"; {status['suspended']}" if status["suspended"] else ""))
 
     # the guarantee over 20 other calibration/test splits, and at other targets
-    records = calibration_records(config, version)
     print()
     print(f"{name}: the calibration refitted on {args.splits} other fit/test splits of the same "
           f"{len(records)} reviewed evaluation records (salt split-0..{args.splits - 1}), each "
@@ -425,7 +416,7 @@ def play_production(name: str, config_path: Path, client: Client, stream: list[D
     results[name] = {
         "calibration": {"version": version, "threshold": c.threshold, "fit": c.fit_tasks,
                         "test": c.test_tasks, "verdict": calibrated.verdict,
-                        "other_versions": calibrated.other_versions},
+                        "failed": calibrated.failed},
         "decided": dict(d), "reasons": dict(report.reasons), "stream": len(stream),
         "calibrated": vars(calibrated_fig), "naive": vars(naive_fig),
         "human": {"released": len(humans), "right": human_right}, "all_right": all_right,
@@ -444,7 +435,7 @@ def product(args, client: Client, connection: str, work: Path, log_path: Path,
     gold = {d.id: d for d in pool + stream}
     write_rules(work / "rules")
     write_tasks(work / "pool.jsonl", pool)
-    title = f"preannot production review {time.strftime('%Y%m%d-%H%M%S')}"
+    title = f"prodreview mails {time.strftime('%Y%m%d-%H%M%S')}"
     review = REVIEW.format(target=args.target, delta=args.delta, audit_rate=args.audit_rate,
                            title=title)
     config_text = FLYWHEEL_CONFIG.format(epochs=args.epochs, seed=args.seed, project=title,
@@ -492,31 +483,18 @@ def product(args, client: Client, connection: str, work: Path, log_path: Path,
                   f"{total:.2f} edits/task; {outcome.version.version} "
                   f"{'promoted' if outcome.promoted else 'NOT promoted'} "
                   f"({'; '.join(outcome.reasons)}); {note} ({time.perf_counter() - t0:.0f} s)")
+        t0 = time.perf_counter()
+        n, counts, versions = correct_to_gold(client, project_id, gold, limit=args.calibrate,
+                                              threads=args.threads)
+        total = sum(counts[k] for k in ("add", "delete", "change")) / max(1, n)
+        pulled = pull(client, project_id, store)
+        write_outputs(store.tasks(), config.harvest.output_dir,
+                      thresholds=config.harvest.thresholds, title=f"preannot harvest: {title}")
+        print(f"  calibration reviews: {n} more pool tasks corrected to gold ({total:.2f} "
+              f"edits/task, shown {', '.join(f'{short(v)} x{c}' for v, c in versions.items())});"
+              f" pulled {pulled.fetched} tasks ({time.perf_counter() - t0:.0f} s)")
     finally:
         store.close()
-
-    # production settings: the fusion's learned weights pinned to the last round's harvest
-    t0 = time.perf_counter()
-    shutil.copy(config.harvest.output_dir / "metrics.json", work / "fusion-metrics.json")
-    config_path.write_text(config_text.replace('metrics = "harvest/metrics.json"',
-                                               'metrics = "fusion-metrics.json"'),
-                           encoding="utf-8")
-    config = load_config(config_path)
-    pushed = []
-    captured(log_path, lambda: pushed.append(sync.push(config, client, existing=True)))
-    version = pushed[0].model_version
-    print(f"  production pipeline {version} (fusion weights pinned): predictions pushed onto "
-          f"{pushed[0].predicted} tasks, reviewed ones included "
-          f"({time.perf_counter() - t0:.0f} s)")
-    t0 = time.perf_counter()
-    n, counts, versions = correct_to_gold(client, project_id, gold, limit=args.calibrate,
-                                          threads=args.threads)
-    total = sum(counts[k] for k in ("add", "delete", "change")) / max(1, n)
-    harvest: list = []
-    captured(log_path, lambda: harvest.append(sync.pull(config, client, full=True)))
-    print(f"  calibration reviews: {n} more pool tasks corrected to gold ({total:.2f} "
-          f"edits/task, shown {', '.join(f'{short(v)} x{c}' for v, c in versions.items())}); "
-          f"pulled {harvest[0].fetched.fetched} tasks ({time.perf_counter() - t0:.0f} s)")
     play_production("product e-mails", config_path, client, stream, gold, args, log_path,
                     results)
     results["product e-mails"]["seconds"] = round(time.perf_counter() - started, 1)
@@ -590,12 +568,14 @@ def wnut(args, client: Client, connection: str, work: Path, log_path: Path,
     train = read_conll(folder / "train.conll", "train")
     dev = read_conll(folder / "dev.conll", "dev")
     test = read_conll(folder / "test.conll", "test")
+    if args.wnut_dev:
+        dev = dev[:args.wnut_dev]
     if args.wnut_test:
         test = test[:args.wnut_test]
     gold = {d.id: d for d in dev + test}
     terms = write_gazetteer(work / "rules", train)
     write_tasks(work / "dev.jsonl", dev)
-    title = f"preannot production review wnut17 {time.strftime('%Y%m%d-%H%M%S')}"
+    title = f"prodreview wnut17 {time.strftime('%Y%m%d-%H%M%S')}"
     target = args.wnut_target or args.target
     config_path = work / "preannot.toml"
     config_path.write_text(WNUT_CONFIG.format(epochs=args.wnut_epochs, seed=args.seed,
@@ -672,6 +652,7 @@ def main() -> None:
     parser.add_argument("--wnut", type=Path, help="the WNUT-17 folder (default: "
                         "benchmarks/data/wnut17, else ../shared/data/wnut17)")
     parser.add_argument("--wnut-epochs", type=int, default=10)
+    parser.add_argument("--wnut-dev", type=int, help="only the first N dev sentences")
     parser.add_argument("--wnut-test", type=int, help="only the first N test sentences")
     parser.add_argument("--wnut-target", type=float, help="WNUT-17's target (default --target)")
     parser.add_argument("--only", choices=("product", "wnut"))

@@ -41,14 +41,14 @@ def _log(message: str) -> None:
     err.print(message, markup=False, highlight=False)
 
 
-def _bar(label: str, no_progress: bool, *columns) -> Progress:
+def progress_bar(label: str, no_progress: bool, *columns) -> Progress:
     return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), *columns,
                     console=err, disable=no_progress)
 
 
 def _push(config, client: Client, no_progress: bool, **options) -> PushSummary:
     report_failures(get_host())
-    with _bar("pushing", no_progress, TimeRemainingColumn()) as bar:
+    with progress_bar("pushing", no_progress, TimeRemainingColumn()) as bar:
         task = bar.add_task("push", total=None)
         return sync.push(config, client, progress=lambda n: bar.update(task, advance=n),
                          log=_log, **options)
@@ -168,7 +168,7 @@ def pull(config_path: Path | None, project: str | None, output_dir: Path | None,
     try:
         config = load_config(config_path)
         client = sync.connect(config)
-        with _bar("pulling", no_progress) as bar:
+        with progress_bar("pulling", no_progress) as bar:
             task = bar.add_task("pull", total=None)
             harvest = sync.pull(config, client, project=project, output_dir=output_dir,
                                 model_version=model_version, full=full,

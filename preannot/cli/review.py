@@ -12,7 +12,7 @@ from rich.console import Console
 
 from ..annotator import ConfigError
 from ..engine.config import load_config
-from .ls import config_option
+from .ls import config_option, progress_bar
 
 err = Console(stderr=True)
 
@@ -137,9 +137,15 @@ def run_command(inputs: tuple[Path, ...], config_path: Path | None, watch_dir: P
         if watch_dir:
             watch_dir.mkdir(parents=True, exist_ok=True)
             config.inputs.append(watch_dir.resolve())
-        client = sync.connect(config)
+        client, down = sync.connect_later(config)
+        if down:
+            err.print(f"{down}: going on; what goes to humans waits for it", style="yellow",
+                      markup=False, highlight=False)
         while True:
-            report = production.run(config, client)
+            with progress_bar("pre-annotating", no_progress) as bar:
+                task = bar.add_task("run", total=None)
+                report = production.run(config, client, progress=lambda n, total: bar.update(
+                    task, advance=n, total=total))
             _print_run(report)
             if not watch_dir:
                 break

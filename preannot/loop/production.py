@@ -200,7 +200,10 @@ def run(config: RunConfig, client: Client, *, host: Host | None = None,
     finally:
         decisions.close()
         outbox.close()
-    report.synced = sync_reviews(config, client, built=built)
+    try:
+        report.synced = sync_reviews(config, client, built=built)
+    except Unreachable as exc:
+        report.notices.append(f"reviews not synced: {exc}")
     return report
 
 

@@ -59,6 +59,17 @@ def connect(config: RunConfig) -> Client:
     return client
 
 
+def connect_later(config: RunConfig) -> tuple[Client, str | None]:
+    """:func:`connect`, or, when the server does not answer, an unchecked client and why: for
+    work that goes on without Label Studio (production review releases what it is sure of)."""
+    try:
+        return connect(config), None
+    except Unreachable as exc:
+        client = Client(Connection.resolve(config.labelstudio),
+                        local_files_root=config.labelstudio.local_files_root)
+        return client, str(exc)
+
+
 def serve_images_from(connection: Connection) -> None:
     """Let image annotators in this process (and its workers) fetch ``/data/...`` images from
     the local server `ls up` started, as they would from a configured one."""
