@@ -243,7 +243,8 @@ class Figures:
 # --- the production run ----------------------------------------------------------------------
 
 def play_production(name: str, config_path: Path, client: Client, stream: list[Doc], gold:
-                    dict[str, Doc], args, log_path: Path, results: dict[str, Any]) -> None:
+                    dict[str, Doc], target: float, args, log_path: Path,
+                    results: dict[str, Any]) -> None:
     """Calibrate, run the stream, review what was routed or audited, sync; print the table and
     the repeated splits."""
     delta = args.delta
@@ -257,8 +258,8 @@ def play_production(name: str, config_path: Path, client: Client, stream: list[D
           f"evaluation tasks predicted by it ({c.fit_tasks} fit, {c.test_tasks} test; "
           f"{calibrated.failed} failed) in {time.perf_counter() - t0:.0f} s")
     print(f"  {calibrated.verdict}")
-    least = fewest_tasks(args.target, delta)
-    print(f"  (a guarantee of {args.target} at confidence {1 - delta:.2f} needs at least {least} "
+    least = fewest_tasks(target, delta)
+    print(f"  (a guarantee of {target} at confidence {1 - delta:.2f} needs at least {least} "
           f"test tasks above the threshold, all right; the test half holds {c.test_tasks}, "
           f"{c.test_right} of them right: {c.test_right / max(1, c.test_tasks):.1%})")
     version = c.model_version
@@ -267,7 +268,7 @@ def play_production(name: str, config_path: Path, client: Client, stream: list[D
     captured(log_path, lambda: found.append(review_ops.evaluation_records(
         config, sync.annotators(config, get_host()), version)))
     records = found[0][0]
-    again = fit(records, version, target=args.target, delta=delta)
+    again = fit(records, version, target=target, delta=delta)
     if (again.threshold, again.test_tasks) != (c.threshold, c.test_tasks):
         print(f"  WRONG: refitting the same records gives threshold {again.threshold} on "
               f"{again.test_tasks} test tasks, not {c.threshold} on {c.test_tasks}")
@@ -344,17 +345,17 @@ def play_production(name: str, config_path: Path, client: Client, stream: list[D
         if p is None:
             return "yes (nothing released)"
         lo, hi = interval(f.right, f.released, delta)
-        verdict = "yes" if p >= args.target else "NO"
-        if p < args.target and hi >= args.target:
+        verdict = "yes" if p >= target else "NO"
+        if p < target and hi >= target:
             verdict += " (but the interval reaches it)"
-        if p >= args.target and lo < args.target:
+        if p >= target and lo < target:
             verdict += " (interval reaches below)"
         return verdict
 
     per_1000 = (f"{calibrated_fig.reviews / len(stream) * 1000:.0f} ({d[ROUTE]} routed + "
                 f"{d[AUDIT]} audits)")
     rows += [
-        ("target precision", f"{args.target} (confidence {confidence:.2f})", "-"),
+        ("target precision", f"{target} (confidence {confidence:.2f})", "-"),
         ("threshold", "-" if c.threshold is None else f"{c.threshold:.4f} (probability)",
          f"every region score >= {args.naive}"),
         ("released automatically",
@@ -387,12 +388,12 @@ def play_production(name: str, config_path: Path, client: Client, stream: list[D
           "applied to the stream against gold")
     print(f"  {'target':>6} | {'thresholds':>15} | {'coverage: median [min, max]':>28} | "
           f"{'realised precision: median [min]':>33} | below target")
-    sweep = [args.target] + [t for t in args.sweep if t != args.target]
+    sweep = [target] + [t for t in args.sweep if t != target]
     splits: dict[str, Any] = {}
-    for target in sweep:
+    for goal in sweep:
         found = []
         for i in range(args.splits):
-            cal = fit(records, version, target=target, delta=delta, salt=f"split-{i}")
+            cal = fit(records, version, target=goal, delta=delta, salt=f"split-{i}")
             released_keys = [k for k, t in predicted.items() if production.decide(
                 k, t, None, cal, version, None, 0.0).decision == AUTO]
             right = sum(is_gold(results_of[k], gold[k]) for k in released_keys)
@@ -400,16 +401,15 @@ def play_production(name: str, config_path: Path, client: Client, stream: list[D
                           "released": len(released_keys), "right": right,
                           "precision": right / len(released_keys) if released_keys else None,
                           "coverage": len(released_keys) / len(stream)})
-        splits[str(target)] = found
+        splits[str(goal)] = found
         with_threshold = [f for f in found if f["threshold"] is not None]
         precisions = [f["precision"] for f in found if f["precision"] is not None]
         coverages = [f["coverage"] for f in found]
-        below = sum(p < target for p in precisions)
-        thresholds = (f"{len(with_threshold)} of {len(found)}" if len(with_threshold) < len(found)
-                      else f"{len(found)} of {len(found)}")
+        below = sum(p < goal for p in precisions)
+        thresholds = f"{len(with_threshold)} of {len(found)}"
         mid = (f"{statistics.median(precisions):.4f} [{min(precisions):.4f}]" if precisions
                else "- (nothing released)")
-        print(f"  {target:>6} | {thresholds + ' found':>15} | "
+        print(f"  {goal:>6} | {thresholds + ' found':>15} | "
               f"{statistics.median(coverages):>8.1%} [{min(coverages):.1%}, "
               f"{max(coverages):.1%}]{'':>4} | {mid:>33} | {below} of {len(found)} "
               f"(delta allows about {delta * len(found):.0f})")
@@ -495,8 +495,8 @@ def product(args, client: Client, connection: str, work: Path, log_path: Path,
               f" pulled {pulled.fetched} tasks ({time.perf_counter() - t0:.0f} s)")
     finally:
         store.close()
-    play_production("product e-mails", config_path, client, stream, gold, args, log_path,
-                    results)
+    play_production("product e-mails", config_path, client, stream, gold, args.target, args,
+                    log_path, results)
     results["product e-mails"]["seconds"] = round(time.perf_counter() - started, 1)
 
 
@@ -624,7 +624,8 @@ def wnut(args, client: Client, connection: str, work: Path, log_path: Path,
           f"{counts['add']} added, {counts['delete']} deleted, {counts['change']} changed, "
           f"{counts['kept']} kept), pulled {harvest[0].fetched.fetched} "
           f"({time.perf_counter() - t0:.0f} s)")
-    play_production("WNUT-17", config_path, client, test, gold, args, log_path, results)
+    play_production("WNUT-17", config_path, client, test, gold, target, args, log_path,
+                    results)
     results["WNUT-17"]["seconds"] = round(time.perf_counter() - started, 1)
 
 

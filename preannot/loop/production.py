@@ -195,7 +195,7 @@ def run(config: RunConfig, client: Client, *, host: Host | None = None,
             except Unreachable as exc:
                 report.waiting = len(to_push)
                 report.notices.append(f"{exc}: {len(to_push)} tasks wait for the review project; "
-                                      "the next `review run` or `review sync` sends them")
+                                      "the next `review run` sends them")
         report.delivery = _deliver(outbox, config)
     finally:
         decisions.close()
