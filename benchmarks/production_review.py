@@ -5,17 +5,22 @@ Two corpora with gold labels, one Label Studio, each corpus in its own work fold
 
 - **product e-mails** (``flywheel_corpus.py``): the flywheel's loop first (``flywheel.py``'s
   config and helpers): the pool is pushed, and for R rounds a simulated annotator corrects the
-  next K tasks to gold through the API, then pull, train, gate, promote, re-predict. Then the
-  annotator reviews C more pool tasks to gold (shown the promoted version's predictions),
+  next K tasks to gold through the API, then pull, train, gate, promote, re-predict. Then
+  production is set up with the pipeline of the last round: the fusion's learned weights are
+  pinned to that round's harvest (a copy of ``harvest/metrics.json``; see "Pinned weights"),
+  the annotator reviews C more pool tasks to gold (shown the promoted version's predictions),
   ``ls pull``, ``review calibrate`` (which predicts the reviewed evaluation tasks, those of the
   rounds too, with the pipeline as configured now). The production stream is N further tasks
   from the same generator, never pushed before.
 - **WNUT-17** (``../shared/data/wnut17/``, real user-generated text, emerging entities; CC-BY 4.0,
   see its README): a gazetteer of the training split's entities (``rules``) and a spaCy NER
   trained on the training split (the ``spacy-ner`` trainer, registered and promoted in the
-  model registry), fused by precedence (model first). The dev split is pushed and reviewed to
-  gold through the API (``[training] eval_fraction = 1.0``: no model trained on a task of the
-  project), pulled, calibrated; the test split is the production stream.
+  model registry), fused with ``policy = "learned"`` and no harvest metrics (each region
+  weighs its own score: the NER's beam marginal, the rules' default confidence; a precedence
+  fusion would score every model region 1.0 and hide the model's doubt from the calibrator).
+  The dev split is pushed and reviewed to gold through the API (``[training] eval_fraction =
+  1.0``: no model trained on a task of the project), pulled, calibrated; the test split is the
+  production stream.
 
 Production, the same on both: ``review run`` on the stream (release at or above the threshold,
 audit ``audit_rate`` of those, route the rest to the review project); the simulated reviewer
@@ -40,13 +45,22 @@ measured against gold: how many of 20 fall below the target (Learn-then-Test all
 it). The same is repeated at the targets of ``--sweep``, which needs no further review (the
 stream's gold is known).
 
+Pinned weights. The flywheel's ``fusion`` (``policy = "learned"``) reads
+``harvest/metrics.json`` and its version digests those counts, so every ``ls pull`` makes a new
+pipeline version. Left to re-learn from the calibration reviews' pull (``--relearn-fusion``),
+it is no longer the pipeline after the rounds, and here a worse one: a source's precision is
+harvested only from the regions that won the fusion, so the dictionary's false positives that
+the model vetoed never reach a human, its harvested precision rises, and the veto gives way
+("a dead pixel" comes back as a PRODUCT, scored 0.51).
+
 How to run (about 15-20 minutes on 2 shared cores with the defaults, a minute of it the Label
 Studio start; the API calls of the simulated reviewers take about half):
 
     export PREANNOT_LABEL_STUDIO_BIN=.cache/labelstudio-venv/bin/label-studio   # if not on PATH
     python benchmarks/production_review.py [--k 100] [--rounds 3] [--calibrate 1400]
         [--stream 1000] [--target 0.99] [--delta 0.05] [--eval-fraction 0.5]
-        [--wnut-epochs 10] [--wnut-test N] [--only product|wnut] [--workdir DIR] [--out F]
+        [--sweep 0.9,0.95,0.98] [--splits 20] [--relearn-fusion] [--wnut-epochs 10]
+        [--wnut-dev N] [--wnut-test N] [--only product|wnut] [--workdir DIR] [--out F]
 
 With ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY`` set, that server is used (new projects per
 run); otherwise a local one is started and stopped at the end. spaCy's training output and the
@@ -121,8 +135,8 @@ model = "registry:wnut-ner"
 name = "fused"
 type = "fusion"
 after = ["rules", "model"]
-policy = "precedence"
-order = ["model", "rules"]
+policy = "learned"
+metrics = "fusion-metrics.json"
 
 [[trainers]]
 name = "wnut-ner"
@@ -483,6 +497,12 @@ def product(args, client: Client, connection: str, work: Path, log_path: Path,
                   f"{total:.2f} edits/task; {outcome.version.version} "
                   f"{'promoted' if outcome.promoted else 'NOT promoted'} "
                   f"({'; '.join(outcome.reasons)}); {note} ({time.perf_counter() - t0:.0f} s)")
+        if not args.relearn_fusion:  # production: the pipeline after the last round, pinned
+            shutil.copy(config.harvest.output_dir / "metrics.json", work / "fusion-metrics.json")
+            config_path.write_text(config_text.replace('metrics = "harvest/metrics.json"',
+                                                       'metrics = "fusion-metrics.json"'),
+                                   encoding="utf-8")
+            config = load_config(config_path)
         t0 = time.perf_counter()
         n, counts, versions = correct_to_gold(client, project_id, gold, limit=args.calibrate,
                                               threads=args.threads)
@@ -540,7 +560,7 @@ def read_conll(path: Path, prefix: str) -> list[Doc]:
 
 def write_gazetteer(folder: Path, docs: Iterable[Doc]) -> int:
     """Every entity of the training split as a term, with its most frequent label; matched
-    case-sensitively, scored 0.9 as the product dictionary is."""
+    case-sensitively, with the rules' default confidence."""
     labels: dict[str, Counter[str]] = {}
     for doc in docs:
         for start, end, label in doc.spans:
@@ -552,8 +572,8 @@ def write_gazetteer(folder: Path, docs: Iterable[Doc]) -> int:
             term = '"' + term.replace('"', '""') + '"'
         rows.append(f"{term},{counts.most_common(1)[0][0]}")
     (folder / "entities.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    (folder / "rules.toml").write_text('[files."entities.csv"]\ncase = "sensitive"\n'
-                                       "confidence = 0.9\n", encoding="utf-8")
+    (folder / "rules.toml").write_text('[files."entities.csv"]\ncase = "sensitive"\n',
+                                       encoding="utf-8")
     return len(labels)
 
 
@@ -657,6 +677,10 @@ def main() -> None:
     parser.add_argument("--wnut-test", type=int, help="only the first N test sentences")
     parser.add_argument("--wnut-target", type=float, help="WNUT-17's target (default --target)")
     parser.add_argument("--only", choices=("product", "wnut"))
+    parser.add_argument("--relearn-fusion", action="store_true",
+                        help="product: let the fusion re-learn its weights from the calibration "
+                             "reviews' pull (a new pipeline version, not the one after the "
+                             "rounds) instead of pinning them to the last round's harvest")
     parser.add_argument("--threads", type=int, default=4,
                         help="concurrent annotation requests of the simulated humans")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")

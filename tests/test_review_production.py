@@ -241,16 +241,19 @@ def test_watch_releases_files_as_they_arrive_and_stops_on_ctrl_c(calibrated, lab
     inbox = folder / "inbox"
     inbox.mkdir()
     (inbox / "a.txt").write_text("Order 1: please send 3 Zeta bolt to Lyon.")
+    log = (folder / "watch.log").open("w")  # a file, not a pipe: a full pipe would stall it
     watcher = subprocess.Popen(
         [sys.executable, "-m", "preannot", "review", "run", "--watch", str(inbox),
          "--interval", "0.5", "-c", calibrated["config"]], cwd=folder, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, **labelstudio.env(), "COLUMNS": "400"})
+        stdout=log, stderr=log, env={**os.environ, **labelstudio.env(), "COLUMNS": "400"},
+        # Ctrl-C as a terminal sends it, whatever this process inherited (a background job
+        # starts with SIGINT ignored, and so would its children)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def wait_for(done, what):
         deadline = time.monotonic() + 180
         while not done():
-            assert watcher.poll() is None, watcher.communicate()
+            assert watcher.poll() is None, (folder / "watch.log").read_text()
             assert time.monotonic() < deadline, f"the watcher never {what}"
             time.sleep(0.5)
 
@@ -263,7 +266,13 @@ def test_watch_releases_files_as_they_arrive_and_stops_on_ctrl_c(calibrated, lab
                  "routed inbox/b.txt")
     finally:
         watcher.send_signal(signal.SIGINT)
-        _, err = watcher.communicate(timeout=60)
+        try:
+            watcher.wait(timeout=120)
+        finally:
+            if watcher.poll() is None:
+                watcher.kill()
+            log.close()
+    err = (folder / "watch.log").read_text()
     assert watcher.returncode == 130, err
     assert "stopped: decisions and releases so far are saved" in err
     assert [r["decision"] for r in released(folder) if r["task"] == "inbox/a.txt"] in (

@@ -196,9 +196,7 @@ def status_command(config_path: Path | None, as_json: bool) -> None:
         click.echo(json.dumps(figures, indent=2))
         return
     t, p = figures["tasks"], figures["realised_precision"]
-    click.echo(figures["suspended"] or (
-        f"auto-accept on: threshold {figures['threshold']} (calibration {figures['calibration']})"
-        if figures["threshold"] is not None else "auto-accept off: no calibrated threshold"))
+    click.echo(figures["headline"])
     click.echo(f"tasks: {t['seen']} seen, {t['auto']} released automatically, {t['audit']} "
                f"released and audited, {t['routed']} routed, {t['reviewed']} reviewed, "
                f"{t['waiting']} waiting for a human")

@@ -26,7 +26,8 @@ def lock_path(output: Path) -> Path:
 
 
 @contextmanager
-def output_lock(output: Path, what: str = "preannot run") -> Iterator[None]:
+def output_lock(output: Path, what: str = "preannot run",
+                else_: str = "or write elsewhere with -o") -> Iterator[None]:
     """Hold ``output``'s lock for the block, or refuse at once with one line."""
     path = lock_path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,7 +36,7 @@ def output_lock(output: Path, what: str = "preannot run") -> Iterator[None]:
         lock.acquire()
     except Timeout:
         raise Busy(f"another {what} is writing {output} (it holds {path.name}): wait for it "
-                   "to finish, or write elsewhere with -o") from None
+                   f"to finish, {else_}") from None
     try:
         yield
     finally:

@@ -19,6 +19,7 @@ from typing import Any
 from ..annotator import Annotator, batches
 from ..engine.config import RunConfig
 from ..engine.host import Host, get_host
+from ..engine.lock import output_lock
 from ..evaluation.corrections import classify
 from ..evaluation.split import fraction
 from ..labelstudio.client import Client, Unreachable
@@ -49,8 +50,8 @@ def review_project(config: RunConfig, client: Client, built: list[Annotator]) ->
     label_config = None
     if config.labelstudio.label_config:
         label_config = config.labelstudio.label_config.read_text(encoding="utf-8")
-    return ensure_project(client, config.review.project or f"{base} review",
-                          title=f"{base} review", annotators=built,
+    title = f"{base[:50 - len(' review')]} review"  # Label Studio takes 50 characters
+    return ensure_project(client, config.review.project or title, title=title, annotators=built,
                           label_config=label_config)
 
 
@@ -140,8 +141,16 @@ class Report:
 def run(config: RunConfig, client: Client, *, host: Host | None = None,
         progress: Callable[[int, int | None], None] | None = None) -> Report:
     """Pre-annotate the inputs (resumable, as `preannot run`), decide each task not decided
-    before, route to the review project, release to the sink, then sync the reviews."""
-    host = host or get_host()
+    before, route to the review project, release to the sink, then sync the reviews. One
+    review run at a time per review folder: a second refuses with one line (a watch loop and
+    a run by hand would each read the other's output)."""
+    with output_lock(config.review.output_dir / "decisions", "preannot review run",
+                     "or stop the other one (a `review run --watch`?)"):
+        return _run(config, client, host or get_host(), progress)
+
+
+def _run(config: RunConfig, client: Client, host: Host,
+         progress: Callable[[int, int | None], None] | None) -> Report:
     config.output = config.review.output_dir / "predictions.json"  # not `preannot run`'s
     summary = sync.pre_annotate(config, host=host, progress=progress)
     built = sync.annotators(config, host)
@@ -321,7 +330,15 @@ def status(config: RunConfig) -> dict[str, Any]:
                      "high": round(1 - clopper_pearson_lower(n - right, n, delta / 2), 4),
                      "confidence": 1 - delta}
     span = (max(r["decided"] for r in rows) - min(r["decided"] for r in rows)) if rows else 0
-    return {"suspended": off, "calibration": current.id if current else None,
+    if off:
+        headline = off
+    elif current is not None and current.threshold is not None:
+        headline = (f"auto-accept on: threshold {current.threshold} (calibration "
+                    f"{current.id}, {current.model_version})")
+    else:
+        headline = "auto-accept off: no calibrated threshold (run `preannot review calibrate`)"
+    return {"headline": headline, "suspended": off,
+            "calibration": current.id if current else None,
             "pipeline_version": current.model_version if current else None,
             "threshold": current.threshold if current else None,
             "target_precision": config.review.target_precision,

@@ -122,10 +122,7 @@ def dashboard(figures: dict, path: Path) -> Path:
     top = max([1, *(n for counts in labels.values() for n in counts.values())])
     rows = [(label, {k: counts.get(k, 0) for k in ("auto", "audit", "route")})
             for label, counts in labels.items()]
-    first = figures["suspended"] or (
-        f"auto-accept on: calibration {figures['calibration']}, threshold {figures['threshold']}"
-        if figures["threshold"] is not None else "auto-accept off: no calibrated threshold")
-    parts = [head("preannot production review"), f"<p><b>{escape(first)}</b></p>",
+    parts = [head("preannot production review"), f"<p><b>{escape(figures['headline'])}</b></p>",
              table([tasks], list(tasks)), table([figures["released"]], ["delivered", "pending"])]
     if precision:
         parts.append(interval(
