@@ -291,6 +291,10 @@ def test_a_label_studio_that_is_down_loses_nothing_and_routes_nothing_twice(cali
         json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in rows))
     route, audit, auto = expected_decisions(rows)
     assert len(route) == 3
+    # tasks an earlier test left waiting (a watcher stopped between a push and its record)
+    # are not this test's: count from here
+    before = json.loads(invoke("review", "status", "-c", config, "--json"))["tasks"][
+        "not_in_label_studio"]
     labelstudio.server.stop()
     try:
         output = invoke("review", "run", str(folder / "down.jsonl"), "-c", config)
@@ -303,7 +307,7 @@ def test_a_label_studio_that_is_down_loses_nothing_and_routes_nothing_twice(cali
     assert sorted(r["task"] for r in released(folder) if r["task"].startswith("down")) == \
         sorted(auto | audit)
     status = json.loads(invoke("review", "status", "-c", config, "--json"))
-    assert status["tasks"]["not_in_label_studio"] == len(route) + len(audit)
+    assert status["tasks"]["not_in_label_studio"] == before + len(route) + len(audit)
     # the server is back: the next pass routes what waited, once
     output = invoke("review", "run", str(folder / "down.jsonl"), "-c", config)
     assert "decided 0 new tasks" in output
@@ -312,7 +316,7 @@ def test_a_label_studio_that_is_down_loses_nothing_and_routes_nothing_twice(cali
     waiting = [k for k in review_tasks(client, review)[1] if k.startswith("down")]
     assert sorted(waiting) == sorted(route | audit)
     assert json.loads(invoke("review", "status", "-c", config, "--json"))["tasks"][
-        "not_in_label_studio"] == 0
+        "not_in_label_studio"] == before
     assert "0 tasks reached the review project" in invoke(
         "review", "run", str(folder / "down.jsonl"), "-c", config)
     assert sorted(r["task"] for r in released(folder) if r["task"].startswith("down")) == \

@@ -168,8 +168,7 @@ def _run(config: RunConfig, client: Client, host: Host,
                   for reason, task in summary.failed_tasks]
         to_push: list[tuple[str, dict[str, Any]]] = []
         for chunk in batches(tasks, 500):
-            keyed = [(task_key((t.get("meta") or {}).get("preannot_id"), data=t.get("data")),
-                      s, t, f) for s, t, f in chunk]
+            keyed = [(_key(t), s, t, f) for s, t, f in chunk]
             known = decisions.known([k for k, *_ in keyed])
             new = []
             for key, source, task, failure in keyed:

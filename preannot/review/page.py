@@ -33,16 +33,14 @@ def reliability(probs: Sequence[float], right: Sequence[bool], bins: int = 10) -
     out = _frame("Reliability (test half)", "calibrated probability", "share right")
     out.append('<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#bbb" stroke-dasharray="4"/>'
                .format(*_xy(0, 0), *_xy(1, 1)))
-    for b in range(bins):
-        inside = [ok for p, ok in zip(probs, right)
-                  if b / bins <= p < (b + 1) / bins or (b == bins - 1 and p == 1.0)]
-        if not inside:
-            continue
-        mean_p = sum(p for p in probs if b / bins <= p < (b + 1) / bins or
-                     (b == bins - 1 and p == 1.0)) / len(inside)
-        x, y = _xy(mean_p, sum(inside) / len(inside))
+    binned: dict[int, list[tuple[float, bool]]] = {}
+    for p, ok in zip(probs, right):
+        binned.setdefault(min(int(p * bins), bins - 1), []).append((p, ok))
+    for _, inside in sorted(binned.items()):
+        hits = sum(ok for _, ok in inside)
+        x, y = _xy(sum(p for p, _ in inside) / len(inside), hits / len(inside))
         out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{3 + min(6, len(inside) ** 0.5):.1f}" '
-                   f'fill="#3b7dd8"><title>{len(inside)} tasks, {sum(inside)} right</title>'
+                   f'fill="#3b7dd8"><title>{len(inside)} tasks, {hits} right</title>'
                    "</circle>")
     out.append("</svg>")
     return "".join(out)
