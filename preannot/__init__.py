@@ -7,10 +7,10 @@ from .annotator import (Annotator, ConfigError, Context, Example, Ranker, TaskFa
                         batches, digest, file_digest, hold_out, notice)
 from .hookspecs import hookimpl
 from .images import open_image
-from .model import Box, Choice, Mask, Polygon, Prediction, Region, Span, Task
+from .model import Box, Choice, Mask, Point, Polygon, Prediction, Region, Span, Task
 
 __all__ = [
-    "Annotator", "Box", "Choice", "ConfigError", "Context", "Example", "Mask", "Polygon",
+    "Annotator", "Box", "Choice", "ConfigError", "Context", "Example", "Mask", "Point", "Polygon",
     "Prediction", "Ranker", "Region", "Span", "Task", "TaskFailed", "Trainer", "batches",
     "digest", "file_digest", "hold_out", "hookimpl", "notice", "open_image",
 ]

@@ -176,6 +176,20 @@ class Annotator:
         """
         raise NotImplementedError
 
+    prompts: ClassVar[tuple[str, ...]] = ()
+    """Label Studio result types this annotator answers as prompts in the editor (its "smart"
+    tools: ``keypointlabels`` clicks, a drawn ``rectanglelabels`` box, a labeled span): what
+    :meth:`interact` takes. Empty: not interactive."""
+
+    def interact(self, task: Task, prompts: Sequence[Region]) -> list[Region] | TaskFailed:
+        """Answer what a user just drew on one task in Label Studio's editor (interactive
+        pre-annotation): ``prompts`` are regions of the types in :attr:`prompts`, in the
+        task's units (pixels, characters), a :class:`Point` carrying ``positive``. Return the
+        regions to show (e.g. the mask the clicks outline, every other occurrence of a labeled
+        span), or a :class:`TaskFailed`. Called by ``preannot serve`` once per request, so keep
+        what is slow to compute for one task (an image embedding) cached between calls."""
+        raise NotImplementedError(f"annotator type {self.type!r} is not interactive")
+
 
 class Ranker:
     """Orders tasks for humans: a higher priority is looked at first."""

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .model import Box, Choice, Mask, Polygon, Prediction, Region, Span, Task
+from .model import Box, Choice, Mask, Point, Polygon, Prediction, Region, Span, Task
 
 PROVENANCE_KEY = "preannot"
 
@@ -55,6 +55,11 @@ def region_to_result(region: Region) -> dict[str, Any]:
         w, h = region.image_width, region.image_height
         value = {"points": [[_pct(x, w), _pct(y, h)] for x, y in region.points], "closed": True}
         item.update(original_width=w, original_height=h, image_rotation=0)
+    elif isinstance(region, Point):
+        w, h = region.image_width, region.image_height
+        value = {"x": _pct(region.x, w), "y": _pct(region.y, h)}
+        item.update(original_width=w, original_height=h, image_rotation=0,
+                    is_positive=region.positive)
     elif isinstance(region, Choice):
         value = {}
     else:
@@ -89,6 +94,9 @@ def result_to_region(item: dict[str, Any]) -> Region:
     if kind == "polygonlabels":
         return Polygon(points=[(x * w / 100, y * h / 100) for x, y in value["points"]],
                        image_width=w, image_height=h, **common)
+    if kind == "keypointlabels":
+        return Point(x=value["x"] * w / 100, y=value["y"] * h / 100, image_width=w,
+                     image_height=h, positive=bool(item.get("is_positive", True)), **common)
     if kind == "choices":
         return Choice(**common)
     raise ValueError(f"unsupported Label Studio result type {kind!r}")

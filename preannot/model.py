@@ -105,6 +105,19 @@ class Polygon(Region):
 
 
 @dataclass(kw_only=True)
+class Point(Region):
+    """A point in pixels of the original image: what the editor's keypoint tool sends as a
+    prompt (``positive`` False for a "not this" click)."""
+
+    type: ClassVar[str] = "keypointlabels"
+    x: float
+    y: float
+    image_width: int
+    image_height: int
+    positive: bool = True
+
+
+@dataclass(kw_only=True)
 class Choice(Region):
     """A classification of the whole task; ``label`` is the chosen value."""
 
@@ -112,7 +125,7 @@ class Choice(Region):
 
 
 REGION_TYPES: dict[str, type[Region]] = {
-    cls.type: cls for cls in (Span, Box, Mask, Polygon, Choice)
+    cls.type: cls for cls in (Span, Box, Mask, Polygon, Point, Choice)
 }
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from label_studio_sdk.converter.brush import decode_rle
 
-from preannot import Box, Choice, Mask, Polygon, Prediction, Span, Task
+from preannot import Box, Choice, Mask, Point, Polygon, Prediction, Span, Task
 from preannot.lsjson import (ls_to_predictions, ls_to_task, region_to_result, result_to_region,
                              task_key, task_to_ls)
 
@@ -59,6 +59,21 @@ def test_polygon_and_choice():
     assert result_to_region(item).points == [(0, 0), (50, 0), (50, 20)]
     choice = region_to_result(Choice(label="URGENT", from_name="urgency", to_name="text", id="c"))
     assert choice["value"] == {"choices": ["URGENT"]} and choice["type"] == "choices"
+
+
+def test_a_keypoint_prompt_as_the_editor_sends_it_reads_as_a_point_in_pixels():
+    # What Label Studio's editor posts in an interactive request's context for a click with
+    # the keypoint tool (a negative click has is_positive false).
+    item = {"original_width": 1080, "original_height": 540, "image_rotation": 0,
+            "value": {"x": 50.0, "y": 25.0, "width": 0.6, "keypointlabels": ["Banana"]},
+            "is_positive": False, "id": "k1", "from_name": "kp", "to_name": "image",
+            "type": "keypointlabels", "origin": "manual"}
+    point = result_to_region(item)
+    assert point == Point(label="Banana", x=540.0, y=135.0, image_width=1080, image_height=540,
+                          positive=False, from_name="kp", to_name="image", id="k1")
+    back = region_to_result(point)
+    assert back["value"] == {"x": 50.0, "y": 25.0, "keypointlabels": ["Banana"]}
+    assert back["is_positive"] is False and back["type"] == "keypointlabels"
 
 
 def test_task_carries_stable_id_and_one_prediction_per_annotator():
