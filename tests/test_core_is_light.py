@@ -64,6 +64,7 @@ LAYERS = [
     ["preannot.training", "preannot.labelstudio",   # registry and gate; the Label Studio side;
      "preannot.review"],                            # calibration for production review
     ["preannot.loop"],                              # the operations every command calls
+    ["preannot.serve"],                             # the ML backend Label Studio calls
     ["preannot.cli"],                               # option parsing and printing
     ["preannot.__main__"],                          # python -m preannot
 ]

@@ -242,3 +242,50 @@ def suggest_rules(config_path: Path | None, rules_dir: Path, input_dir: Path | N
         err.print(f"patch written to {output}: review it, then `git apply {output}`")
     else:
         click.echo(result.patch, nl=False)
+
+
+@ls.command()
+@config_option
+@click.option("--project", help="Project id or title (default: as for `ls push`).")
+@click.option("--interactive", is_flag=True,
+              help="Also answer the editor's smart tools (SAM clicks and boxes, labeled spans).")
+def connect(config_path: Path | None, project: str | None, interactive: bool) -> None:
+    """Connect a running `preannot serve` to the project as its ML backend.
+
+    Label Studio then retrieves predictions automatically when a task opens (and on the Data
+    Manager's "Retrieve predictions"), shows the served version's predictions, and sends
+    saved annotations to the backend, which learns from them. The backend's address is
+    [serve] url (default http://[serve] host:port); with BASIC_AUTH_USER and BASIC_AUTH_PASS
+    set, Label Studio is given them to call it. `ls disconnect` undoes it.
+    """
+    from ..loop import serving
+    from ..serve.app import credentials
+
+    try:
+        config = load_config(config_path)
+        client = sync.connect(config)
+        done = serving.connect_backend(config, client, interactive=interactive,
+                                       auth=credentials(), project=project, log=_log)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    learning = "annotation events go to its /webhook" if done.webhook else "no learning"
+    err.print(f"[green]connected[/] {config.serve.backend_url} to project {done.project_id} as "
+              f"ML backend {done.backend_id} ({done.model_version}); predictions retrieved "
+              f"automatically, {'interactive, ' if interactive else ''}{learning}: "
+              f"{client.url}/projects/{done.project_id}/data", highlight=False)
+
+
+@ls.command()
+@config_option
+@click.option("--project", help="Project id or title (default: as for `ls push`).")
+def disconnect(config_path: Path | None, project: str | None) -> None:
+    """Remove `preannot serve` from the project (the predictions it made stay)."""
+    from ..loop import serving
+
+    try:
+        config = load_config(config_path)
+        removed = serving.disconnect_backend(config, sync.connect(config), project=project)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    err.print(f"removed {removed} ML backend entr{'y' if removed == 1 else 'ies'} for "
+              f"{config.serve.backend_url}", highlight=False)

@@ -35,7 +35,7 @@ from ..annotator import ConfigError, Context
 
 DEFAULT_FILE = "preannot.toml"
 SECTIONS = ("input", "output", "run", "annotators", "trainers", "labelstudio", "harvest",
-            "training", "ranking", "review")
+            "training", "ranking", "review", "serve")
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,26 @@ class ReviewSettings:
 
 
 @dataclass(frozen=True)
+class ServeSettings:
+    """``[serve]``: ``preannot serve``, the ML backend Label Studio calls."""
+
+    host: str = "127.0.0.1"
+    """Loopback by default: put a reverse proxy (TLS) in front to serve other hosts."""
+    port: int = 9090
+    url: str | None = None
+    """The address Label Studio reaches the backend at (default ``http://host:port``), for
+    ``ls connect``."""
+    learn: bool = True
+    """Harvest in the background when annotations are saved, and retrain when due."""
+    debounce: float = 10.0
+    """Seconds without a new annotation event before the background harvest runs."""
+
+    @property
+    def backend_url(self) -> str:
+        return (self.url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+@dataclass(frozen=True)
 class RankingSettings:
     """``[ranking]``: ``ranker`` names the ranker type; every other key is the ranker's option."""
 
@@ -160,6 +180,7 @@ class RunConfig:
     training: TrainingSettings = None  # type: ignore[assignment]
     ranking: RankingSettings = field(default_factory=RankingSettings)
     review: ReviewSettings = None  # type: ignore[assignment]
+    serve: ServeSettings = field(default_factory=ServeSettings)
 
     def __post_init__(self) -> None:
         if self.harvest is None:
@@ -317,6 +338,9 @@ def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
                           "\"http\"")
     if config.review.sink == "http" and not config.review.sink_url:
         raise ConfigError(f"{where}: [review] sink = \"http\" needs sink_url")
+    config.serve = _typed("serve", ServeSettings, _table(raw, "serve", where), where)
+    if not 0 < config.serve.port < 65536 or config.serve.debounce < 0:
+        raise ConfigError(f"{where}: [serve] port must be 1-65535 and debounce at least 0")
     return config
 
 

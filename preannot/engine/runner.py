@@ -75,7 +75,9 @@ def fingerprint(annotators: Sequence[Annotator]) -> str:
     return "+".join(f"{a.name}={a.fingerprint()}" for a in annotators)
 
 
-def _as_prediction(item: Any, task: Task, annotator: Annotator) -> Prediction | TaskFailed:
+def as_prediction(item: Any, task: Task, annotator: Annotator) -> Prediction | TaskFailed:
+    """What an annotator returned for one task, as a :class:`Prediction` whose regions carry
+    ids, control names and the annotator's name (or the task's failure)."""
     if isinstance(item, TaskFailed):
         return TaskFailed(f"annotator {annotator.name!r} failed", str(item))
     if isinstance(item, Prediction):
@@ -100,7 +102,7 @@ def _run_one(annotator: Annotator, tasks: list[Task],
         items = list(annotator.annotate(tasks, upstream))
         if len(items) != len(tasks):
             raise RuntimeError(f"returned {len(items)} results for {len(tasks)} tasks")
-        return [_as_prediction(item, task, annotator) for item, task in zip(items, tasks)]
+        return [as_prediction(item, task, annotator) for item, task in zip(items, tasks)]
     except Exception as exc:
         if len(tasks) == 1:
             return [TaskFailed(f"annotator {annotator.name!r} raised {type(exc).__name__}",

@@ -249,6 +249,62 @@ class Client:
         """The task Label Studio's labeling stream serves next (its sampling applied)."""
         return self.request("GET", f"api/projects/{project_id}/next", what="asking for the next task")
 
+    def ml_backends(self, project_id: int) -> list[dict[str, Any]]:
+        """The ML backends connected to a project."""
+        return self.request("GET", "api/ml", params={"project": project_id},
+                            what=f"listing ML backends of project {project_id}")
+
+    def add_ml_backend(self, fields: dict[str, Any], *, title: str, interactive: bool
+                       ) -> dict[str, Any]:
+        """Connect an ML backend (``fields``: project, url and how to log in to it); Label
+        Studio calls its ``/health`` and ``/setup`` first and refuses one it cannot reach."""
+        return self.request("POST", "api/ml", body={**fields, "title": title,
+                                                    "is_interactive": interactive},
+                            what=f"connecting the ML backend {fields['url']} to project "
+                                 f"{fields['project']}")
+
+    def update_ml_backend(self, backend_id: int, **fields: Any) -> dict[str, Any]:
+        return self.request("PATCH", f"api/ml/{backend_id}", body=fields,
+                            what=f"updating ML backend {backend_id}")
+
+    def remove_ml_backend(self, backend_id: int) -> None:
+        self.request("DELETE", f"api/ml/{backend_id}", what=f"removing ML backend {backend_id}")
+
+    def webhooks(self, project_id: int) -> list[dict[str, Any]]:
+        return self.request("GET", "api/webhooks/", params={"project": project_id},
+                            what=f"listing webhooks of project {project_id}")
+
+    def add_webhook(self, project_id: int, url: str, actions: list[str],
+                    headers: dict[str, str] | None = None) -> dict[str, Any]:
+        return self.request("POST", "api/webhooks/", body={
+            "project": project_id, "url": url, "send_payload": True, "is_active": True,
+            "send_for_all_actions": False, "actions": actions, "headers": headers or {}},
+            what=f"adding a webhook to project {project_id}")
+
+    def remove_webhook(self, webhook_id: int) -> None:
+        self.request("DELETE", f"api/webhooks/{webhook_id}/",
+                     what=f"removing webhook {webhook_id}")
+
+    def update_project(self, project_id: int, **fields: Any) -> dict[str, Any]:
+        return self.request("PATCH", f"api/projects/{project_id}", body=fields,
+                            what=f"updating project {project_id}")
+
+    def retrieve_predictions(self, project_id: int, task_ids: list[int]) -> dict[str, Any]:
+        """The Data Manager's "Retrieve predictions" action on these tasks: Label Studio asks
+        the project's ML backend and stores what it answers."""
+        return self.request("POST", "api/dm/actions",
+                            params={"id": "retrieve_tasks_predictions", "project": project_id},
+                            body={"selectedItems": {"all": False, "included": task_ids}},
+                            what=f"retrieving predictions in project {project_id}")
+
+    def interactive_annotating(self, backend_id: int, task_id: int,
+                               context: dict[str, Any]) -> dict[str, Any]:
+        """What the editor asks when a user draws with a smart tool (the backend's answer
+        under ``data``, or ``errors``)."""
+        return self.request("POST", f"api/ml/{backend_id}/interactive-annotating",
+                            body={"task": task_id, "context": context},
+                            what=f"interactive annotating of task {task_id}")
+
     def export(self, project_id: int) -> list[dict[str, Any]]:
         """Every task of a project with what Label Studio's JSON export holds (small projects:
         a list in memory)."""

@@ -86,7 +86,11 @@ class LocalServer:
                # images on this machine are shown through Local Files storages (push makes one
                # per image folder: Label Studio serves nothing outside them)
                "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
-               "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": LOCAL_FILES_ROOT}
+               "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": LOCAL_FILES_ROOT,
+               # `preannot serve` runs beside it on this machine: its ML-backend connection
+               # and its annotation webhooks go to a loopback address, which Label Studio
+               # refuses by default (the server itself listens on loopback only)
+               "ML_BLOCK_LOCAL_IP": "false", "SSRF_PROTECTION_ENABLED": "false"}
         env.pop("DJANGO_DB", None)
         log = (self.data_dir / "server.log").open("ab")
         self.process = subprocess.Popen(

@@ -86,17 +86,10 @@ def push(config: RunConfig, client: Client, *, project: str | None = None,
     already in the project are pre-annotated (``unlabeled``: only those no human touched)."""
     if input_file is not None and not input_file.exists():  # before a project is made for it
         raise ConfigError(f"{input_file}: no such file; run `preannot run` first")
-    settings = config.labelstudio
     host = host or get_host()
     built = annotators(config, host)
     ranker = host.ranker(config.ranking)
-    label_config = None
-    if settings.label_config:
-        label_config = settings.label_config.read_text(encoding="utf-8")
-    title = settings.title or f"preannot {config.base_dir.name}"
-    # no project named: the one with the config's title (a rerun finds what the last one made)
-    project_id = ensure_project(client, project or settings.project or title, title=title,
-                                annotators=built, label_config=label_config)
+    project_id = project_for(config, client, built, project)
     if existing:
         if not built:
             raise ConfigError("--existing needs [[annotators]] in the config to run")
@@ -112,6 +105,20 @@ def push(config: RunConfig, client: Client, *, project: str | None = None,
     return push_tasks(client, project_id, read_import_file(input_file),
                       model_version=pipeline_version(config, built), ranker=ranker,
                       annotators=built, progress=progress)
+
+
+def project_for(config: RunConfig, client: Client, built: list[Annotator],
+                project: str | None = None) -> int:
+    """The id of the project a command works on: ``project``, else ``[labelstudio] project``,
+    else the one with the config's title (a rerun finds what the last one made), created with
+    a labeling config that fits the annotators when there is none."""
+    settings = config.labelstudio
+    label_config = None
+    if settings.label_config:
+        label_config = settings.label_config.read_text(encoding="utf-8")
+    title = settings.title or f"preannot {config.base_dir.name}"
+    return ensure_project(client, project or settings.project or title, title=title,
+                          annotators=built, label_config=label_config)
 
 
 def pipeline_version(config: RunConfig, built: list[Annotator]) -> str | None:

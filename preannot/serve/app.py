@@ -1,0 +1,152 @@
+"""Label Studio's ML-backend protocol over HTTP (Starlette, served by uvicorn).
+
+Routes, as Label Studio 1.23 calls them: ``GET /health`` (and ``/``) within its 1 s,
+``POST /setup`` within its 3 s (both answered on the event loop, never behind a prediction or
+a training), ``POST /predict`` (a batch of tasks, or one task with the editor's ``context`` for
+an interactive answer), ``POST /webhook`` (annotation events, ``START_TRAINING``), the legacy
+``POST /train``, ``GET /versions`` and ``GET /metrics``. With ``BASIC_AUTH_USER`` and
+``BASIC_AUTH_PASS`` set (the names Label Studio's own ML backends read), every route asks for
+them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from .auth import authorized, credentials
+from .backend import Backend
+from .pipeline import BadRequest, interact, predict
+
+ANNOTATION_EVENTS = frozenset({"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED",
+                               "ANNOTATIONS_DELETED"})
+"""Label Studio's webhook actions for saved and deleted annotations (deletes are plural)."""
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"{request.url.path}: the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"{request.url.path}: the body must be a JSON object")
+    return body
+
+
+def _project_id(project: Any) -> int | None:
+    """A request's project: Label Studio sends ``"<id>.<created timestamp>"``, a webhook the
+    project object."""
+    if isinstance(project, dict):
+        project = project.get("id")
+    head = str(project or "").split(".")[0]
+    return int(head) if head.isdigit() else None
+
+
+def create_app(backend: Backend) -> Starlette:
+    log = backend.log
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse(backend.health())
+
+    async def setup(request: Request) -> JSONResponse:
+        body = await _body(request)
+        backend.check_project(body.get("project"))
+        pipeline = backend.pipeline
+        if problems := pipeline.misfits(body.get("schema")):
+            raise BadRequest("the project's labeling config does not fit the served annotators: "
+                             + "; ".join(problems))
+        return JSONResponse({"model_version": pipeline.version})
+
+    async def predict_route(request: Request) -> JSONResponse:
+        body = await _body(request)
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list):
+            raise BadRequest("/predict: 'tasks' must be a list of Label Studio tasks")
+        backend.check_project(body.get("project"))
+        pipeline = backend.pipeline  # one version for the whole request
+        if problems := pipeline.misfits(body.get("label_config")):
+            raise BadRequest("the project's labeling config does not fit the served annotators: "
+                             + "; ".join(problems))
+        params = body.get("params") if isinstance(body.get("params"), dict) else {}
+        context = params.get("context") or body.get("context")
+        begin = time.monotonic()
+        if isinstance(context, dict) and context.get("result"):
+            if len(tasks) != 1:
+                raise BadRequest("/predict: an interactive request holds one task")
+            results = [await run_in_threadpool(interact, pipeline, tasks[0], context, log)]
+            backend.timed("interactive", time.monotonic() - begin)
+        else:
+            results = await run_in_threadpool(predict, pipeline, tasks, log)
+            backend.timed("predict", time.monotonic() - begin)
+            backend.counts["tasks"] += len(tasks)
+        return JSONResponse({"results": results, "model_version": pipeline.version})
+
+    async def webhook(request: Request) -> JSONResponse:
+        body = await _body(request)
+        action = body.get("action")
+        project = _project_id(body.get("project"))
+        backend.counts[f"webhook {action}"] += 1
+        if backend.learner is None:
+            return JSONResponse({"status": "ignored", "reason": "learning is off ([serve] learn)"})
+        if action == "START_TRAINING":
+            backend.learner.train_now(project)
+        elif action in ANNOTATION_EVENTS:
+            backend.learner.annotations_changed(project)
+        else:
+            return JSONResponse({"status": "ignored", "action": action})
+        return JSONResponse({"status": "ok", "action": action})
+
+    async def train(request: Request) -> JSONResponse:
+        body = await _body(request)
+        if backend.learner is None:
+            return JSONResponse({"status": "ignored", "reason": "learning is off ([serve] learn)"})
+        backend.learner.train_now(_project_id(body.get("project")))
+        return JSONResponse({"status": "ok"})
+
+    async def versions(request: Request) -> JSONResponse:
+        return JSONResponse({"versions": await run_in_threadpool(backend.versions)})
+
+    async def metrics(request: Request) -> JSONResponse:
+        return JSONResponse(backend.metrics())
+
+    expected = credentials()
+
+    async def guard(request: Request, call_next):
+        if expected and not authorized(request.headers.get("authorization", ""), expected):
+            return JSONResponse({"error": "authentication required (HTTP Basic)"}, status_code=401,
+                                headers={"WWW-Authenticate": 'Basic realm="preannot"'})
+        return await call_next(request)
+
+    async def refused(request: Request, exc: Exception) -> JSONResponse:
+        log(f"{request.method} {request.url.path}: refused: {exc}")
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    return Starlette(
+        routes=[Route("/", health), Route("/health", health),
+                Route("/setup", setup, methods=["POST"]),
+                Route("/predict", predict_route, methods=["POST"]),
+                Route("/webhook", webhook, methods=["POST"]),
+                Route("/train", train, methods=["POST"]),
+                Route("/versions", versions), Route("/metrics", metrics)],
+        middleware=[Middleware(BaseHTTPMiddleware, dispatch=guard)],
+        exception_handlers={BadRequest: refused})
+
+
+def serve(backend: Backend, host: str, port: int) -> None:
+    """Serve until interrupted (uvicorn: one process, the models loaded once in it)."""
+    import uvicorn
+
+    try:
+        uvicorn.run(create_app(backend), host=host, port=port, log_level="warning",
+                    timeout_graceful_shutdown=5)
+    finally:
+        backend.stop()

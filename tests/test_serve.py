@@ -1,0 +1,354 @@
+"""`preannot serve` as Label Studio's ML backend: a real server process on loopback, a real
+Label Studio calling it (retrieve predictions, a task opened, webhooks), real spaCy rules, a
+real registry whose promotion the server follows without a restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from helpers import pip_install, run_cli, write_plugin
+from preannot.engine.config import load_config
+from preannot.engine.host import get_host
+from preannot.labelstudio.labeling_config import generate
+from preannot.labelstudio.server import free_port
+from preannot.loop import sync
+from preannot.training.registry import Registry
+
+pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
+
+TEXTS = ["Please send 2 Acme drill to Lyon.", "Is the Nova grinder in stock?",
+         "Quote 5 Vega planer please.", "Nothing to see here."]
+
+
+def wait_for(check, what: str, timeout: float = 60.0):
+    """Poll ``check()`` until it returns something truthy (no timing is asserted: a deadline
+    only stops a broken test from hanging)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def spans(result: list[dict]) -> list[tuple[str, str, int, int]]:
+    return sorted((r["value"]["text"], r["value"]["labels"][0], r["value"]["start"],
+                   r["value"]["end"]) for r in result)
+
+
+def start_server(config: Path, env: dict[str, str], pythonpath: list[Path] = ()) -> subprocess.Popen:
+    full = {**os.environ, **env}
+    full["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), full.get("PYTHONPATH", "")])
+    log = (config.parent / "serve.log").open("ab")
+    process = subprocess.Popen([sys.executable, "-m", "preannot", "serve", "-c", str(config)],
+                               env=full, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL)
+    return process
+
+
+def wait_up(url: str, process: subprocess.Popen, log: Path, auth=None) -> None:
+    def up():
+        if process.poll() is not None:
+            raise AssertionError(f"preannot serve exited: {log.read_text()}")
+        try:
+            return httpx.get(f"{url}/health", auth=auth, timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+    wait_for(up, "preannot serve to answer", 120)
+
+
+class Served:
+    def __init__(self, folder: Path, url: str, project: int, process: subprocess.Popen,
+                 labelstudio, label_config: str, site: Path) -> None:
+        self.folder, self.url, self.project, self.process = folder, url, project, process
+        self.ls, self.label_config, self.site = labelstudio, label_config, site
+        self.config = folder / "preannot.toml"
+
+    def post(self, path: str, body, **kwargs) -> httpx.Response:
+        return httpx.post(f"{self.url}{path}", json=body, timeout=60, **kwargs)
+
+    def version(self) -> str:
+        return httpx.get(f"{self.url}/health", timeout=5).json()["model_version"]
+
+    def predicted(self) -> int:
+        """Tasks the server has predicted (its /metrics)."""
+        return httpx.get(f"{self.url}/metrics", timeout=5).json()["requests"].get("tasks", 0)
+
+    def log(self) -> str:
+        return (self.folder / "serve.log").read_text()
+
+
+def _terms(folder: Path, rows: list[str]) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "terms.csv").write_text("term,label\n" + "".join(f"{r},TOOL\n" for r in rows))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def served(labelstudio, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("serve")
+    (folder / "rules").mkdir()
+    (folder / "rules" / "products.csv").write_text("term,label\nAcme drill,PRODUCT\n")
+    registry = Registry(folder / "models")
+    work = tmp_path_factory.mktemp("versions")
+    v1 = registry.add("terms", _terms(work / "a" / "terms", ["Nova grinder"]), {})
+    registry.add("terms", _terms(work / "b" / "terms", ["Nova grinder", "Vega planer"]), {})
+    registry.promote(v1)
+    source = (Path(__file__).parent / "train_plugin.py").read_text()
+    site = pip_install(write_plugin(folder / "plugin", "gazetteer-plugin", source + (
+        "\n\nregister_trainers = GazetteerPlugin().register_trainers\n")), folder / "site")
+    port = free_port()
+    body = f"""
+[[annotators]]
+name = "products"
+type = "rules"
+rules = "rules"
+
+[[annotators]]
+name = "terms"
+type = "rules"
+rules = "registry:terms"
+
+[[trainers]]
+name = "terms"
+type = "gazetteer"
+annotator = "terms"
+
+[training]
+registry = "models"
+
+[serve]
+port = {port}
+debounce = 0.5
+"""
+    (folder / "preannot.toml").write_text(body)
+    built = sync.annotators(load_config(folder / "preannot.toml"), get_host())
+    label_config = generate(built)
+    project = labelstudio.project(label_config, "preannot serve")
+    (folder / "preannot.toml").write_text(body + f"\n[labelstudio]\nproject = {project}\n")
+    process = start_server(folder / "preannot.toml", labelstudio.env(), [site])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_up(url, process, folder / "serve.log")
+        yield Served(folder, url, project, process, labelstudio, label_config, site)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def expected_version(served: Served) -> str:
+    """The pipeline's model_version as `ls push` would name it, worked out in this process."""
+    config = load_config(served.config)
+    return sync.pipeline_version(config, sync.annotators(config, get_host()))
+
+
+def test_health_setup_and_versions_speak_label_studios_protocol(served):
+    version = expected_version(served)
+    assert version.startswith("products-") and version.endswith("+terms-v1")
+    for path in ("/", "/health"):
+        health = httpx.get(f"{served.url}{path}", timeout=5).json()
+        assert (health["status"], health["model_class"], health["model_version"]) == (
+            "UP", "preannot", version)
+    setup = served.post("/setup", {"project": f"{served.project}.1700000000",
+                                   "schema": served.label_config, "hostname": "http://x",
+                                   "access_token": "not ours to keep"})
+    assert setup.status_code == 200 and setup.json() == {"model_version": version}
+    versions = httpx.get(f"{served.url}/versions", timeout=5).json()["versions"]
+    assert versions[0] == version and sorted(versions[1:]) == ["terms-v1", "terms-v2"]
+
+
+def test_predict_answers_each_task_in_order_and_a_bad_task_alone(served):
+    version = expected_version(served)
+    tasks = [{"id": 1, "data": {"text": TEXTS[0]}}, {"id": 2, "data": {"html": "no text"}},
+             {"id": 3, "data": {"text": TEXTS[1]}}, "not a task",
+             {"id": 5, "data": {"text": TEXTS[3]}}]
+    reply = served.post("/predict", {"tasks": tasks, "project": f"{served.project}.1",
+                                     "label_config": served.label_config, "params": {}})
+    assert reply.status_code == 200
+    results = reply.json()["results"]
+    assert len(results) == 5 and {r["model_version"] for r in results} == {version}
+    assert spans(results[0]["result"]) == [("Acme drill", "PRODUCT", 14, 24)]
+    assert results[1] == {"result": [], "score": 0.0, "model_version": version}
+    assert spans(results[2]["result"]) == [("Nova grinder", "TOOL", 7, 19)]
+    assert results[3] == {"result": [], "score": 0.0, "model_version": version}
+    assert results[4] == {"result": [], "model_version": version}  # nothing found: no score
+    assert "task 2: not predicted: missing field 'text'" in served.log()
+    assert "task #4 of the request: not predicted: not a Label Studio task" in served.log()
+
+
+def test_bad_requests_get_a_json_error_that_says_why(served):
+    broken = httpx.post(f"{served.url}/predict", content=b"{not json", timeout=10)
+    assert broken.status_code == 400
+    assert broken.json()["error"].startswith("/predict: the body is not JSON")
+    assert served.post("/predict", {"tasks": "x"}).json() == {
+        "error": "/predict: 'tasks' must be a list of Label Studio tasks"}
+    other = served.post("/predict", {"tasks": [], "project": f"{served.project + 1000}.5"})
+    assert other.status_code == 400 and other.json()["error"] == (
+        f"this backend serves project {served.project} ([labelstudio] project in preannot.toml),"
+        f" not project {served.project + 1000}")
+    misfit = served.post("/setup", {"project": f"{served.project}.1", "schema":
+                                    '<View><Text name="text" value="$text"/><Labels name="label" '
+                                    'toName="text"><Label value="PRODUCT"/></Labels></View>'})
+    assert misfit.status_code == 400
+    assert "TOOL" in misfit.json()["error"]
+
+
+def test_label_studio_retrieves_predictions_from_the_connected_backend(served):
+    version = expected_version(served)
+    result = run_cli(["ls", "connect", "-c", str(served.config)], pythonpath=[served.site],
+                     env=served.ls.env())
+    assert result.returncode == 0, result.stderr
+    assert f"to project {served.project}" in result.stderr
+    client = served.ls.client()
+    [backend] = client.ml_backends(served.project)
+    assert (backend["url"], backend["title"], backend["is_interactive"]) == (
+        served.url, version, False)
+    project = client.request("GET", f"api/projects/{served.project}")
+    assert (project["model_version"], project["evaluate_predictions_automatically"]) == (
+        version, True)
+    [hook] = [h for h in client.webhooks(served.project) if h["url"] == f"{served.url}/webhook"]
+    assert set(hook["actions"]) == {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED",
+                                    "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"}
+    before = served.predicted()
+    ids = sorted(client.sdk.projects.import_tasks(
+        served.project, request=[{"text": t} for t in TEXTS[:3]], return_task_ids=True).task_ids)
+    assert served.predicted() == before  # an import asks for nothing
+    client.retrieve_predictions(served.project, ids[:2])
+    assert served.predicted() == before + 2  # the two tasks asked for, in one request
+    client.request("GET", f"api/tasks/{ids[2]}")  # the third is opened in the editor
+    assert served.predicted() == before + 3
+    got = {t["id"]: t["predictions"] for t in client.annotated_tasks(served.project)}
+    assert served.predicted() == before + 3  # the Data Manager's list asks only for tasks
+    # without predictions: none is left
+    assert [[p["model_version"] for p in got[i]] for i in ids] == [[version]] * 3
+    assert spans(got[ids[0]][0]["result"]) == [("Acme drill", "PRODUCT", 14, 24)]
+    assert spans(got[ids[1]][0]["result"]) == [("Nova grinder", "TOOL", 7, 19)]
+    assert spans(got[ids[2]][0]["result"]) == []  # "Vega planer" is not in terms-v1
+
+
+def test_a_saved_annotation_is_harvested_in_the_background(served):
+    client = served.ls.client()
+    task = min(t["id"] for t in client.tasks(served.project, include="id"))
+    client.sdk.annotations.create(task, result=[{
+        "from_name": "label", "to_name": "text", "type": "labels",
+        "value": {"start": 14, "end": 24, "text": "Acme drill", "labels": ["PRODUCT"]}}])
+    health = wait_for(lambda: (h := httpx.get(f"{served.url}/health", timeout=5).json())
+                      ["learning"]["harvests"] >= 1 and h["learning"]["busy"] is None and h,
+                      "the webhook's harvest")
+    assert health["learning"]["last_error"] is None
+    assert health["learning"]["last_harvest"]["project"] == served.project
+    metrics = json.loads((served.folder / "harvest" / "metrics.json").read_text())
+    assert metrics["tasks"] == {"annotated": 1, "measured": 1, "unannotated": 2}
+    lines = [json.loads(line) for line in
+             (served.folder / "harvest" / "corrections.jsonl").read_text().splitlines()]
+    [done] = [line for line in lines if line["status"] == "annotated"]
+    assert (done["task"], done["data"]["text"], done["human"][0]["classification"]) == (
+        task, TEXTS[0], "matched")
+
+
+def test_health_answers_while_the_learner_trains_and_start_training_trains(served):
+    before = httpx.get(f"{served.url}/health", timeout=5).json()["learning"]["trainings"]
+    reply = served.post("/webhook", {"action": "START_TRAINING",
+                                     "project": {"id": served.project}})
+    assert reply.json() == {"status": "ok", "action": "START_TRAINING"}
+    health = wait_for(lambda: (h := httpx.get(f"{served.url}/health", timeout=5).json())
+                      ["learning"]["trainings"] > before and h["learning"]["busy"] is None and h,
+                      "the training START_TRAINING asked for")
+    assert health["learning"]["last_error"] is None
+    cards = [v.card for v in Registry(served.folder / "models").versions("terms")]
+    assert [c["version"] for c in cards] == ["terms-v1", "terms-v2", "terms-v3"]
+    ignored = served.post("/webhook", {"action": "PROJECT_UPDATED", "project": {"id": 1}})
+    assert ignored.json() == {"status": "ignored", "action": "PROJECT_UPDATED"}
+
+
+def test_a_promotion_is_served_at_once_without_a_restart(served):
+    old = served.version()
+    result = run_cli(["models", "promote", "terms-v2", "--no-push", "-c", str(served.config)],
+                     pythonpath=[served.site])
+    assert result.returncode == 0, result.stderr
+    new = expected_version(served)
+    assert new != old and new.endswith("+terms-v2")
+    wait_for(lambda: served.version() == new, "the server to serve the promoted version")
+    assert served.post("/setup", {"project": f"{served.project}.1"}).json() == {
+        "model_version": new}
+    reply = served.post("/predict", {"tasks": [{"id": 9, "data": {"text": TEXTS[2]}}]})
+    assert spans(reply.json()["results"][0]["result"]) == [("Vega planer", "TOOL", 8, 19)]
+    client = served.ls.client()  # Label Studio's entry and the project follow the version
+    wait_for(lambda: client.ml_backends(served.project)[0]["title"] == new,
+             "the backend's entry to be renamed")
+    project = client.request("GET", f"api/projects/{served.project}")
+    assert project["model_version"] == new
+    assert process_alive(served.process)
+
+
+def process_alive(process: subprocess.Popen) -> bool:
+    return process.poll() is None
+
+
+GATED = '''
+import os, time
+from pathlib import Path
+from preannot import Annotator, hookimpl
+
+
+class Gated(Annotator):
+    """Says it started, then holds its batch until the gate file exists."""
+    type = "gated"
+
+    def annotate(self, tasks, upstream):
+        gate = Path(os.environ["GATE"])
+        Path(str(gate) + ".started").touch()
+        deadline = time.monotonic() + 120
+        while not gate.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return [[] for _ in tasks]
+
+
+@hookimpl
+def register_annotators(register):
+    register(Gated)
+'''
+
+
+def test_basic_auth_and_health_while_a_prediction_runs(tmp_path, labelstudio):
+    site = pip_install(write_plugin(tmp_path / "plugin", "gated-plugin", GATED), tmp_path / "site")
+    port = free_port()
+    (tmp_path / "preannot.toml").write_text(
+        f'[[annotators]]\ntype = "gated"\n[serve]\nport = {port}\nlearn = false\n')
+    gate = tmp_path / "gate"
+    auth = ("annotator-bot", "s3cret-pass")
+    process = start_server(tmp_path / "preannot.toml",
+                           {"GATE": str(gate), "BASIC_AUTH_USER": auth[0],
+                            "BASIC_AUTH_PASS": auth[1]}, [site])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_up(url, process, tmp_path / "serve.log", auth=auth)
+        refused = httpx.get(f"{url}/health", timeout=5)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Basic")
+        assert httpx.get(f"{url}/health", auth=("annotator-bot", "wrong"), timeout=5
+                         ).status_code == 401
+        answer = {}
+        predicting = threading.Thread(target=lambda: answer.update(httpx.post(
+            f"{url}/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}]}, auth=auth,
+            timeout=120).json()))
+        predicting.start()
+        wait_for(lambda: Path(f"{gate}.started").exists(), "the prediction to start")
+        assert httpx.get(f"{url}/health", auth=auth, timeout=10).json()["status"] == "UP"
+        assert httpx.post(f"{url}/setup", json={}, auth=auth, timeout=10).status_code == 200
+        assert predicting.is_alive()  # both answered while the prediction was held
+        gate.touch()
+        predicting.join(60)
+        assert [r["result"] for r in answer["results"]] == [[]]
+        assert auth[1] not in (tmp_path / "serve.log").read_text()
+    finally:
+        process.terminate()
+        process.wait(30)
