@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,3 +48,40 @@ def run_cli(args: list[str], *, pythonpath: list[Path] = (), env: dict[str, str]
     full_env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     return subprocess.run([sys.executable, "-m", "preannot", *args], capture_output=True,
                           text=True, env=full_env, cwd=cwd, timeout=300)
+
+
+def wait_for(check, what: str, timeout: float = 60.0):
+    """Poll ``check()`` until it returns something truthy (no timing is asserted: a deadline
+    only stops a broken test from hanging)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def start_server(config: Path, env: dict[str, str], pythonpath: list[Path] = ()) -> subprocess.Popen:
+    """``preannot serve -c config`` in its own process, its output in ``serve.log`` beside the
+    config."""
+    full = {**os.environ, **env}
+    full["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), full.get("PYTHONPATH", "")])
+    log = (config.parent / "serve.log").open("ab")
+    process = subprocess.Popen([sys.executable, "-m", "preannot", "serve", "-c", str(config)],
+                               env=full, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL)
+    return process
+
+
+def wait_up(url: str, process: subprocess.Popen, log: Path, auth=None) -> None:
+    """Wait until the server at ``url`` answers ``/health`` (its log shown if it died)."""
+    import httpx
+
+    def up():
+        if process.poll() is not None:
+            raise AssertionError(f"preannot serve exited: {log.read_text()}")
+        try:
+            return httpx.get(f"{url}/health", auth=auth, timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+    wait_for(up, "preannot serve to answer", 120)

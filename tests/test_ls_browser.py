@@ -396,3 +396,49 @@ def count_reddish(image: Image.Image, box) -> int:
     r, g, b = (band.point(lambda v: v) for band in image.crop(box).convert("RGB").split())
     redder = ImageChops.subtract(r, ImageChops.lighter(g, b))  # r - max(g, b), floored at 0
     return sum(redder.point(lambda v: 255 if v > 30 else 0).histogram()[255:])
+
+
+def test_a_task_without_predictions_shows_what_preannot_serve_predicts(browser, labelstudio,
+                                                                        tmp_path):
+    """A project connected to a running `preannot serve` (`ls connect`): a task imported with
+    no prediction is opened, Label Studio asks the backend, and the editor paints its span."""
+    if labelstudio.server is None:
+        pytest.skip("needs a server this session started: its login is known "
+                    "(PREANNOT_TEST_LS_URL reuses another)")
+    from helpers import run_cli, start_server, wait_up
+    from preannot.labelstudio.server import free_port
+
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "products.csv").write_text(f"term,label\n{SPAN},PRODUCT\n")
+    project = labelstudio.project(CONFIG, title="browser serve")
+    port = free_port()
+    config = tmp_path / "preannot.toml"
+    config.write_text(f'[[annotators]]\nname = "products"\ntype = "rules"\nrules = "rules"\n'
+                      f'[labelstudio]\nproject = {project}\n'
+                      f'[serve]\nport = {port}\nlearn = false\n')
+    process = start_server(config, labelstudio.env())
+    try:
+        wait_up(f"http://127.0.0.1:{port}", process, tmp_path / "serve.log")
+        connected = run_cli(["ls", "connect", "-c", str(config)], env=labelstudio.env())
+        assert connected.returncode == 0, connected.stderr
+        client = labelstudio.client()
+        [task] = client.sdk.projects.import_tasks(project, request=[{"text": TEXT}],
+                                                  return_task_ids=True).task_ids
+        [backend] = client.ml_backends(project)
+        server = labelstudio.server
+        log_in(browser, server.url, server.username, server.password)
+        image, highlights = labeling_page(browser, server.url, project, task, "PRODUCT",
+                                          tmp_path / "served.png")
+        assert [h["text"] for h in highlights] == [SPAN]
+        assert backend["title"] in browser.evaluate("document.body.innerText"), \
+            "the served version's prediction tab is missing"
+        box = [round(v) for v in highlights[0]["box"]]
+        area = (box[2] - box[0]) * (box[3] - box[1])
+        tint = highlight_colour("PRODUCT", page_colour(image))
+        assert count_colour(image, tint, box) >= 0.4 * area, \
+            f"the served span is not painted (screenshot {tmp_path / 'served.png'})"
+        [stored] = [t["predictions"] for t in client.annotated_tasks(project)]
+        assert [p["model_version"] for p in stored] == [backend["title"]]
+    finally:
+        process.terminate()
+        process.wait(30)

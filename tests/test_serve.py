@@ -5,17 +5,14 @@ real registry whose promotion the server follows without a restart."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from helpers import pip_install, run_cli, write_plugin
+from helpers import pip_install, run_cli, start_server, wait_for, wait_up, write_plugin
 from preannot.engine.config import load_config
 from preannot.engine.host import get_host
 from preannot.labelstudio.labeling_config import generate
@@ -27,43 +24,14 @@ pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]
 
 TEXTS = ["Please send 2 Acme drill to Lyon.", "Is the Nova grinder in stock?",
          "Quote 5 Vega planer please.", "Nothing to see here."]
-
-
-def wait_for(check, what: str, timeout: float = 60.0):
-    """Poll ``check()`` until it returns something truthy (no timing is asserted: a deadline
-    only stops a broken test from hanging)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+KEYS = ["mail-b", "mail-d", "mail-f"]
+"""Stable ids for the tasks imported into Label Studio, all on the training side of the fixed
+evaluation and dev splits (the first is the one annotated, which the trainer then learns from)."""
 
 
 def spans(result: list[dict]) -> list[tuple[str, str, int, int]]:
     return sorted((r["value"]["text"], r["value"]["labels"][0], r["value"]["start"],
                    r["value"]["end"]) for r in result)
-
-
-def start_server(config: Path, env: dict[str, str], pythonpath: list[Path] = ()) -> subprocess.Popen:
-    full = {**os.environ, **env}
-    full["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), full.get("PYTHONPATH", "")])
-    log = (config.parent / "serve.log").open("ab")
-    process = subprocess.Popen([sys.executable, "-m", "preannot", "serve", "-c", str(config)],
-                               env=full, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL)
-    return process
-
-
-def wait_up(url: str, process: subprocess.Popen, log: Path, auth=None) -> None:
-    def up():
-        if process.poll() is not None:
-            raise AssertionError(f"preannot serve exited: {log.read_text()}")
-        try:
-            return httpx.get(f"{url}/health", auth=auth, timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-    wait_for(up, "preannot serve to answer", 120)
 
 
 class Served:
@@ -219,8 +187,9 @@ def test_label_studio_retrieves_predictions_from_the_connected_backend(served):
     assert set(hook["actions"]) == {"ANNOTATION_CREATED", "ANNOTATIONS_CREATED",
                                     "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED"}
     before = served.predicted()
-    ids = sorted(client.sdk.projects.import_tasks(
-        served.project, request=[{"text": t} for t in TEXTS[:3]], return_task_ids=True).task_ids)
+    ids = sorted(client.sdk.projects.import_tasks(served.project, request=[
+        {"data": {"text": t}, "meta": {"preannot_id": key}} for t, key in zip(TEXTS, KEYS)],
+        return_task_ids=True).task_ids)
     assert served.predicted() == before  # an import asks for nothing
     client.retrieve_predictions(served.project, ids[:2])
     assert served.predicted() == before + 2  # the two tasks asked for, in one request
@@ -255,7 +224,9 @@ def test_a_saved_annotation_is_harvested_in_the_background(served):
         task, TEXTS[0], "matched")
 
 
-def test_health_answers_while_the_learner_trains_and_start_training_trains(served):
+def test_start_training_harvests_and_trains_in_the_background(served):
+    cards = [v.card for v in Registry(served.folder / "models").versions("terms")]
+    assert [c["version"] for c in cards] == ["terms-v1", "terms-v2"]
     before = httpx.get(f"{served.url}/health", timeout=5).json()["learning"]["trainings"]
     reply = served.post("/webhook", {"action": "START_TRAINING",
                                      "project": {"id": served.project}})
@@ -266,6 +237,7 @@ def test_health_answers_while_the_learner_trains_and_start_training_trains(serve
     assert health["learning"]["last_error"] is None
     cards = [v.card for v in Registry(served.folder / "models").versions("terms")]
     assert [c["version"] for c in cards] == ["terms-v1", "terms-v2", "terms-v3"]
+    assert cards[2]["harvest"]["train"] == 1  # the one task annotated in Label Studio
     ignored = served.post("/webhook", {"action": "PROJECT_UPDATED", "project": {"id": 1}})
     assert ignored.json() == {"status": "ignored", "action": "PROJECT_UPDATED"}
 
@@ -352,3 +324,40 @@ def test_basic_auth_and_health_while_a_prediction_runs(tmp_path, labelstudio):
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_disconnect_removes_the_backend_and_its_webhook(served):
+    result = run_cli(["ls", "disconnect", "-c", str(served.config)], pythonpath=[served.site],
+                     env=served.ls.env())
+    assert result.returncode == 0, result.stderr
+    assert f"removed 1 ML backend entry for {served.url}" in result.stderr
+    client = served.ls.client()
+    assert client.ml_backends(served.project) == []
+    assert [h for h in client.webhooks(served.project) if served.url in h["url"]] == []
+    project = client.request("GET", f"api/projects/{served.project}")
+    assert project["evaluate_predictions_automatically"] is False
+
+
+def test_a_learning_failure_is_reported_and_serving_goes_on(tmp_path):
+    """The learner's harvest fails (no Label Studio answers at the configured address): the
+    reason is kept for /health, and the thread takes the next job."""
+    from preannot.serve.learning import Learner
+
+    (tmp_path / "preannot.toml").write_text(
+        f'[labelstudio]\nurl = "http://127.0.0.1:{free_port()}"\nproject = 3\n'
+        f'[serve]\ndebounce = 0\n')
+    config = load_config(tmp_path / "preannot.toml")
+    logged: list[str] = []
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("LABEL_STUDIO_URL", raising=False)
+        env.setenv("LABEL_STUDIO_API_KEY", "not-a-real-token")
+        learner = Learner(config, on_change=lambda: None, log=logged.append)
+        learner.annotations_changed(3)
+        wait_for(lambda: learner.status["last_error"], "the failed harvest", 120)
+        learner.train_now(3)
+        wait_for(lambda: len(logged) == 2, "the second job to fail too", 120)
+        learner.stop()
+    assert learner.status["last_error"].startswith("Unreachable: Label Studio at http://127.0.0.1:")
+    assert learner.status["harvests"] == 0 and learner.status["busy"] is None
+    assert all(line.startswith("learning failed: Unreachable") for line in logged)
+    assert "not-a-real-token" not in " ".join(logged)

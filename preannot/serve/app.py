@@ -121,7 +121,7 @@ def create_app(backend: Backend) -> Starlette:
     expected = credentials()
 
     async def guard(request: Request, call_next):
-        if expected and not authorized(request.headers.get("authorization", ""), expected):
+        if not authorized(request.headers.get("authorization", ""), expected):
             return JSONResponse({"error": "authentication required (HTTP Basic)"}, status_code=401,
                                 headers={"WWW-Authenticate": 'Basic realm="preannot"'})
         return await call_next(request)
@@ -137,7 +137,7 @@ def create_app(backend: Backend) -> Starlette:
                 Route("/webhook", webhook, methods=["POST"]),
                 Route("/train", train, methods=["POST"]),
                 Route("/versions", versions), Route("/metrics", metrics)],
-        middleware=[Middleware(BaseHTTPMiddleware, dispatch=guard)],
+        middleware=[Middleware(BaseHTTPMiddleware, dispatch=guard)] if expected else [],
         exception_handlers={BadRequest: refused})
 
 
