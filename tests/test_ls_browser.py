@@ -430,15 +430,18 @@ def test_a_task_without_predictions_shows_what_preannot_serve_predicts(browser, 
         image, highlights = labeling_page(browser, server.url, project, task, "PRODUCT",
                                           tmp_path / "served.png")
         assert [h["text"] for h in highlights] == [SPAN]
-        assert backend["title"] in browser.evaluate("document.body.innerText"), \
-            "the served version's prediction tab is missing"
+        page = browser.evaluate("document.body.innerText")  # the tab shortens the version
+        assert backend["title"][:8] in page and backend["title"][-6:] in page and "80.00%" in page, \
+            "the served version's prediction tab (with its score) is missing"
         box = [round(v) for v in highlights[0]["box"]]
         area = (box[2] - box[0]) * (box[3] - box[1])
         tint = highlight_colour("PRODUCT", page_colour(image))
         assert count_colour(image, tint, box) >= 0.4 * area, \
             f"the served span is not painted (screenshot {tmp_path / 'served.png'})"
+        # Label Studio asks for the open task twice at once (its list and its editor each see
+        # it without predictions), so it may keep two copies: each is the served version's
         [stored] = [t["predictions"] for t in client.annotated_tasks(project)]
-        assert [p["model_version"] for p in stored] == [backend["title"]]
+        assert {p["model_version"] for p in stored} == {backend["title"]} and stored
     finally:
         process.terminate()
         process.wait(30)
