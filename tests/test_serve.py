@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -338,22 +339,26 @@ def test_disconnect_removes_the_backend_and_its_webhook(served):
     assert project["evaluate_predictions_automatically"] is False
 
 
-def test_a_learning_failure_is_reported_and_serving_goes_on(tmp_path):
-    """The learner's harvest fails (no Label Studio answers at the configured address): the
-    reason is kept for /health, and the thread takes the next job."""
+def test_events_are_debounced_and_a_learning_failure_is_reported(tmp_path):
+    """Ten annotation events inside the debounce make one harvest; it fails (no Label Studio
+    answers at the configured address): the reason is kept for /health, and the thread takes
+    the next job."""
     from preannot.serve.learning import Learner
 
     (tmp_path / "preannot.toml").write_text(
         f'[labelstudio]\nurl = "http://127.0.0.1:{free_port()}"\nproject = 3\n'
-        f'[serve]\ndebounce = 0\n')
+        f'[serve]\ndebounce = 5\n')
     config = load_config(tmp_path / "preannot.toml")
     logged: list[str] = []
     with pytest.MonkeyPatch.context() as env:
         env.delenv("LABEL_STUDIO_URL", raising=False)
         env.setenv("LABEL_STUDIO_API_KEY", "not-a-real-token")
         learner = Learner(config, on_change=lambda: None, log=logged.append)
-        learner.annotations_changed(3)
+        for _ in range(10):  # an annotator saving every 0.2 s, well inside the 5 s debounce
+            learner.annotations_changed(3)
+            time.sleep(0.2)
         wait_for(lambda: learner.status["last_error"], "the failed harvest", 120)
+        assert len(logged) == 1  # one job for the ten events, after they stopped
         learner.train_now(3)
         wait_for(lambda: len(logged) == 2, "the second job to fail too", 120)
         learner.stop()
