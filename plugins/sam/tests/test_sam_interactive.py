@@ -217,7 +217,7 @@ def test_polygon_output_unreadable_image_and_prompts_mode(sam_checkpoint, tmp_pa
     missing = sam.interact(_task(tmp_path / "gone.png"), [_click(10, 10)])
     assert isinstance(missing, TaskFailed) and "gone.png" in str(missing)
     calls = _encoder_calls(sam)
-    assert sam.annotate([_task(images[0][0])], {}) == [[]]  # prompts mode: nothing in batch
+    assert sam.annotate([_task(images[0][3])], {}) == [[]]  # prompts mode: nothing in batch
     assert calls[0] == 0
     with pytest.raises(ConfigError, match="memory_cache"):
         _sam(sam_checkpoint, tmp_path, memory_cache=-1)
