@@ -87,3 +87,19 @@ def test_a_label_studio_span_prompt_round_trips(tmp_path):
     spans = a.interact(Task("t", {"text": text}), [result_to_region(item)])
     assert found(spans) == [(24, "Bolt Ltd", "ORG")]
     assert spans[0].provenance["prompt"]["id"] == "x1"
+
+
+def test_the_generated_config_marks_the_span_tool_smart_and_label_studio_takes_it(tmp_path,
+                                                                                 labelstudio):
+    import xml.etree.ElementTree as ET
+
+    from preannot.labelstudio.labeling_config import generate
+
+    a = annotator(tmp_path, shop__txt="Bistro\n")
+    config = generate([a])
+    [labels] = ET.fromstring(config).findall("Labels")
+    assert labels.attrib == {"name": "label", "toName": "text", "smart": "true"}
+    assert [el.get("value") for el in labels] == ["SHOP"]
+    project = labelstudio.project(config, "label one get all")
+    parsed = labelstudio.client().sdk.projects.get(project).parsed_label_config
+    assert parsed["label"]["type"] == "Labels" and parsed["label"]["labels"] == ["SHOP"]
