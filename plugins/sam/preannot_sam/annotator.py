@@ -152,8 +152,8 @@ class SamAnnotator(Annotator):
                 sx, sy = width / (box.image_width or width), height / (box.image_height or height)
                 x0, y0, x1, y1 = box.xyxy
                 kwargs["box"] = np.array([x0 * sx, y0 * sy, x1 * sx, y1 * sy], dtype=np.float32)
-            with torch.inference_mode(), self._autocast():
-                masks, scores, _ = predictor.predict(**kwargs)
+            with torch.inference_mode():  # full precision: the decoder is cheap, and
+                masks, scores, _ = predictor.predict(**kwargs)  # numpy has no bfloat16
         best = int(np.argmax(scores))
         positive = [p for p in points if p.positive]
         label = box.label if box is not None else (positive or points)[0].label
@@ -207,7 +207,8 @@ class SamAnnotator(Annotator):
             predictor.set_image(pixels)
         if self.cache:
             self.cache.put(disk_key, predictor.features, predictor.input_size)
-        return Embedding(predictor.features, tuple(predictor.input_size), pixels.shape[:2])
+        # float32 whatever the encoder's autocast gave: the same on every path (disk, memory)
+        return Embedding(predictor.features.float(), tuple(predictor.input_size), pixels.shape[:2])
 
     def _predictor(self, embedding):
         """A predictor with this embedding set, ready for prompts."""

@@ -276,3 +276,16 @@ def test_a_detectors_box_tool_becomes_smart_rather_than_doubled(sam_checkpoint, 
     assert [(k.get("name"), k.get("smart")) for k in root.findall("KeyPointLabels")] == [
         ("mask_point", "true")]
     assert root.find("BrushLabels").get("smart") is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_clicks_match_cpu(sam_checkpoint, tmp_path, images):
+    """The encoder runs under autocast on a GPU; prompts are decoded in float32 from its output."""
+    task, click = _task(images[0][0]), [_click(100, 80), _click(200, 150, positive=False)]
+    [cpu] = _sam(sam_checkpoint, tmp_path / "c", cache=False).interact(task, click)
+    gpu_sam = _sam(sam_checkpoint, tmp_path / "g", cache=False, device="cuda")
+    [gpu] = gpu_sam.interact(task, click)
+    [again] = gpu_sam.interact(task, click)  # from the memory cache
+    assert gpu_sam.embeddings.hits == 1 and np.array_equal(gpu.mask, again.mask)
+    assert (cpu.mask == gpu.mask).mean() >= 0.98  # bf16/fp16 rounding flips only edge pixels
