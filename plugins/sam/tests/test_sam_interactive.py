@@ -289,3 +289,30 @@ def test_gpu_clicks_match_cpu(sam_checkpoint, tmp_path, images):
     [again] = gpu_sam.interact(task, click)  # from the memory cache
     assert gpu_sam.embeddings.hits == 1 and np.array_equal(gpu.mask, again.mask)
     assert (cpu.mask == gpu.mask).mean() >= 0.98  # bf16/fp16 rounding flips only edge pixels
+
+
+def test_an_image_in_label_studio_is_fetched_and_encoded_once(sam_checkpoint, tmp_path, images,
+                                                               labelstudio, monkeypatch):
+    """A ``/data/upload/...`` image: downloaded once (with the token), then memory hits."""
+    import requests
+
+    headers = {"Authorization": f"Token {labelstudio.api_key}"}
+    project = labelstudio.project('<View><Image name="image" value="$image"/><BrushLabels '
+                                  'name="mask" toName="image"><Label value="Circle"/></BrushLabels>'
+                                  '</View>', "interactive fetch")
+    with images[0][1].open("rb") as f:
+        requests.post(f"{labelstudio.url}/api/projects/{project}/import", headers=headers,
+                      files={"file": ("prompted.png", f, "image/png")}, timeout=60).raise_for_status()
+    [task] = requests.get(f"{labelstudio.url}/api/tasks", headers=headers, timeout=30,
+                          params={"project": project}).json()["tasks"]
+    assert task["data"]["image"].startswith("/data/upload/")
+    monkeypatch.setenv("LABEL_STUDIO_URL", labelstudio.url)
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", labelstudio.api_key)
+    sam = _sam(sam_checkpoint, tmp_path, cache=False)
+    calls = _encoder_calls(sam)
+    remote = Task(str(task["id"]), {"image": task["data"]["image"]})
+    [first] = sam.interact(remote, [_click(100, 80)])
+    [second] = sam.interact(remote, [_click(100, 80)])
+    [local] = sam.interact(_task(images[0][1]), [_click(100, 80)])
+    assert calls[0] == 2 and sam.embeddings.hits == 1  # the local file is another reference
+    assert np.array_equal(first.mask, second.mask) and np.array_equal(first.mask, local.mask)
