@@ -77,8 +77,10 @@ class SamAnnotator(Annotator):
 
     @property
     def labels(self) -> list[str]:
-        if self.mode == "auto" and "labels" not in self.options:
-            return [self.options.get("label", "object")]
+        """``labels`` (what clicks may be labeled, and chained masks are), with the automatic
+        mode's ``label`` first."""
+        if self.mode == "auto":
+            return list(dict.fromkeys([self.options.get("label", "object"), *super().labels]))
         return super().labels
 
     def fingerprint(self) -> str:

@@ -219,6 +219,10 @@ def test_polygon_output_unreadable_image_and_prompts_mode(sam_checkpoint, tmp_pa
     calls = _encoder_calls(sam)
     assert sam.annotate([_task(images[0][3])], {}) == [[]]  # prompts mode: nothing in batch
     assert calls[0] == 0
+    auto = SamAnnotator("a", {"checkpoint": str(sam_checkpoint), "model_type": "vit_tiny",
+                              "labels": ["Circle", "Square"], "label": "thing"},
+                        Context(base_dir=tmp_path, cache_dir=tmp_path / "cache"))
+    assert auto.labels == ["thing", "Circle", "Square"]  # automatic masks, and clicks
     with pytest.raises(ConfigError, match="memory_cache"):
         _sam(sam_checkpoint, tmp_path, memory_cache=-1)
 
