@@ -6,11 +6,11 @@ Everything a plugin needs is importable from here; anything else is private to t
 from .annotator import (Annotator, ConfigError, Context, Example, Ranker, TaskFailed, Trainer,
                         batches, digest, file_digest, hold_out, notice)
 from .hookspecs import hookimpl
-from .images import open_image
+from .images import locate_image, open_image
 from .model import Box, Choice, Mask, Point, Polygon, Prediction, Region, Span, Task
 
 __all__ = [
     "Annotator", "Box", "Choice", "ConfigError", "Context", "Example", "Mask", "Point", "Polygon",
     "Prediction", "Ranker", "Region", "Span", "Task", "TaskFailed", "Trainer", "batches",
-    "digest", "file_digest", "hold_out", "hookimpl", "notice", "open_image",
+    "digest", "file_digest", "hold_out", "hookimpl", "locate_image", "notice", "open_image",
 ]

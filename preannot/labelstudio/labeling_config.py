@@ -2,6 +2,11 @@
 
 A prediction whose ``from_name``, ``to_name`` or label is not in the project's labeling config is
 silently not shown by Label Studio; checking before a push turns that into a clear error.
+
+An interactive annotator (one with ``prompts``) also gets the editor's smart tools it answers
+(``smart="true"``, as Label Studio's interactive SAM template has them): a keypoint tool for
+clicks, a rectangle tool for boxes. They are prompts, not predictions, so a user's own config is
+not checked for them.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from ..annotator import Annotator, ConfigError
 
 CONTROL_TAGS = {"labels": "Labels", "rectanglelabels": "RectangleLabels",
                 "brushlabels": "BrushLabels", "polygonlabels": "PolygonLabels",
-                "choices": "Choices"}
+                "keypointlabels": "KeyPointLabels", "choices": "Choices"}
 OBJECT_TAGS = {"labels": "Text", "choices": "Text", "rectanglelabels": "Image",
-               "brushlabels": "Image", "polygonlabels": "Image"}
+               "brushlabels": "Image", "polygonlabels": "Image", "keypointlabels": "Image"}
+PROMPT_SUFFIX = {"keypointlabels": "point", "rectanglelabels": "box"}
+"""A smart tool preannot adds is named after the annotator's from_name: ``mask_point``."""
 
 
 @dataclass
@@ -26,6 +33,8 @@ class Control:
     to_name: str
     labels: list[str] = field(default_factory=list)
     users: list[str] = field(default_factory=list)
+    smart: bool = False
+    """A tool whose regions the editor sends to the ML backend as prompts."""
 
 
 def expected_controls(annotators: Sequence[Annotator]) -> tuple[dict[str, Control], dict[str, tuple[str, str]]]:
@@ -52,9 +61,34 @@ def expected_controls(annotators: Sequence[Annotator]) -> tuple[dict[str, Contro
     return controls, objects
 
 
+def add_prompt_tools(annotators: Sequence[Annotator], controls: dict[str, Control]) -> None:
+    """Mark, or add, the smart tools each interactive annotator takes prompts from: its own
+    control when it emits that type, else the image's (or text's) control of that type, else a
+    new one named ``<from_name>_<point|box|...>``; each with the annotator's labels."""
+    for a in annotators:
+        for kind in a.prompts:
+            if kind not in CONTROL_TAGS:
+                raise ConfigError(f"annotator {a.name!r} takes {kind!r} prompts, which preannot "
+                                  f"cannot map to Label Studio (known: {', '.join(CONTROL_TAGS)})")
+            tag = CONTROL_TAGS[kind]
+            own = controls.get(a.from_name)
+            tool = (own if own is not None and own.tag == tag and own.to_name == a.to_name else
+                    next((c for c in controls.values() if (c.tag, c.to_name) == (tag, a.to_name)),
+                         None))
+            if tool is None:
+                name = f"{a.from_name}_{PROMPT_SUFFIX.get(kind, kind)}"
+                tool = controls.setdefault(name, Control(tag, a.to_name))
+            tool.smart = True
+            if a.name not in tool.users:
+                tool.users.append(a.name)
+            tool.labels += [label for label in a.labels if label not in tool.labels]
+
+
 def generate(annotators: Sequence[Annotator]) -> str:
-    """A labeling config that shows every region the annotators can emit."""
+    """A labeling config that shows every region the annotators can emit, with the smart tools
+    the interactive ones answer."""
     controls, objects = expected_controls(annotators)
+    add_prompt_tools(annotators, controls)
     lines = ["<View>"]
     for to_name, (tag, data_field) in objects.items():
         lines.append(f"  <{tag} name={quoteattr(to_name)} value={quoteattr('$' + data_field)}/>")
@@ -63,7 +97,9 @@ def generate(annotators: Sequence[Annotator]) -> str:
             raise ConfigError(f"annotator {control.users[0]!r} declares no labels: set "
                               "labels = [...] in its [[annotators]] table or give a labeling config")
         child = "Choice" if control.tag == "Choices" else "Label"
-        lines.append(f"  <{control.tag} name={quoteattr(from_name)} toName={quoteattr(control.to_name)}>")
+        smart = ' smart="true"' if control.smart else ""
+        lines.append(f"  <{control.tag} name={quoteattr(from_name)} "
+                     f"toName={quoteattr(control.to_name)}{smart}>")
         lines += [f"    <{child} value={quoteattr(label)}/>" for label in control.labels]
         lines.append(f"  </{control.tag}>")
     lines.append("</View>")

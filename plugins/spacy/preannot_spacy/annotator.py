@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
-from preannot import Annotator, ConfigError, Prediction, Span, Task, TaskFailed, digest
+from preannot import Annotator, ConfigError, Prediction, Region, Span, Task, TaskFailed, digest
 
 from .dictionary import Dictionary
 from .rules import RuleSet, load_rules
@@ -17,6 +17,7 @@ class RulesAnnotator(Annotator):
     description = "Dictionary and business-rule NER: referentials, spaCy patterns, regexes"
     reads = ("text",)
     emits = ("labels",)
+    prompts = ("labels",)
     known_options = frozenset({"rules", "language"})
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None, context=None) -> None:
@@ -38,6 +39,9 @@ class RulesAnnotator(Annotator):
                 except (ValueError, KeyError) as exc:
                     where = f"{rule.provenance['rule_file']} rule {rule.provenance['rule']}"
                     raise ConfigError(f"{where}: invalid spaCy token pattern: {exc}") from None
+        self.phrase = lru_cache(maxsize=256)(self._phrase)
+        """The one-term dictionary of a phrase a user labeled (~0.1 s to build), kept for the
+        next prompt on the same phrase."""
 
     @cached_property
     def dictionaries(self) -> list[Dictionary]:
@@ -104,3 +108,52 @@ class RulesAnnotator(Annotator):
         return [self.spans(text) if isinstance(text := task.data[self.field], str)
                 else TaskFailed(f"{self.field!r} holds a {type(text).__name__}, not text")
                 for task in tasks]
+
+    def matching(self, label: str) -> tuple[str, str]:
+        """(case, accents) for finding copies of a span labeled ``label``: the settings of
+        that label's dictionary terms when they all share one, else the rules folder's."""
+        settings = {(t.case, t.accents) for t in self.rules.terms if t.label == label}
+        if len(settings) == 1:
+            return settings.pop()
+        return self.rules.defaults["case"], self.rules.defaults["accents"]
+
+    def _phrase(self, phrase: str, case: str, accents: str) -> Dictionary:
+        return Dictionary(self.nlp, [(0, phrase)], case, accents)
+
+    def interact(self, task: Task, prompts: Sequence[Region]) -> list[Span] | TaskFailed:
+        """Label one, get all: for each span the user labeled, every other occurrence of its
+        text in the task, with its label.
+
+        Occurrences are found as the dictionaries find terms (spaCy token boundaries, so
+        "art" is not found in "party"), with the case and accent settings of the label's
+        rules (:meth:`matching`); none overlaps a prompt or another occurrence (the first
+        prompt wins). Score 1.0: the text is the very text a person just labeled, so the
+        only doubt left (a homonym) is theirs to judge in the editor, as with their own
+        label. Provenance ``prompt`` holds the prompt's id and offsets. Only these spans
+        are returned; ``preannot serve`` adds the pipeline's own.
+        """
+        text = task.data.get(self.field)
+        if not isinstance(text, str):
+            return TaskFailed(f"{self.field!r} holds a {type(text).__name__}, not text")
+        spans = [p for p in prompts if isinstance(p, Span)]
+        for span in spans:
+            if not 0 <= span.start < span.end <= len(text):
+                return TaskFailed(f"labeled span {span.start}-{span.end} ({span.label!r}) lies "
+                                  f"outside the task's {len(text)}-character {self.field!r}")
+        taken = bytearray(len(text))
+        for span in spans:
+            taken[span.start:span.end] = b"\1" * (span.end - span.start)
+        found = []
+        for span in spans:
+            piece = text[span.start:span.end]
+            phrase = piece.strip()  # the editor's selections often take a space along
+            if not phrase:
+                continue
+            for start, end, _, _ in self.phrase(phrase, *self.matching(span.label)).matches(text):
+                if any(taken[start:end]):
+                    continue
+                taken[start:end] = b"\1" * (end - start)
+                found.append(Span(label=span.label, start=start, end=end, text=text[start:end],
+                                  score=1.0, provenance={"prompt": {
+                                      "id": span.id, "start": span.start, "end": span.end}}))
+        return sorted(found, key=lambda s: s.start)

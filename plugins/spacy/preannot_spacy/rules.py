@@ -57,6 +57,9 @@ class RuleSet:
     token_patterns: list[TokenPattern] = field(default_factory=list)
     regexes: list[RegexRule] = field(default_factory=list)
     digest: str = ""
+    defaults: dict[str, Any] = field(default_factory=lambda: dict(DEFAULTS))
+    """The folder's settings (DEFAULTS under the manifest's ``[defaults]``), for files and
+    matches that name none of their own."""
 
     @property
     def labels(self) -> list[str]:
@@ -171,7 +174,8 @@ def load_rules(folder: Path) -> RuleSet:
             manifest = tomllib.loads(manifest_path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{manifest_path}: invalid TOML: {exc}") from None
-    rules = RuleSet()
+    rules = RuleSet(defaults=_settings({"defaults": manifest.get("defaults", {})}, "",
+                                       str(manifest_path)))
     for path in sorted(folder.iterdir()):
         loader = LOADERS.get(path.suffix.lower())
         if path.name == MANIFEST or loader is None or path.name.startswith("."):
