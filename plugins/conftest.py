@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "detect-and-segment"
 sys.path.insert(0, str(EXAMPLE))
+sys.path.insert(0, str(ROOT / "tests"))  # the suite's helpers: the CLI, a `preannot serve` process
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 

@@ -205,6 +205,37 @@ def test_label_studio_retrieves_predictions_from_the_connected_backend(served):
     assert spans(got[ids[2]][0]["result"]) == []  # "Vega planer" is not in terms-v1
 
 
+def test_label_one_get_all_through_label_studios_interactive_endpoint(served):
+    """A span labeled in the editor comes back with every other mention of its text (the
+    rules' interact) and the pipeline's spans that overlap none of them."""
+    version = expected_version(served)
+    result = run_cli(["ls", "connect", "--interactive", "-c", str(served.config)],
+                     pythonpath=[served.site], env=served.ls.env())
+    assert result.returncode == 0, result.stderr
+    client = served.ls.client()
+    [backend] = client.ml_backends(served.project)
+    assert backend["is_interactive"] is True
+    text = "Acme drill, then a Nova grinder, then one more acme drill and an Acme drill."
+    [task] = client.sdk.projects.import_tasks(served.project, request=[
+        {"data": {"text": text}, "meta": {"preannot_id": "mail-z"}}], return_task_ids=True
+        ).task_ids
+    labeled = {"id": "u1", "from_name": "label", "to_name": "text", "type": "labels",
+               "origin": "manual",
+               "value": {"start": 0, "end": 10, "text": "Acme drill", "labels": ["PRODUCT"]}}
+    answer = client.interactive_annotating(backend["id"], task, {"result": [labeled]})
+    assert "errors" not in answer, answer
+    assert answer["data"]["model_version"] == version
+    # the rules are case-sensitive: "acme drill" is another text; both rule sets find the
+    # other "Acme drill", which is answered once
+    assert spans(answer["data"]["result"]) == [("Acme drill", "PRODUCT", 65, 75),
+                                               ("Nova grinder", "TOOL", 19, 31)]
+    direct = served.post("/predict", {"tasks": [{"id": task, "data": {"text": text},
+                                                 "meta": {"preannot_id": "mail-z"}}],
+                                      "params": {"context": {"result": [labeled]}}})
+    assert direct.json()["results"][0]["result"] == answer["data"]["result"]
+    client.sdk.tasks.delete(task)
+
+
 def test_a_saved_annotation_is_harvested_in_the_background(served):
     client = served.ls.client()
     task = min(t["id"] for t in client.tasks(served.project, include="id"))

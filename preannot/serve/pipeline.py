@@ -135,7 +135,10 @@ def interact(pipeline: Pipeline, item: Any, context: dict[str, Any], log: Log
         if isinstance(answer, TaskFailed):
             log(f"{task.source}: {' '.join(map(str, answer.args))}")
             continue
-        regions.extend(answer.regions)
+        # two annotators may give the same answer (two rule sets matching the same text)
+        regions.extend(r for r in answer.regions
+                       if not any(iou(r, kept) == 1.0 and r.label == kept.label
+                                  for kept in regions))
     spans = [p for p in prompts if isinstance(p, Span)]
     if spans:
         taken = spans + regions
