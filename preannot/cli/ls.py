@@ -146,6 +146,28 @@ def up(config_path: Path | None, detach: bool, port: int | None, no_progress: bo
             server.stop()
 
 
+def quality_lines(metrics: dict, tabs: dict) -> list[str]:
+    """What `ls pull` says about the label spec, the human annotators and the tabs it filled."""
+    lines = []
+    spec = metrics.get("spec") or {}
+    if spec.get("changed"):
+        lines.append(f"[yellow]labeling config changed[/] ({spec['previous']} -> {spec['version']}):"
+                     f" added {', '.join(spec['added']) or 'none'}; removed "
+                     f"{', '.join(spec['removed']) or 'none'} (map them with [labels] rename/merge)")
+    outdated = len(metrics["reannotate"]["tasks"])
+    if outdated:
+        lines.append(f"[yellow]{outdated} tasks annotated with labels the config no longer has[/]:"
+                     " left out of metrics and training until re-annotated")
+    for name, q in metrics["quality"]["annotators"].items():
+        flag = " [red]careless?[/]" if q["careless"] else ""
+        lines.append(f"  annotator {name}: accuracy {q['accuracy']} ({q['accuracy_source']}), "
+                     f"kept {q['acceptance_rate']} of predictions as they were, lead time "
+                     f"{q['lead_time_mean']} s{flag}")
+    for title, (_, count) in tabs.items():
+        lines.append(f"  Data Manager tab [bold]{title}[/]: {count} tasks")
+    return lines
+
+
 @ls.command()
 @config_option
 @click.option("-p", "--project", help="Project id or title (default: [labelstudio] project).")
@@ -189,6 +211,8 @@ def pull(config_path: Path | None, project: str | None, output_dir: Path | None,
     for name, m in metrics["annotators"].items():
         err.print(f"  {name}: precision {m['precision']}, recall {m['recall']}, "
                   f"acceptance {m['acceptance_rate']}, edits/task {m['edits_per_task']}")
+    for line in quality_lines(metrics, harvest.tabs):
+        err.print(line)
     try:
         trained = retrain.retrain_if_due(config, log=_log)
     except ConfigError as exc:
