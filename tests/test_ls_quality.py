@@ -193,11 +193,11 @@ def test_weighted_truth_follows_the_reliable_annotators(crowd, tmp_path):
 
 def test_dawid_skene_on_a_hand_made_case():
     """A and B always agree; C says X where they say Y once. Started from the majority and
-    without smoothing, EM stops after one round: A and B right every time, C on 3 of 4 items
+    without smoothing or prior, EM stops after one round: A and B right every time, C on 3 of 4 items
     (on the items truly Y, 1 of 2)."""
     items = [{"A": "X", "B": "X", "C": "X"}, {"A": "Y", "B": "Y", "C": "X"},
              {"A": "X", "B": "X", "C": "X"}, {"A": "Y", "B": "Y", "C": "Y"}]
-    model = dawid_skene(items, smoothing=0)
+    model = dawid_skene(items, smoothing=0, diagonal=0)
     assert model.iterations == 1 and model.prior.tolist() == [0.5, 0.5]
     assert model.posterior.tolist() == [[1, 0], [0, 1], [1, 0], [0, 1]]
     assert estimated_accuracy(model, items) == {

@@ -82,8 +82,9 @@ def classify(task: dict[str, Any], model_version: str | None = None,
     outdated = sorted({lb for a in usable for lb in labels.unknown(a)}) if labels else []
     if outdated:
         usable = [a for a in usable if labels.compatible(a)]  # type: ignore[union-attr]
-    if any(a.get("ground_truth") for a in usable):
-        usable = [a for a in usable if a.get("ground_truth")][:1]
+    flagged = [a for a in usable if a.get("ground_truth")]
+    if flagged and len(flagged) < len(usable):  # all flagged: imported, Label Studio's default
+        usable = flagged[:1]
     status = "annotated" if usable else (OUTDATED if outdated else
                                          "skipped" if cancelled else "unannotated")
     record: dict[str, Any] = {

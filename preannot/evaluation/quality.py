@@ -148,12 +148,16 @@ class DawidSkene:
 
 
 def dawid_skene(items: Sequence[Mapping[str, str]], *, smoothing: float = 0.01,
-                max_iterations: int = 100, tol: float = 1e-6) -> DawidSkene:
+                diagonal: float = 1.0, max_iterations: int = 100, tol: float = 1e-6
+                ) -> DawidSkene:
     """Fit Dawid and Skene's model (1979) by EM on ``items`` (each: annotator -> answer).
 
     Start: each item's true class is its majority answer (ties split evenly). M-step: the prior
     is the mean posterior, an annotator's confusion row for class k is the posterior-weighted
-    count of their answers on items of class k, plus ``smoothing`` in every cell, normalised.
+    count of their answers on items of class k, plus ``smoothing`` in every cell and
+    ``diagonal`` on the right answer, normalised. The diagonal prior keeps a rare class (often
+    "nothing here") from turning into "what the worst annotator says", which a free confusion
+    row can do when the class has few items.
     E-step: posterior(k) is proportional to prior(k) times each annotator's confusion(k, answer).
     Stops when no posterior moves more than ``tol``."""
     import numpy as np
@@ -173,7 +177,7 @@ def dawid_skene(items: Sequence[Mapping[str, str]], *, smoothing: float = 0.01,
     iterations = 0
     for iterations in range(1, max_iterations + 1):
         prior = post.mean(axis=0) if n else prior
-        counts = {w: np.full((K, K), float(smoothing)) for w in workers}
+        counts = {w: np.full((K, K), float(smoothing)) + diagonal * np.eye(K) for w in workers}
         for i, item in enumerate(coded):
             for w, k in item:
                 counts[w][:, k] += post[i]
@@ -297,7 +301,9 @@ class Quality:
                 self.shown[a.annotator] += len(prediction)
                 self.kept[a.annotator] += sum(1 for kind, _, overlap in m.predicted
                                               if kind == ACCEPTED and overlap >= 1 - KEPT_TOLERANCE)
-        truth = next((a for a in annotations if a.ground_truth), None)
+        # every annotation flagged: imported ones (Label Studio flags them), not a honeypot
+        flagged = [a for a in annotations if a.ground_truth]
+        truth = flagged[0] if flagged and len(flagged) < len(annotations) else None
         if truth is not None:
             for a in annotations:
                 if a is not truth and a.annotator != truth.annotator:
