@@ -298,3 +298,26 @@ def test_corrections_that_repeat_are_listed_with_their_tasks():
          "correction": "relabelled BRAND", "count": 3, "tasks": [1, 2, 5]}]
     assert metrics["confusion"] == {"labels": ["BRAND", "COLOR", "PRODUCT"], "counts": [
         [0, 0, 0], [0, 0, 0], [5, 1, 0]]}
+
+
+def test_imported_annotations_all_flagged_ground_truth_are_no_answer_key(labelstudio, people,
+                                                                         tmp_path):
+    """Label Studio flags imported annotations as ground truth: when every annotation of a task
+    is flagged, the majority decides and nobody is scored against anybody."""
+    client = labelstudio.client()
+    project = labelstudio.project(config_of(*LABELS), "imported")
+    text = "Acme widget"
+    [tid] = client.sdk.projects.import_tasks(project, return_task_ids=True, request=[{
+        "data": {"text": text}, "annotations": [
+            {"result": [item(text, "Acme widget", label)], "completed_by": people[name]}
+            for name, label in (("ann", "PRODUCT"), ("ben", "PRODUCT"), ("cid", "BRAND"))]}]
+    ).task_ids
+    task = next(client.annotated_tasks(project))
+    assert [a["ground_truth"] for a in task["annotations"]] == [True, True, True]
+    _, pulled = harvest(client, project, tmp_path)
+    record = json.loads((tmp_path / "harvest" / "corrections.jsonl").read_text())
+    assert (record["task"], record["annotations"]) == (tid, 3)
+    assert [h["value"]["labels"] for h in record["human"]] == [["PRODUCT"]]
+    people_quality = pulled.metrics["quality"]["annotators"]
+    assert [q["ground_truth"] for q in people_quality.values()] == [None, None, None]
+    assert pulled.metrics["quality"]["locations"] == 1

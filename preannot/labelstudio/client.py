@@ -254,10 +254,11 @@ class Client:
         reply = self.request("GET", "api/users/", what="listing users")
         return {u["id"]: u.get("email") or u.get("username") or str(u["id"]) for u in reply}
 
-    def set_task_data(self, task_id: int, data: dict[str, Any]) -> None:
-        """Replace a task's data (to hold a value a Data Manager tab filters and sorts on)."""
-        self.request("PATCH", f"api/tasks/{task_id}", what=f"updating task {task_id}",
-                     body={"data": data})
+    def set_task_data(self, task_id: int, data: dict[str, Any]) -> dict[str, Any]:
+        """Replace a task's data (to hold a value a Data Manager tab filters and sorts on): the
+        task as it is now (its new ``updated_at``)."""
+        return self.request("PATCH", f"api/tasks/{task_id}", what=f"updating task {task_id}",
+                            body={"data": data})
 
     def ensure_view(self, project_id: int, title: str, field: str) -> int:
         """A Data Manager tab ``title`` showing the tasks whose numeric data ``field`` is above

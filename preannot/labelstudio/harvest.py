@@ -39,6 +39,9 @@ CREATE TABLE IF NOT EXISTS harvest_specs (
 CREATE TABLE IF NOT EXISTS harvest_history (
     source TEXT NOT NULL, task INTEGER NOT NULL, annotation INTEGER NOT NULL, seq INTEGER NOT NULL,
     digest TEXT NOT NULL, PRIMARY KEY (source, task, annotation, seq));
+CREATE TABLE IF NOT EXISTS harvest_own_writes (
+    source TEXT NOT NULL, task INTEGER NOT NULL, updated_at TEXT NOT NULL,
+    PRIMARY KEY (source, task));
 """
 SPEC_KEY = "preannot_spec"
 """The stored task's labeling-config version: the one current when its annotations last
@@ -101,6 +104,18 @@ class HarvestStore:
             self.db.executemany("INSERT OR REPLACE INTO harvest_history VALUES (?, ?, ?, ?, ?)",
                                 history)
 
+    def wrote(self, task_id: int, updated_at: str | None) -> None:
+        """preannot itself changed the task (a tab's value in its data) at ``updated_at``: a
+        pull that finds it so is not reporting a human's change."""
+        if updated_at:
+            with self.db:
+                self.db.execute("INSERT OR REPLACE INTO harvest_own_writes VALUES (?, ?, ?)",
+                                (self.source, task_id, updated_at))
+
+    def own_writes(self) -> dict[int, str]:
+        return dict(self.db.execute("SELECT task, updated_at FROM harvest_own_writes "
+                                    "WHERE source = ?", (self.source,)))
+
     def earlier_labels(self, version: str) -> frozenset[str]:
         """Every label of the recorded specs other than ``version``."""
         return frozenset(label for (raw,) in self.db.execute(
@@ -153,6 +168,7 @@ class HarvestStore:
         with self.db:
             self.db.execute("DELETE FROM harvest_state WHERE source = ?", (self.source,))
             self.db.execute("DELETE FROM harvest_tasks WHERE source = ?", (self.source,))
+            self.db.execute("DELETE FROM harvest_own_writes WHERE source = ?", (self.source,))
 
     def tasks(self) -> Iterator[dict[str, Any]]:
         """Every pulled task, by task id, streamed."""
@@ -167,6 +183,7 @@ class HarvestStore:
 @dataclass
 class PullSummary:
     fetched: int = 0
+    """Tasks changed since the last pull (not counting preannot's own writes to them)."""
     removed: int = 0
     """Tasks pulled before that are no longer in the project (deleted there)."""
     watermark: str | None = None
@@ -195,11 +212,13 @@ def pull(client: Client, project_id: int, store: HarvestStore, *, batch: int = 1
     latest = client.last_change(project_id)
     if latest is not None and (since is None or latest > since):  # one server's UTC stamps
         changed = client.annotated_tasks(project_id, changed_after=since)  # compare as text
+        own = store.own_writes()
         for chunk in batches(changed, batch):
             store.save(chunk, version)
-            summary.fetched += len(chunk)
+            count = sum(1 for t in chunk if own.get(t["id"]) != t.get("updated_at"))
+            summary.fetched += count
             if progress:
-                progress(len(chunk))
+                progress(count)
     summary.removed = store.keep_only({t["id"] for t in client.tasks(project_id, include="id")})
     if latest is not None and latest != since:
         store.advance(latest)

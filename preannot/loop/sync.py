@@ -163,12 +163,12 @@ REANNOTATE = ("needs re-annotation", "preannot_reannotate")
 """Data Manager tabs: (title, the task data field they filter on and sort by)."""
 
 
-def mark(client: Client, project_id: int, tasks: Any, key: str, values: dict[int, float]
-         ) -> int:
+def mark(client: Client, store: HarvestStore, key: str, values: dict[int, float]) -> int:
     """Set ``data[key]`` of the tasks in ``values`` and remove it from the others that hold it,
-    writing only what changed: how many tasks were updated."""
+    writing only what changed (the store notes each write, so the next pull does not count it
+    as a human's change): how many tasks were updated."""
     changed = 0
-    for task in tasks:
+    for task in store.tasks():
         data = task.get("data") or {}
         want = values.get(task["id"])
         if data.get(key) == want or (want is None and key not in data):
@@ -176,7 +176,7 @@ def mark(client: Client, project_id: int, tasks: Any, key: str, values: dict[int
         new = {k: v for k, v in data.items() if k != key}
         if want is not None:
             new[key] = want
-        client.set_task_data(task["id"], new)
+        store.wrote(task["id"], (client.set_task_data(task["id"], new) or {}).get("updated_at"))
         changed += 1
     return changed
 
@@ -189,7 +189,7 @@ def tabs(client: Client, project_id: int, store: HarvestStore, metrics: dict[str
     for (title, key), values in (
             (ADJUDICATE, {t["task"]: t["disagreement"] for t in metrics["adjudication"]["tasks"]}),
             (REANNOTATE, {t["task"]: 1 for t in metrics["reannotate"]["tasks"]})):
-        mark(client, project_id, store.tasks(), key, values)
+        mark(client, store, key, values)
         if values:
             out[title] = (client.ensure_view(project_id, title, key), len(values))
     return out
