@@ -321,3 +321,28 @@ def test_imported_annotations_all_flagged_ground_truth_are_no_answer_key(labelst
     people_quality = pulled.metrics["quality"]["annotators"]
     assert [q["ground_truth"] for q in people_quality.values()] == [None, None, None]
     assert pulled.metrics["quality"]["locations"] == 1
+
+
+def test_a_server_that_refuses_the_extras_still_gets_its_outputs(crowd, tmp_path, monkeypatch):
+    """Fault injection (a mock, named as such): a token that may not list users (403 on
+    Enterprise for annotators) and a server gone before the tabs are written; the shared server
+    can produce neither. The outputs are written all the same, and the pull says what it
+    could not do."""
+    from preannot.labelstudio.client import LabelStudioError, Unreachable
+
+    client, project, ids, _ = crowd
+
+    def refuse(*args, **kwargs):
+        raise LabelStudioError("Label Studio refused listing users (403)")
+
+    def gone(*args, **kwargs):
+        raise Unreachable("Label Studio is not reachable")
+    monkeypatch.setattr(client, "users", refuse)
+    monkeypatch.setattr(client, "ensure_view", gone)
+    _, pulled = harvest(client, project, tmp_path)
+    assert pulled.warnings == [
+        "annotators are shown by user id: Label Studio refused listing users (403)",
+        "Data Manager tabs not updated: Label Studio is not reachable; the next `preannot ls "
+        "pull` tries again"]
+    assert pulled.tabs == {} and len(pulled.metrics["adjudication"]["tasks"]) == 2
+    assert all(name.startswith("user ") for name in pulled.metrics["quality"]["annotators"])

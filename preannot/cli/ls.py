@@ -213,6 +213,8 @@ def pull(config_path: Path | None, project: str | None, output_dir: Path | None,
                   f"acceptance {m['acceptance_rate']}, edits/task {m['edits_per_task']}")
     for line in quality_lines(metrics, harvest.tabs):
         err.print(line)
+    for warning in harvest.warnings:
+        err.print(f"[yellow]warning:[/] {warning}")
     try:
         trained = retrain.retrain_if_due(config, log=_log)
     except ConfigError as exc:

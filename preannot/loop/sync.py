@@ -16,8 +16,8 @@ from ..engine.host import Host, get_host
 from ..engine.runner import Summary, configured_annotators, run
 from ..evaluation.corrections import Options, write_outputs
 from ..evaluation.labels import LabelMap
-from ..labelstudio.client import (KEY_ENV, URL_ENV, Client, Connection, Unreachable,
-                                  connect as connect_to)
+from ..labelstudio.client import (KEY_ENV, URL_ENV, Client, Connection, LabelStudioError,
+                                  Unreachable, connect as connect_to)
 from ..labelstudio.harvest import HarvestStore, PullSummary, pull as fetch
 from ..labelstudio.labeling_config import labels_of
 from ..labelstudio.push import (PushSummary, annotate_project, ensure_project, model_version_of,
@@ -156,6 +156,8 @@ class Harvest:
     output_dir: Path
     tabs: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Data Manager tab title -> (view id, tasks in it), of the tabs this pull filled."""
+    warnings: list[str] = field(default_factory=list)
+    """What could not be done on the server (the outputs are written all the same)."""
 
 
 ADJUDICATE = ("needs adjudication", "preannot_disagreement")
@@ -224,10 +226,16 @@ def pull(config: RunConfig, client: Client, *, project: str | None = None,
                         label_config=getattr(found, "label_config", None))
         out = output_dir or config.harvest.output_dir
         current = labels_of(fetched.spec) if fetched.spec else None
+        warnings = []
+        try:
+            names = client.users()
+        except LabelStudioError as exc:  # a token that may not list users: ids instead
+            names = None
+            warnings.append(f"annotators are shown by user id: {exc}")
         options = Options(
             truth=config.harvest.truth,
             adjudication_threshold=config.harvest.adjudication_threshold,
-            names=client.users(),
+            names=names,
             labels=LabelMap.of(config.labels.rename, config.labels.merge, current,
                                store.earlier_labels(fetched.spec["version"]) if fetched.spec
                                else frozenset()),
@@ -236,7 +244,12 @@ def pull(config: RunConfig, client: Client, *, project: str | None = None,
         metrics = write_outputs(store.tasks, out, model_version=model_version,
                                 thresholds=config.harvest.thresholds,
                                 title=f"preannot harvest: {found.title}", options=options)
-        made = tabs(client, found.id, store, metrics)
+        try:
+            made = tabs(client, found.id, store, metrics)
+        except LabelStudioError as exc:
+            made = {}
+            warnings.append(f"Data Manager tabs not updated: {exc}; the next `preannot ls pull` "
+                            "tries again")
     finally:
         store.close()
-    return Harvest(found.id, found.title, fetched, metrics, out, made)
+    return Harvest(found.id, found.title, fetched, metrics, out, made, warnings)
