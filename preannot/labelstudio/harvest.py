@@ -170,6 +170,21 @@ class HarvestStore:
             self.db.execute("DELETE FROM harvest_tasks WHERE source = ?", (self.source,))
             self.db.execute("DELETE FROM harvest_own_writes WHERE source = ?", (self.source,))
 
+    def tasks_holding(self, key: str, task_ids: set[int]) -> Iterator[dict[str, Any]]:
+        """The stored tasks in ``task_ids`` or whose data holds ``key``, by task id (the
+        others are never decoded: a tab's bookkeeping stays quick on a large project)."""
+        for task, raw in self.db.execute(
+                "SELECT task, raw FROM harvest_tasks WHERE source = ? AND (raw LIKE ? ESCAPE '\\')"
+                " ORDER BY task", (self.source, f'%"{_like(key)}":%')):
+            yield json.loads(raw)
+        for chunk in batches(sorted(task_ids), 500):
+            marks = ",".join("?" * len(chunk))
+            for (raw,) in self.db.execute(
+                    f"SELECT raw FROM harvest_tasks WHERE source = ? AND task IN ({marks}) AND "
+                    "NOT (raw LIKE ? ESCAPE '\\') ORDER BY task",
+                    (self.source, *chunk, f'%"{_like(key)}":%')):
+                yield json.loads(raw)
+
     def tasks(self) -> Iterator[dict[str, Any]]:
         """Every pulled task, by task id, streamed."""
         for (raw,) in self.db.execute("SELECT raw FROM harvest_tasks WHERE source = ? ORDER BY task",
@@ -178,6 +193,10 @@ class HarvestStore:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 @dataclass

@@ -170,7 +170,7 @@ def mark(client: Client, store: HarvestStore, key: str, values: dict[int, float]
     writing only what changed (the store notes each write, so the next pull does not count it
     as a human's change): how many tasks were updated."""
     changed = 0
-    for task in store.tasks():
+    for task in store.tasks_holding(key, set(values)):
         data = task.get("data") or {}
         want = values.get(task["id"])
         if data.get(key) == want or (want is None and key not in data):
