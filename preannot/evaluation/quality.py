@@ -148,7 +148,7 @@ class DawidSkene:
 
 
 def dawid_skene(items: Sequence[Mapping[str, str]], *, smoothing: float = 0.01,
-                diagonal: float = 1.0, max_iterations: int = 100, tol: float = 1e-6
+                diagonal: float = 1.0, max_iterations: int = 100, tol: float = 1e-4
                 ) -> DawidSkene:
     """Fit Dawid and Skene's model (1979) by EM on ``items`` (each: annotator -> answer).
 
@@ -166,38 +166,40 @@ def dawid_skene(items: Sequence[Mapping[str, str]], *, smoothing: float = 0.01,
     workers = sorted({w for item in items for w in item})
     k_of = {c: k for k, c in enumerate(classes)}
     n, K = len(items), len(classes)
-    coded = [[(w, k_of[v]) for w, v in sorted(item.items())] for item in items]
-    post = np.zeros((n, K))
-    for i, item in enumerate(coded):
-        votes = np.bincount([k for _, k in item], minlength=K).astype(float)
-        top = votes == votes.max()
-        post[i] = top / top.sum()
+    # per annotator: the items they answered and their answers, as index arrays
+    rows: dict[str, list[int]] = {w: [] for w in workers}
+    said: dict[str, list[int]] = {w: [] for w in workers}
+    votes = np.zeros((n, K))
+    for i, item in enumerate(items):
+        for w, v in item.items():
+            rows[w].append(i)
+            said[w].append(k_of[v])
+            votes[i, k_of[v]] += 1
+    idx = {w: np.asarray(rows[w], dtype=int) for w in workers}
+    ans = {w: np.asarray(said[w], dtype=int) for w in workers}
+    onehot = {w: np.eye(K)[ans[w]] for w in workers}
+    top = votes == votes.max(axis=1, keepdims=True) if n else votes
+    post = top / np.maximum(top.sum(axis=1, keepdims=True), 1)
     confusion: dict[str, Any] = {}
     prior = np.full(K, 1.0 / max(K, 1))
     iterations = 0
     for iterations in range(1, max_iterations + 1):
         prior = post.mean(axis=0) if n else prior
-        counts = {w: np.full((K, K), float(smoothing)) + diagonal * np.eye(K) for w in workers}
-        for i, item in enumerate(coded):
-            for w, k in item:
-                counts[w][:, k] += post[i]
         confusion = {}
-        for w, c in counts.items():
-            rows = c.sum(axis=1, keepdims=True)
-            confusion[w] = np.divide(c, rows, out=np.full_like(c, 1.0 / K), where=rows > 0)
+        for w in workers:
+            c = np.full((K, K), float(smoothing)) + diagonal * np.eye(K)
+            c += post[idx[w]].T @ onehot[w]
+            sums = c.sum(axis=1, keepdims=True)
+            confusion[w] = np.divide(c, sums, out=np.full_like(c, 1.0 / K), where=sums > 0)
         with np.errstate(divide="ignore"):
-            log_prior = np.log(prior)
-            logs = {w: np.log(c) for w, c in confusion.items()}
-        new = np.empty_like(post)
-        for i, item in enumerate(coded):
-            log = log_prior.copy()
-            for w, k in item:
-                log = log + logs[w][:, k]
-            if not np.isfinite(log).any():
-                new[i] = post[i]
-                continue
-            p = np.exp(log - log[np.isfinite(log)].max())
-            new[i] = p / p.sum()
+            log = np.tile(np.log(prior), (n, 1))
+            for w in workers:
+                log[idx[w]] += np.log(confusion[w])[:, ans[w]].T  # one answer per item each
+        finite = np.isfinite(log).any(axis=1)
+        safe = np.where(np.isfinite(log), log, -np.inf)
+        peak = np.where(finite, safe.max(axis=1), 0.0)
+        p = np.exp(safe - peak[:, None])
+        new = np.where(finite[:, None], p / np.maximum(p.sum(axis=1, keepdims=True), 1e-300), post)
         moved = float(np.abs(new - post).max()) if n else 0.0
         post = new
         if moved <= tol:
