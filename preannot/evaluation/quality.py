@@ -226,7 +226,7 @@ def estimated_accuracy(model: DawidSkene, items: Sequence[Mapping[str, str]]
     out = {}
     for w in sorted(answered):
         per_label = {c or "(nothing)": _round(right_by[(w, c)] / mass_by[(w, c)])
-                     for c in model.classes if mass_by[(w, c)] > 1e-9}
+                     for c in model.classes if mass_by[(w, c)] >= 1.0}  # a whole item at least
         out[w] = {"items": answered[w], "accuracy": _round(right[w] / answered[w]),
                   "labels": per_label}
     return out

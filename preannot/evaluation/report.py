@@ -86,7 +86,7 @@ def heatmap(title: str, labels: list[str], counts: list[list[int]], rows: str, c
     """A confusion matrix: cell shade by its share of the row, the count written in it."""
     cell, left, top = 44, 110, 110
     n = len(labels)
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + cell * n + 20}" '
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{max(left + cell * n + 20, 440)}" '
            f'height="{top + cell * n + 30}" role="img" aria-label="{escape(title)}">'
            f'<text x="0" y="16" font-weight="bold">{escape(title)}</text>'
            f'<text x="0" y="34" font-size="11">rows: {escape(rows)}; columns: {escape(cols)}</text>']
@@ -109,6 +109,11 @@ def heatmap(title: str, labels: list[str], counts: list[list[int]], rows: str, c
                        f'text-anchor="middle" font-size="11">{count}</text>')
     out.append("</svg>")
     return "".join(out)
+
+
+def _short(name: str) -> str:
+    """An annotator's name in a plot: the e-mail's local part."""
+    return name.split("@")[0]
 
 
 def task_links(link: str | None, tasks: list[int], limit: int = 10) -> str:
@@ -140,13 +145,13 @@ def quality_sections(metrics: dict[str, Any]) -> list[str]:
             "several people. Careless: keeps most predictions as they were yet is much less "
             "accurate than the best.</p>",
             table(rows, list(rows[0])),
-            bars("Accuracy per annotator", [(n, {"accuracy": q["accuracy"]})
+            bars("Accuracy per annotator", [(_short(n), {"accuracy": q["accuracy"]})
                                             for n, q in people.items()], ["accuracy"]),
-            scatter("Speed against accuracy", [(n, q["lead_time_mean"], q["accuracy"])
+            scatter("Speed against accuracy", [(_short(n), q["lead_time_mean"], q["accuracy"])
                                                for n, q in people.items()],
                     "mean lead time (s)", "accuracy"),
             scatter("Predictions kept as they were against accuracy",
-                    [(n, q["acceptance_rate"], q["accuracy"]) for n, q in people.items()],
+                    [(_short(n), q["acceptance_rate"], q["accuracy"]) for n, q in people.items()],
                     "share of predicted regions kept", "accuracy", x_max=1.0)]
         per_label = [{"annotator": n, "label": lb, "ground truth f1": (
             ((q["ground_truth"] or {}).get("labels") or {}).get(lb) or {}).get("f1"),
@@ -174,13 +179,14 @@ def quality_sections(metrics: dict[str, Any]) -> list[str]:
     lists = []
     adjudicate = (metrics.get("adjudication") or {}).get("tasks") or []
     if adjudicate:
+        body = "".join(
+            f"<tr><td>{task_links(link, [t['task']])}</td><td>{t['disagreement']:.2f}</td>"
+            f"<td style='text-align:left'>{escape(', '.join(map(_short, t['annotators'])))}</td>"
+            "</tr>" for t in adjudicate[:50])
         lists.append(f"<h3>Needs adjudication (disagreement at least "
-                     f"{metrics['adjudication']['threshold']})</h3>" + table(
-                         [{"task": t["task"], "disagreement": t["disagreement"],
-                           "annotators": ", ".join(t["annotators"])} for t in adjudicate[:50]],
-                         ["task", "disagreement", "annotators"]).replace(
-                             "<table>", "<table class='tasks'>")
-                     + f"<p>Open: {task_links(link, [t['task'] for t in adjudicate])}</p>")
+                     f"{metrics['adjudication']['threshold']}; {len(adjudicate)} tasks, the "
+                     "Data Manager tab of that name holds them all)</h3><table><tr><th>task</th>"
+                     f"<th>disagreement</th><th>annotators</th></tr>{body}</table>")
     if metrics.get("churn"):
         lists.append("<h3>Changed back and forth across pulls</h3><ul>" + "".join(
             f"<li>task {task_links(link, [c['task']])}: annotation {c['annotation']} changed "
