@@ -189,7 +189,9 @@ def tabs(client: Client, project_id: int, store: HarvestStore, metrics: dict[str
     re-annotation" tab (annotated under a label spec that cannot be mapped forward)."""
     out = {}
     for (title, key), values in (
-            (ADJUDICATE, {t["task"]: t["disagreement"] for t in metrics["adjudication"]["tasks"]}),
+            # above 0 even at threshold 0: the tab shows what is above 0
+            (ADJUDICATE, {t["task"]: max(t["disagreement"], 0.0001)
+                          for t in metrics["adjudication"]["tasks"]}),
             (REANNOTATE, {t["task"]: 1 for t in metrics["reannotate"]["tasks"]})):
         mark(client, store, key, values)
         if values:
