@@ -66,10 +66,10 @@ def test_unknown_keys_and_sections_name_what_is_known(tmp_path):
         f"{tmp_path / 'preannot.toml'}: [training] has no setting 'retrain_afer' (known: "
         "corrections, eval_fraction, label_tolerance, margin, metric, min_label_support, "
         "min_score, registry, retrain_after)")
-    assert "[harvest] has no setting 'span_ioU' (known: box_iou, mask_iou, output_dir, " \
-           "polygon_iou, span_iou)" in refused(tmp_path, "[harvest]\nspan_ioU = 0.5\n")
+    assert "[harvest] has no setting 'span_ioU' (known: adjudication_threshold, box_iou, " \
+           "mask_iou, output_dir, polygon_iou, span_iou, truth)" in refused(tmp_path, "[harvest]\nspan_ioU = 0.5\n")
     assert "unknown section 'labelstudo' (known: input, output, run, annotators, trainers, " \
-           "labelstudio, harvest, training, ranking, review)" in refused(tmp_path, "[labelstudo]\n")
+           "labelstudio, harvest, training, ranking, review, labels)" in refused(tmp_path, "[labelstudo]\n")
     assert "[labelstudio] api_key is not allowed" in refused(
         tmp_path, '[labelstudio]\napi_key = "abc"\n')
 
@@ -89,3 +89,17 @@ def test_wrong_values_are_refused_with_the_key(tmp_path):
         "[labelstudio] combine_versions = 1: expected true or false")
     assert "[[trainers]] #1: set 'name'" in refused(tmp_path, '[[trainers]]\ntype = "x"\n')
     assert refused(tmp_path, "ranking = 5\n").endswith("[ranking] must be a table")
+
+
+def test_labels_and_truth_settings(tmp_path):
+    (tmp_path / "preannot.toml").write_text(
+        '[harvest]\ntruth = "weighted"\nadjudication_threshold = 0.5\n'
+        '[labels]\nrename = {GADGET = "PRODUCT"}\nmerge = {BRAND = ["MAKER", "LABEL"]}\n')
+    config = load_config(tmp_path / "preannot.toml")
+    assert (config.harvest.truth, config.harvest.adjudication_threshold) == ("weighted", 0.5)
+    assert config.labels.rename == {"GADGET": "PRODUCT"}
+    assert config.labels.merge == {"BRAND": ["MAKER", "LABEL"]}
+    assert refused(tmp_path, '[harvest]\ntruth = "vote"\n').endswith(
+        "[harvest] truth = 'vote': use \"majority\" or \"weighted\"")
+    assert refused(tmp_path, '[labels]\nmerge = {BRAND = "MAKER"}\n').endswith(
+        "[labels] merge = {'BRAND': 'MAKER'}: expected {NEW = [\"A\", \"B\"]}")

@@ -146,6 +146,32 @@ def up(config_path: Path | None, detach: bool, port: int | None, no_progress: bo
             server.stop()
 
 
+def quality_lines(metrics: dict, tabs: dict) -> list[str]:
+    """What `ls pull` says about the label spec, the human annotators and the tabs it filled."""
+    lines = []
+    spec = metrics.get("spec") or {}
+    if spec.get("changed"):
+        lines.append(f"[yellow]labeling config changed[/] ({spec['previous']} -> {spec['version']}):"
+                     f" added {', '.join(spec['added']) or 'none'}; removed "
+                     f"{', '.join(spec['removed']) or 'none'} (map them with [labels] rename/merge)")
+    outdated = len(metrics["reannotate"]["tasks"])
+    if outdated:
+        lines.append(f"[yellow]{outdated} tasks annotated with labels the config no longer has[/]:"
+                     " left out of metrics and training until re-annotated")
+    for name, q in metrics["quality"]["annotators"].items():
+        said = [f"accuracy {q['accuracy']} ({q['accuracy_source']})"
+                if q["accuracy"] is not None else "accuracy unknown (no ground truth, no overlap)"]
+        if q["acceptance_rate"] is not None:
+            said.append(f"kept {q['acceptance_rate']} of predictions as they were")
+        if q["lead_time_mean"] is not None:
+            said.append(f"lead time {q['lead_time_mean']} s")
+        flag = " [red]careless?[/]" if q["careless"] else ""
+        lines.append(f"  annotator {name}: {', '.join(said)}{flag}")
+    for title, (_, count) in tabs.items():
+        lines.append(f"  Data Manager tab [bold]{title}[/]: {count} tasks")
+    return lines
+
+
 @ls.command()
 @config_option
 @click.option("-p", "--project", help="Project id or title (default: [labelstudio] project).")
@@ -164,6 +190,12 @@ def pull(config_path: Path | None, project: str | None, output_dir: Path | None,
     so far: corrections.jsonl (one line per task: data, human-final regions, predicted regions
     classified accepted/modified/deleted, added ones), metrics.json and report.html.
     Overlap thresholds come from [harvest] span_iou, box_iou, mask_iou, polygon_iou.
+
+    It also measures the human annotators (accuracy against ground-truth tasks, or estimated
+    from tasks several people annotated; speed; predictions kept as they were), says when the
+    labeling config changed ([labels] rename/merge map old labels forward), and fills the Data
+    Manager tabs "needs adjudication" ([harvest] adjudication_threshold) and "needs
+    re-annotation" (labels the config no longer has).
     """
     try:
         config = load_config(config_path)
@@ -189,6 +221,10 @@ def pull(config_path: Path | None, project: str | None, output_dir: Path | None,
     for name, m in metrics["annotators"].items():
         err.print(f"  {name}: precision {m['precision']}, recall {m['recall']}, "
                   f"acceptance {m['acceptance_rate']}, edits/task {m['edits_per_task']}")
+    for line in quality_lines(metrics, harvest.tabs):
+        err.print(line)
+    for warning in harvest.warnings:
+        err.print(f"[yellow]warning:[/] {warning}")
     try:
         trained = retrain.retrain_if_due(config, log=_log)
     except ConfigError as exc:

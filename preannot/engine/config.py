@@ -35,7 +35,7 @@ from ..annotator import ConfigError, Context
 
 DEFAULT_FILE = "preannot.toml"
 SECTIONS = ("input", "output", "run", "annotators", "trainers", "labelstudio", "harvest",
-            "training", "ranking", "review", "serve")
+            "training", "ranking", "review", "serve", "labels")
 
 
 @dataclass(frozen=True)
@@ -91,11 +91,27 @@ class HarvestSettings:
     box_iou: float | None = None
     mask_iou: float | None = None
     polygon_iou: float | None = None
+    truth: str = "majority"
+    """With three or more annotations of a task: "majority" vote, or "weighted" by each
+    annotator's estimated reliability."""
+    adjudication_threshold: float = 0.3
+    """Tasks whose annotators disagree this much (1 - mean pairwise F1) go to the "needs
+    adjudication" tab; above 1: never."""
 
     @property
     def thresholds(self) -> dict[str, float]:
         """The overlap thresholds set in the file (the matcher's defaults fill the rest)."""
         return {k: getattr(self, k) for k in IOU_KEYS if getattr(self, k) is not None}
+
+
+@dataclass(frozen=True)
+class LabelSettings:
+    """``[labels]``: labels of an older labeling config, mapped forward to the current ones."""
+
+    rename: dict[str, str] = field(default_factory=dict)
+    """``{OLD = "NEW"}``"""
+    merge: dict[str, list[str]] = field(default_factory=dict)
+    """``{NEW = ["A", "B"]}``"""
 
 
 @dataclass(frozen=True)
@@ -181,6 +197,7 @@ class RunConfig:
     ranking: RankingSettings = field(default_factory=RankingSettings)
     review: ReviewSettings = None  # type: ignore[assignment]
     serve: ServeSettings = field(default_factory=ServeSettings)
+    labels: LabelSettings = field(default_factory=LabelSettings)
 
     def __post_init__(self) -> None:
         if self.harvest is None:
@@ -310,6 +327,18 @@ def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
     config.harvest = _typed("harvest", HarvestSettings, table, where,
                             output_dir=_paths(base, table, "output_dir").get(
                                 "output_dir", base / "harvest"))
+    if config.harvest.truth not in ("majority", "weighted"):
+        raise ConfigError(f"{where}: [harvest] truth = {config.harvest.truth!r}: use "
+                          "\"majority\" or \"weighted\"")
+    config.labels = _typed("labels", LabelSettings, _table(raw, "labels", where), where)
+    rename, merge = config.labels.rename, config.labels.merge
+    if not isinstance(rename, dict) or not all(isinstance(v, str) for v in rename.values()):
+        raise ConfigError(f"{where}: [labels] rename = {config.labels.rename!r}: expected "
+                          "{OLD = \"NEW\"}")
+    if not isinstance(merge, dict) or not all(
+            isinstance(v, list) and all(isinstance(x, str) for x in v) for v in merge.values()):
+        raise ConfigError(f"{where}: [labels] merge = {config.labels.merge!r}: expected "
+                          "{NEW = [\"A\", \"B\"]}")
     table = _table(raw, "training", where)
     config.training = _typed(
         "training", TrainingSettings, table, where,

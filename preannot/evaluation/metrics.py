@@ -12,7 +12,11 @@ apart and measure nothing):
 - acceptance rate = share of tasks whose predicted regions (of that annotator) were all
   accepted unedited and where the human added nothing with its labels ("accepted as is");
 - edits per task = (modified + deleted + edited + added in its labels) / tasks;
-- agreement = mean pairwise region F1 between annotators of the tasks annotated more than once.
+- agreement = mean pairwise region F1 between annotators of the tasks annotated more than once;
+- confusion = predicted label (rows) against the human-final label (columns) of each predicted
+  region matched to a human one, "(nothing)" for a deleted prediction or an added human region;
+- repeated corrections = the same rule (or model) corrected the same way (relabelled to the
+  same label, re-drawn, or deleted) on at least ``REPEAT`` regions.
 
 The accumulator is fed one record at a time, so memory does not grow with the task count.
 """
@@ -25,6 +29,8 @@ from typing import Any
 
 KINDS = ("accepted", "modified", "deleted")
 BINS = 10
+REPEAT = 3
+NOTHING = "(nothing)"
 
 
 def ratio(num: float, den: float) -> float | None:
@@ -55,6 +61,9 @@ class Metrics:
         """Labels added, of every measured task (an annotator silent on a task is judged too)."""
         self.agreements: list[float] = []
         self.hist: dict[str, list[int]] = {"accepted": [0] * BINS, "rejected": [0] * BINS}
+        self.confusion: Counter[tuple[str, str]] = Counter()
+        self.repeats: dict[tuple[str, str, str, str], list[int]] = defaultdict(list)
+        """(annotator, rule, label, what the human made of it) -> the tasks it happened on."""
 
     def add(self, record: Mapping[str, Any]) -> None:
         self.tasks[record["status"]] += 1
@@ -78,6 +87,7 @@ class Metrics:
             if item["classification"] == "added":
                 added[label] += 1
                 self.by_label[label]["added"] += 1
+                self.confusion[(NOTHING, label)] += 1
         ok: dict[str, bool] = {}
         for item in record["predicted"]:
             kind, annotator, label = item["classification"], item["annotator"], item["label"]
@@ -89,6 +99,15 @@ class Metrics:
                 counter[kind] += 1
                 counter["edited"] += edited
             prov = item.get("preannot") or {}
+            human_label = (label if kind == "accepted" else
+                           item.get("human_label") if kind == "modified" else None) or NOTHING
+            self.confusion[(label, human_label)] += 1
+            if kind != "accepted":
+                rule_name = (f"{prov.get('rule_file', '')}:{prov.get('rule', '')}"
+                             if prov.get("rule_file") or prov.get("rule") else "")
+                what = ("deleted" if kind == "deleted" else
+                        f"relabelled {human_label}" if human_label != label else "re-drawn")
+                self.repeats[(annotator, rule_name, label, what)].append(record.get("task"))
             # a fused region speaks for every source that said the same: credit each of them
             for source in {annotator, *((prov.get("fused") or {}).get("sources") or [])}:
                 self.by_annotator_label[(source, label)]["predicted"] += 1
@@ -104,6 +123,10 @@ class Metrics:
         self.task_adds[frozenset(added)] += 1
         for annotator, all_ok in ok.items():
             self.task_outcomes[(annotator, all_ok, frozenset(added))] += 1
+
+    def _confusion(self) -> dict[str, Any]:
+        """Rows: the predicted label; columns: what the human made of it."""
+        return _confusion_of(self.confusion)
 
     def result(self) -> dict[str, Any]:
         annotators = {}
@@ -151,8 +174,20 @@ class Metrics:
                           "mean": ratio(sum(self.agreements), len(self.agreements))},
             "annotators": annotators, "labels": labels, "rules": rules,
             "annotator_labels": dict(annotator_labels),
+            "confusion": self._confusion(),
+            "repeated_corrections": [
+                {"annotator": a, "rule": r, "label": lb, "correction": what, "count": len(tasks),
+                 "tasks": sorted({t for t in tasks if t is not None})}
+                for (a, r, lb, what), tasks in sorted(self.repeats.items(),
+                                                      key=lambda kv: (-len(kv[1]), kv[0]))
+                if len(tasks) >= REPEAT],
             "confidence_histogram": {"bins": [round(i / BINS, 2) for i in range(BINS + 1)],
                                      **self.hist}}
+
+
+def _confusion_of(counts: Mapping[tuple[str, str], int]) -> dict[str, Any]:
+    labels = sorted({x for pair in counts for x in pair}, key=lambda x: (x == NOTHING, x))
+    return {"labels": labels, "counts": [[counts.get((x, y), 0) for y in labels] for x in labels]}
 
 
 def _label(item: Mapping[str, Any]) -> str:

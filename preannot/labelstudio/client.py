@@ -304,6 +304,44 @@ class Client:
         return self.request("POST", f"api/ml/{backend_id}/interactive-annotating",
                             body={"task": task_id, "context": context},
                             what=f"interactive annotating of task {task_id}")
+    def users(self) -> dict[int, str]:
+        """User id -> email (else username) of the organization: who made each annotation."""
+        reply = self.request("GET", "api/users/", what="listing users")
+        return {u["id"]: u.get("email") or u.get("username") or str(u["id"]) for u in reply}
+
+    def set_task_data(self, task_id: int, data: dict[str, Any]) -> dict[str, Any]:
+        """Replace a task's data (to hold a value a Data Manager tab filters and sorts on): the
+        task as it is now (its new ``updated_at``)."""
+        return self.request("PATCH", f"api/tasks/{task_id}", what=f"updating task {task_id}",
+                            body={"data": data})
+
+    def ensure_view(self, project_id: int, title: str, field: str) -> int:
+        """A Data Manager tab ``title`` showing the tasks whose numeric data ``field`` is above
+        0, highest first; created, or its filter and order set again. Its id."""
+        column = f"tasks:data.{field}"
+        data = {"title": title, "ordering": [f"-{column}"],
+                "columnsDisplayType": {column: "Number"},
+                "filters": {"conjunction": "and", "items": [
+                    {"filter": f"filter:{column}", "operator": "greater", "type": "Number",
+                     "value": 0}]}}
+        views = self.request("GET", "api/dm/views/", params={"project": project_id},
+                             what=f"listing the Data Manager tabs of project {project_id}")
+        found = [v for v in views if (v.get("data") or {}).get("title") == title]
+        if found:
+            self.request("PATCH", f"api/dm/views/{found[0]['id']}", body={
+                "project": project_id, "data": {**found[0]["data"], **data}},
+                what=f"updating the Data Manager tab {title!r}")
+            return int(found[0]["id"])
+        made = self.request("POST", "api/dm/views/", body={"project": project_id, "data": data},
+                            what=f"creating the Data Manager tab {title!r}")
+        return int(made["id"])
+
+    def view_tasks(self, view_id: int, project_id: int) -> list[int]:
+        """The ids of a Data Manager tab's tasks, in its order."""
+        reply = self.request("GET", "api/tasks", params={
+            "project": project_id, "view": view_id, "fields": "task_only", "include": "id",
+            "page_size": PAGE_SIZE, "page": 1}, what=f"listing the tasks of tab {view_id}")
+        return [t["id"] for t in reply["tasks"]]
 
     def export(self, project_id: int) -> list[dict[str, Any]]:
         """Every task of a project with what Label Studio's JSON export holds (small projects:

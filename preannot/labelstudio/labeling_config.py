@@ -11,9 +11,12 @@ not checked for them.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from ..annotator import Annotator, ConfigError
@@ -137,3 +140,26 @@ def check(label_config: str, annotators: Sequence[Annotator]) -> list[str]:
             problems.append(f"<{el.tag} name=\"{from_name}\"> lacks label(s) "
                             f"{', '.join(map(repr, missing))} that {who} emit")
     return problems
+
+
+def spec(label_config: str) -> dict[str, Any]:
+    """The parts of a labeling config annotations depend on: every control (a tag with a
+    ``toName``) with its name, target and label values. Layout, styles and hotkeys are left out,
+    so editing them does not make a new version."""
+    root = ET.fromstring(label_config)
+    controls = []
+    for element in root.iter():
+        if "toName" not in element.attrib:
+            continue
+        controls.append({"tag": element.tag, "name": element.attrib.get("name", ""),
+                         "to_name": element.attrib["toName"],
+                         "labels": sorted(child.attrib["value"] for child in element
+                                          if "value" in child.attrib)})
+    controls.sort(key=lambda c: (c["name"], c["tag"]))
+    return {"controls": controls,
+            "version": hashlib.sha256(json.dumps(controls, sort_keys=True).encode()).hexdigest()[:12]}
+
+
+def labels_of(found: dict[str, Any]) -> frozenset[str]:
+    """Every label value of a :func:`spec`."""
+    return frozenset(label for control in found["controls"] for label in control["labels"])
