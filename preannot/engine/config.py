@@ -54,6 +54,12 @@ class OutputSettings:
 class RunSettings:
     batch_size: int = 256
     workers: int = 1
+    """Worker processes; with ``engine = "ray"``, the actors in the pool."""
+    engine: str = "local"
+    """``local`` (worker processes on this machine) or ``ray`` (a Ray cluster: preannot[ray])."""
+    address: str | None = None
+    """The Ray cluster: ``auto``, ``ray://head:10001``...; none: ``$RAY_ADDRESS``, else a
+    Ray started on this machine for the run."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +160,8 @@ class RunConfig:
     trainers: list[dict[str, Any]] = field(default_factory=list)
     batch_size: int = 256
     workers: int = 1
+    engine: str = "local"
+    address: str | None = None
     encoding: str = "utf-8"
     labelstudio: LabelStudioSettings = field(default_factory=LabelStudioSettings)
     harvest: HarvestSettings = None  # type: ignore[assignment]  # set in __post_init__
@@ -275,6 +283,7 @@ def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
         if getattr(run, key) < 1:
             raise ConfigError(f"{where}: [run] {key} = {getattr(run, key)}: must be at least 1")
     config.batch_size, config.workers = run.batch_size, run.workers
+    config.engine, config.address = check_engine(run.engine, f"{where}: [run] engine"), run.address
     config.annotators = _named(raw.get("annotators", []), "annotators", where)
     config.trainers = _named(raw.get("trainers", []), "trainers", where, need_name=True)
 
@@ -318,6 +327,16 @@ def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
     if config.review.sink == "http" and not config.review.sink_url:
         raise ConfigError(f"{where}: [review] sink = \"http\" needs sink_url")
     return config
+
+
+ENGINES = ("local", "ray")
+
+
+def check_engine(name: str, where: str) -> str:
+    """``name`` if it is an engine, else a ConfigError naming the engines."""
+    if name not in ENGINES:
+        raise ConfigError(f"{where} = {name!r}: use one of {', '.join(map(repr, ENGINES))}")
+    return name
 
 
 def check_encoding(name: str, where: str) -> str:
