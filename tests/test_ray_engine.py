@@ -11,14 +11,17 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from helpers import ROOT, pip_install, write_plugin
+from preannot import ConfigError
 from preannot.engine.config import load_config
 from preannot.engine.host import load_host
 from preannot.engine.runner import run
+from preannot.labelstudio.push import ensure_project
 from preannot.loop import sync
 
 ray = pytest.importorskip("ray")
@@ -220,3 +223,44 @@ def test_a_killed_ray_run_resumes_with_nothing_lost_or_duplicated(cluster, tmp_p
         second.stderr.split())
     assert (tmp_path / "out/ray.json").read_bytes() == (tmp_path / "out/local.json").read_bytes()
     assert committed() == 400
+
+
+def test_ls_push_existing_annotates_on_ray_as_it_does_here(cluster, labelstudio, tmp_path):
+    """``ls push --existing`` with ``[run] engine = "ray"``: a real Label Studio project's tasks
+    get the same predictions as with the local engine; a task the annotator fails on is
+    reported by its Label Studio id."""
+    texts = [f"mail {i}" for i in range(40)] + ["this one goes boom"]
+    config = _config(tmp_path, _counted_config(tmp_path, labels=["FIRST"]))
+    config.batch_size, config.workers = 8, 2
+    host, client = load_host(), labelstudio.client()
+    built = sync.annotators(config, host)
+    seen = {}
+    for engine in ("local", "ray"):
+        config.engine = engine
+        project = ensure_project(client, None, title=f"ray push {engine} {uuid.uuid4().hex[:6]}",
+                                 annotators=built)
+        ids = client.sdk.projects.import_tasks(project, request=[{"text": t} for t in texts],
+                                               return_task_ids=True).task_ids
+        summary = sync.push(config, client, project=str(project), existing=True, host=host)
+        assert summary.predicted == 40
+        assert summary.failures == [(f"task {ids[-1]}",
+                                     "annotator 'counted' raised ValueError boom on purpose")]
+        seen[engine] = {t["data"]["text"]: [(r["value"]["start"], r["value"]["end"],
+                                             r["value"]["labels"], p.model_version)
+                                            for p in client.sdk.predictions.list(task=t["id"])
+                                            for r in p.result]
+                        for t in client.export(project)}
+    assert seen["ray"] == seen["local"]
+    assert seen["ray"]["mail 7"][0][:3] == (0, 4, ["FIRST"])
+
+
+def test_the_engine_setting_is_checked_and_ray_stays_out_of_the_core(tmp_path):
+    """A typo in ``[run] engine`` names the engines; importing every module of the engine and
+    the CLI does not import Ray (only a run with engine = "ray" does)."""
+    (tmp_path / "preannot.toml").write_text('[run]\nengine = "spark"\n')
+    with pytest.raises(ConfigError, match=r"\[run\] engine = 'spark': use one of 'local', 'ray'"):
+        load_config(tmp_path / "preannot.toml")
+    code = ("import sys, preannot.engine.ray_engine, preannot.cli.main, preannot.loop.sync\n"
+            "print('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "False", out.stderr

@@ -13,13 +13,13 @@ from typing import Any
 from ..annotator import Annotator, ConfigError
 from ..engine.config import RunConfig
 from ..engine.host import Host, get_host
-from ..engine.runner import Summary, configured_annotators, run
+from ..engine.runner import Summary, configured_annotators, resolve_specs, run
 from ..evaluation.corrections import write_outputs
 from ..labelstudio.client import (KEY_ENV, URL_ENV, Client, Connection, Unreachable,
                                   connect as connect_to)
 from ..labelstudio.harvest import HarvestStore, PullSummary, pull as fetch
-from ..labelstudio.push import (PushSummary, annotate_project, ensure_project, model_version_of,
-                                push_tasks, read_import_file)
+from ..labelstudio.push import (Engine, PushSummary, annotate_project, ensure_project,
+                                model_version_of, push_tasks, read_import_file)
 from ..labelstudio.server import LOCAL_FILES_ROOT, running_local
 from ..training.registry import Registry
 
@@ -102,7 +102,7 @@ def push(config: RunConfig, client: Client, *, project: str | None = None,
             raise ConfigError("--existing needs [[annotators]] in the config to run")
         return annotate_project(client, project_id, built, ranker=ranker,
                                 batch_size=config.batch_size, unlabeled_only=unlabeled,
-                                progress=progress)
+                                progress=progress, engine=engine(config, host, built))
     if input_file is None:
         summary = pre_annotate(config, host=host)
         if summary.failed:
@@ -112,6 +112,17 @@ def push(config: RunConfig, client: Client, *, project: str | None = None,
     return push_tasks(client, project_id, read_import_file(input_file),
                       model_version=pipeline_version(config, built), ranker=ranker,
                       annotators=built, progress=progress)
+
+
+def engine(config: RunConfig, host: Host, built: list[Annotator]) -> Engine | None:
+    """How a push of an existing project annotates: on the Ray cluster with ``[run] engine =
+    "ray"``, else here (None)."""
+    if config.engine != "ray":
+        return None
+    from ..engine.ray_engine import annotated_stream
+
+    specs, _ = resolve_specs(config.annotators, host, models(config))
+    return annotated_stream(config, specs, built)
 
 
 def pipeline_version(config: RunConfig, built: list[Annotator]) -> str | None:
