@@ -252,6 +252,8 @@ def test_ls_push_existing_annotates_on_ray_as_it_does_here(cluster, labelstudio,
                         for t in client.export(project)}
     assert seen["ray"] == seen["local"]
     assert seen["ray"]["mail 7"][0][:3] == (0, 4, ["FIRST"])
+    workers = [p for p in (tmp_path / "built.log").read_text().split() if p != str(os.getpid())]
+    assert len(workers) == 2  # the ray push ran in two actors
 
 
 def test_the_engine_setting_is_checked_and_ray_stays_out_of_the_core(tmp_path):

@@ -24,6 +24,11 @@ from ..model import Task
 _END = object()
 
 
+class RayFailed(ConfigError):
+    """The Ray pipeline failed (an actor that cannot start, a cluster that went away): said in
+    one line, as the command's error."""
+
+
 def _ray() -> Any:
     try:
         import ray
@@ -242,6 +247,12 @@ def run_on_ray(state: Any, records: Iterable[Any], annotators: Sequence[Annotato
         for key, rows in stream(chunks(), specs, annotators, config.context(),
                                 actors=config.workers, rows=True):
             state.settle(rows, *waiting.pop(key))
+    except (ConfigError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # Ray's errors carry the remote traceback: its last line says it
+        lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        raise RayFailed(f"the Ray run stopped: {lines[-1].strip()}; the batches finished before "
+                        "are saved: run the same command again to resume") from exc
     finally:
         if started:
             _ray().shutdown()
