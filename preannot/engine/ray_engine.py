@@ -22,6 +22,8 @@ from ..annotator import Annotator, ConfigError, Context
 from ..model import Task
 
 _END = object()
+Builder = Callable[[list[dict[str, Any]], Any, Context], list[Annotator]]
+Work = Callable[[Sequence[Annotator], list[Task]], list[Any]]
 
 
 class RayFailed(ConfigError):
@@ -118,35 +120,34 @@ def _source(feed: Any) -> Any:
 
 
 class AnnotateActor:
-    """A Ray Data actor: builds the annotators once, then annotates batch after batch with the
-    local engine's code. ``rows``: ledger rows (the run); else the annotated tasks (a push)."""
+    """A Ray Data actor: builds the annotators once with ``build`` (the runner's
+    ``build_annotators``), then runs ``work`` (the runner's ``annotate_batch``, whose ledger rows a
+    run commits, or ``annotate``, whose annotated tasks a push sends) batch after batch: the
+    code the local worker processes run. (Handed in, so this module never imports the runner
+    that imports it.)"""
 
-    def __init__(self, specs: list[dict[str, Any]], context: Context, rows: bool) -> None:
+    def __init__(self, specs: list[dict[str, Any]], context: Context, build: Builder,
+                 work: Work) -> None:
         from .host import get_host
-        from .runner import build_annotators
 
-        self.annotators = build_annotators(specs, get_host(), context)
-        self.rows = rows
+        self.annotators = build(specs, get_host(), context)
+        self.work = work
 
     def __call__(self, table: Any) -> Any:
         import pyarrow as pa
 
-        from .runner import annotate, annotate_batch
-
         out = []
         for payload in table.column("data").to_pylist():
-            tasks = pickle.loads(payload)
-            done = (annotate_batch if self.rows else annotate)(self.annotators, tasks)
+            done = self.work(self.annotators, pickle.loads(payload))
             out.append(pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL))
         return pa.table({"key": table.column("key"), "data": pa.array(out, pa.binary())})
 
 
 def stream(chunks: Iterable[tuple[int, list[Task]]], specs: list[dict[str, Any]],
-           annotators: Sequence[Annotator], context: Context, *, actors: int, rows: bool,
-           in_flight: int | None = None) -> Iterator[tuple[int, list[Any]]]:
+           annotators: Sequence[Annotator], context: Context, *, actors: int, build: Builder,
+           work: Work, in_flight: int | None = None) -> Iterator[tuple[int, list[Any]]]:
     """Annotate ``(key, tasks)`` chunks on the Ray cluster this process is connected to;
-    yields ``(key, results)`` as they finish, in no set order: ledger rows (``rows``) or
-    :class:`Annotated` tasks. At most ``in_flight`` chunks are out at once; the chunks
+    yields ``(key, work(annotators, tasks))`` as they finish, in no set order. At most ``in_flight`` chunks are out at once; the chunks
     iterator is advanced in this thread only, between results (so it may use the ledger)."""
     ray = _ray()
     from ray.data import ActorPoolStrategy, DataContext
@@ -167,7 +168,7 @@ def stream(chunks: Iterable[tuple[int, list[Task]]], specs: list[dict[str, Any]]
 
     class Annotate(AnnotateActor):  # its arguments travel with the class, not as references
         def __init__(self) -> None:
-            super().__init__(specs, context, rows)
+            super().__init__(specs, context, build, work)
 
     dataset = source.map_batches(
         Annotate, batch_size=None,
@@ -223,9 +224,10 @@ def stream(chunks: Iterable[tuple[int, list[Task]]], specs: list[dict[str, Any]]
 
 
 def run_on_ray(state: Any, records: Iterable[Any], annotators: Sequence[Annotator],
-               specs: list[dict[str, Any]]) -> None:
+               specs: list[dict[str, Any]], build: Builder, work: Work) -> None:
     """The runner's batch loop on Ray: sorted on the driver (``state``: the runner's run),
-    annotated by the actor pool, settled on the driver as results come."""
+    annotated by the actor pool (``build``, ``work``: see :class:`AnnotateActor`), settled on
+    the driver as results come."""
     from ..annotator import batches
 
     config = state.config
@@ -245,7 +247,7 @@ def run_on_ray(state: Any, records: Iterable[Any], annotators: Sequence[Annotato
 
     try:
         for key, rows in stream(chunks(), specs, annotators, config.context(),
-                                actors=config.workers, rows=True):
+                                actors=config.workers, build=build, work=work):
             state.settle(rows, *waiting.pop(key))
     except (ConfigError, KeyboardInterrupt):
         raise
@@ -258,9 +260,10 @@ def run_on_ray(state: Any, records: Iterable[Any], annotators: Sequence[Annotato
             _ray().shutdown()
 
 
-def annotated_stream(config: Any, specs: list[dict[str, Any]], annotators: Sequence[Annotator]
+def annotated_stream(config: Any, specs: list[dict[str, Any]], annotators: Sequence[Annotator],
+                     build: Builder, work: Work
                      ) -> Callable[[Iterable[tuple[int, list[Task]]]], Iterator[tuple[int, list[Any]]]]:
-    """For a push of an existing project: ``(key, tasks)`` chunks in, ``(key, annotated)`` out,
+    """For a push of an existing project: ``(key, tasks)`` chunks in, ``(key, work(...))`` out,
     annotated on the cluster of ``config.address`` (left when the iteration ends)."""
     def run(chunks: Iterable[tuple[int, list[Task]]]) -> Iterator[tuple[int, list[Any]]]:
         for annotator in annotators:
@@ -268,7 +271,7 @@ def annotated_stream(config: Any, specs: list[dict[str, Any]], annotators: Seque
         started = connect(config.address)
         try:
             yield from stream(chunks, specs, annotators, config.context(),
-                              actors=config.workers, rows=False)
+                              actors=config.workers, build=build, work=work)
         finally:
             if started:
                 _ray().shutdown()

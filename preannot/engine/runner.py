@@ -319,7 +319,7 @@ def _run(config: RunConfig, ledger: Ledger, specs: list[dict[str, Any]],
     if config.engine == "ray":
         from .ray_engine import run_on_ray
 
-        run_on_ray(state, records, annotators, specs)
+        run_on_ray(state, records, annotators, specs, build_annotators, annotate_batch)
     elif config.workers > 1:
         _run_in_workers(state, records, annotators, specs)
     else:

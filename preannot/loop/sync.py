@@ -13,7 +13,8 @@ from typing import Any
 from ..annotator import Annotator, ConfigError
 from ..engine.config import RunConfig
 from ..engine.host import Host, get_host
-from ..engine.runner import Summary, configured_annotators, resolve_specs, run
+from ..engine.runner import (Summary, annotate, build_annotators, configured_annotators,
+                             resolve_specs, run)
 from ..evaluation.corrections import write_outputs
 from ..labelstudio.client import (KEY_ENV, URL_ENV, Client, Connection, Unreachable,
                                   connect as connect_to)
@@ -122,7 +123,7 @@ def engine(config: RunConfig, host: Host, built: list[Annotator]) -> Engine | No
     from ..engine.ray_engine import annotated_stream
 
     specs, _ = resolve_specs(config.annotators, host, models(config))
-    return annotated_stream(config, specs, built)
+    return annotated_stream(config, specs, built, build_annotators, annotate)
 
 
 def pipeline_version(config: RunConfig, built: list[Annotator]) -> str | None:
