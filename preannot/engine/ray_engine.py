@@ -253,8 +253,10 @@ def run_on_ray(state: Any, records: Iterable[Any], annotators: Sequence[Annotato
         raise
     except Exception as exc:  # Ray's errors carry the remote traceback: its last line says it
         lines = [line for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
-        raise RayFailed(f"the Ray run stopped: {lines[-1].strip()}; the batches finished before "
-                        "are saved: run the same command again to resume") from exc
+        hint = (" (the workers need the plugins and files this machine has: see the README, "
+                "On a cluster)" if "ConfigError" in lines[-1] else "")
+        raise RayFailed(f"the Ray run stopped: {lines[-1].strip()}{hint}; the batches finished "
+                        "before are saved: run the same command again to resume") from exc
     finally:
         if started:
             _ray().shutdown()
