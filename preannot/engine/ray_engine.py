@@ -12,9 +12,11 @@ and retries its batch. Ray is imported only inside these functions: ``preannot[r
 
 from __future__ import annotations
 
+import logging
 import pickle
 import queue
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -47,8 +49,6 @@ def connect(address: str | None) -> bool:
     ray = _ray()
     if ray.is_initialized():
         return False
-    import logging
-
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True,
                  configure_logging=True, include_dashboard=False if address is None else None)
@@ -147,13 +147,11 @@ def stream(chunks: Iterable[tuple[int, list[Task]]], specs: list[dict[str, Any]]
            annotators: Sequence[Annotator], context: Context, *, actors: int, build: Builder,
            work: Work, in_flight: int | None = None) -> Iterator[tuple[int, list[Any]]]:
     """Annotate ``(key, tasks)`` chunks on the Ray cluster this process is connected to;
-    yields ``(key, work(annotators, tasks))`` as they finish, in no set order. At most ``in_flight`` chunks are out at once; the chunks
-    iterator is advanced in this thread only, between results (so it may use the ledger)."""
+    yields ``(key, work(annotators, tasks))`` as they finish, in no set order. At most
+    ``in_flight`` chunks are out at once; the chunks iterator is advanced in this thread only,
+    between results (so it may use the ledger)."""
     ray = _ray()
     from ray.data import ActorPoolStrategy, DataContext
-
-    import logging
-    import warnings
 
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notes are not the user's
     warnings.filterwarnings("ignore", message=".*minimum number of concurrent actors.*")
