@@ -34,7 +34,8 @@ def _config(folder: Path, output: str, workers: int, engine: str):
     (folder / "preannot.toml").write_text(
         f'[input]\npaths = ["emails.jsonl"]\n[output]\npath = "{output}"\n'
         f'[run]\nbatch_size = 256\nworkers = {workers}\nengine = "{engine}"\n'
-        f'[[annotators]]\nname = "products"\ntype = "rules"\nrules = "{ROOT / "rules/product-ner"}"\n')
+        f'[[annotators]]\nname = "products"\ntype = "rules"\n'
+        f'rules = "{ROOT / "rules/product-ner"}"\n')
     return load_config(folder / "preannot.toml")
 
 
@@ -47,7 +48,8 @@ def one(folder: Path, output: str, workers: int, engine: str) -> dict:
     if engine == "ray":
         import ray
 
-        ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR")
+        ray.init(address="local", num_cpus=workers, include_dashboard=False,
+                 logging_level="ERROR")
     started = time.perf_counter() - start
     start = time.perf_counter()
     summary = run(config)

@@ -32,8 +32,9 @@ COUNTING_PLUGIN = """
 
     class Counted(Annotator):
         '''Tags the first word; writes its pid to ``log`` when built (to count model loads),
-        sleeps a second a batch while the file ``slow`` exists, raises on a text that says 'boom', and with ``die``
-        kills its own process on the first batch any instance sees (a marker file says so).'''
+        sleeps a second a batch while the file ``slow`` exists, raises on a text that says
+        'boom', and with ``die`` kills its own process on the first batch any instance sees (a
+        marker file says so).'''
         type = "counted"
 
         def __init__(self, name, options=None, context=None):
@@ -75,8 +76,8 @@ def cluster(tmp_path_factory):
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), str(ROOT), saved) if p)
     sys.path.insert(0, str(site))
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024,
-             logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False,  # not a `ray start` one
+             object_store_memory=200 * 1024 * 1024, logging_level="ERROR")
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
@@ -96,8 +97,8 @@ def _config(folder: Path, text: str):
 def _counted_config(folder: Path, **options) -> str:
     opts = "".join(f"{k} = {json.dumps(v)}\n" for k, v in options.items())
     return ('[input]\npaths = ["in.jsonl"]\n[output]\npath = "out/local.json"\n'
-            f'[run]\nbatch_size = 10\n[[annotators]]\ntype = "counted"\nlog = "{folder}/built.log"\n'
-            + opts)
+            '[run]\nbatch_size = 10\n[[annotators]]\ntype = "counted"\n'
+            f'log = "{folder}/built.log"\n' + opts)
 
 
 def test_same_output_as_the_local_engine_on_the_product_example(cluster, tmp_path):
@@ -114,7 +115,8 @@ def test_same_output_as_the_local_engine_on_the_product_example(cluster, tmp_pat
     config.output, config.engine, config.workers = tmp_path / "out/ray.json", "ray", 2
     remote = sync.pre_annotate(config)
     assert (remote.read, remote.annotated, remote.failed) == (600, 600, 0)
-    assert (tmp_path / "out/ray.json").read_bytes() == (tmp_path / "out/predictions.json").read_bytes()
+    ray_bytes = (tmp_path / "out/ray.json").read_bytes()
+    assert ray_bytes == (tmp_path / "out/predictions.json").read_bytes()
     assert local.annotated == 600
 
 

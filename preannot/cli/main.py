@@ -50,13 +50,15 @@ def cli() -> None:
               help="Label Studio import file to write: .json (a task list) or .jsonl.")
 @click.option("--rules", "rules_dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="Shorthand for one annotator of type 'rules' over this rules folder.")
-@click.option("-w", "--workers", type=click.IntRange(1), help="Worker processes (default 1).")
+@click.option("-w", "--workers", type=click.IntRange(1),
+              help="Worker processes; actors with --engine ray (default 1).")
 @click.option("-b", "--batch-size", type=click.IntRange(1), help="Records per batch (default 256).")
 @click.option("--engine", type=click.Choice(["local", "ray"]),
               help="local: worker processes on this machine (default); ray: an actor pool of "
                    "-w actors on a Ray cluster (pip install \"preannot[ray]\").")
 @click.option("--address", help="The Ray cluster for --engine ray: auto, ray://head:10001 "
-                                "(default: [run] address, $RAY_ADDRESS, else a local Ray).")
+                                "(default: [run] address, else $RAY_ADDRESS, the cluster "
+                                "`ray start` runs here, or a Ray started for the run).")
 @click.option("--encoding", help="Encoding of text inputs (default: [input] encoding, else "
                                  "utf-8), e.g. latin-1 or cp1252.")
 @click.option("-f", "--force", is_flag=True, help="Redo every record, ignoring earlier runs.")

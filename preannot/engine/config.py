@@ -58,8 +58,8 @@ class RunSettings:
     engine: str = "local"
     """``local`` (worker processes on this machine) or ``ray`` (a Ray cluster: preannot[ray])."""
     address: str | None = None
-    """The Ray cluster: ``auto``, ``ray://head:10001``...; none: ``$RAY_ADDRESS``, else a
-    Ray started on this machine for the run."""
+    """The Ray cluster: ``auto``, ``ray://head:10001``...; none: Ray's rule (``$RAY_ADDRESS``,
+    the cluster ``ray start`` runs here, else a Ray started for the run)."""
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,8 @@ def _ray() -> Any:
 
 def connect(address: str | None) -> bool:
     """Join the cluster at ``address`` (``auto``, ``ray://host:10001``, ``host:6379``; none:
-    ``$RAY_ADDRESS``, else a Ray started on this machine for the run); True when this call
-    started or joined it (and so should leave it at the end)."""
+    Ray's rule: ``$RAY_ADDRESS``, the cluster ``ray start`` runs here, else a Ray started for
+    the run); True when this call started or joined it (and so should leave it at the end)."""
     ray = _ray()
     if ray.is_initialized():
         return False
@@ -260,12 +260,15 @@ def run_on_ray(state: Any, records: Iterable[Any], annotators: Sequence[Annotato
             _ray().shutdown()
 
 
+Chunks = Iterable[tuple[int, list[Task]]]
+
+
 def annotated_stream(config: Any, specs: list[dict[str, Any]], annotators: Sequence[Annotator],
                      build: Builder, work: Work
-                     ) -> Callable[[Iterable[tuple[int, list[Task]]]], Iterator[tuple[int, list[Any]]]]:
+                     ) -> Callable[[Chunks], Iterator[tuple[int, list[Any]]]]:
     """For a push of an existing project: ``(key, tasks)`` chunks in, ``(key, work(...))`` out,
     annotated on the cluster of ``config.address`` (left when the iteration ends)."""
-    def run(chunks: Iterable[tuple[int, list[Task]]]) -> Iterator[tuple[int, list[Any]]]:
+    def run(chunks: Chunks) -> Iterator[tuple[int, list[Any]]]:
         for annotator in annotators:
             annotator.prepare()
         started = connect(config.address)
