@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, pip_install, write_plugin
+from helpers import ROOT, pip_install, run_cli, write_plugin
 from preannot import ConfigError
 from preannot.engine.config import load_config
 from preannot.engine.host import load_host
@@ -260,7 +260,8 @@ def test_ls_push_existing_annotates_on_ray_as_it_does_here(cluster, labelstudio,
 
 def test_the_engine_setting_is_checked_and_ray_stays_out_of_the_core(tmp_path):
     """A typo in ``[run] engine`` names the engines; importing every module of the engine and
-    the CLI does not import Ray (only a run with engine = "ray" does)."""
+    the CLI does not import Ray (only a run with engine = "ray" does); an address nobody
+    answers on is said at once."""
     (tmp_path / "preannot.toml").write_text('[run]\nengine = "spark"\n')
     with pytest.raises(ConfigError, match=r"\[run\] engine = 'spark': use one of 'local', 'ray'"):
         load_config(tmp_path / "preannot.toml")
@@ -268,3 +269,8 @@ def test_the_engine_setting_is_checked_and_ray_stays_out_of_the_core(tmp_path):
             "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr
+    (tmp_path / "in.jsonl").write_text('{"text": "hello"}\n')
+    wrong = run_cli(["run", str(tmp_path / "in.jsonl"), "--rules", str(ROOT / "rules/product-ner"),
+                     "-o", str(tmp_path / "o.json"), "--engine", "ray", "--address", "127.0.0.1:1"])
+    assert wrong.returncode == 1
+    assert "Error: cannot reach the Ray cluster at '127.0.0.1:1'" in wrong.stderr

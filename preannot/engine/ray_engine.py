@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import pickle
 import queue
+import socket
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -49,6 +50,7 @@ def connect(address: str | None) -> bool:
     ray = _ray()
     if ray.is_initialized():
         return False
+    _check_reachable(address)
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True,
                  configure_logging=True, include_dashboard=False if address is None else None)
@@ -56,6 +58,20 @@ def connect(address: str | None) -> bool:
         raise ConfigError(f"cannot reach the Ray cluster at {address!r}: {exc} (start one with "
                           "`ray start --head`, or check --address)") from None
     return True
+
+
+def _check_reachable(address: str | None) -> None:
+    """A ``host:port`` nobody answers on is said at once (Ray itself retries for minutes)."""
+    if not address or "://" in address or address in ("auto", "local"):
+        return
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ConfigError(f"Ray address {address!r}: use host:port, ray://host:10001 or auto")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot reach the Ray cluster at {address!r}: {exc} (start one with "
+                          "`ray start --head`, or check --address)") from None
 
 
 def resources(annotators: Sequence[Annotator]) -> dict[str, float]:
