@@ -127,7 +127,13 @@ class Annotator:
     """The options this type takes, beside the common ones (:attr:`COMMON_OPTIONS`): the base
     class refuses any other, naming the known ones. None: options are not checked."""
     COMMON_OPTIONS: ClassVar[frozenset[str]] = frozenset(
-        {"after", "field", "from_name", "to_name", "labels", "model_version"})
+        {"after", "field", "from_name", "to_name", "labels", "model_version", "cpus", "gpus"})
+    cpus: float = 1.0
+    """CPUs one instance keeps busy: what a Ray actor running it asks for (``engine = "ray"``);
+    the ``cpus`` option overrides it."""
+    gpus: float = 0.0
+    """GPUs one instance wants (a fraction shares one), asked of Ray where the cluster has
+    GPUs: a plugin that runs a model on CUDA sets 1; the ``gpus`` option overrides it."""
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None,
                  context: Context | None = None) -> None:
@@ -143,6 +149,8 @@ class Annotator:
         """The key of the task data it reads; a task without it is reported, not annotated."""
         self.from_name: str = self.options.pop("from_name", "label")
         self.to_name: str = self.options.pop("to_name", self.field)
+        self.cpus = float(self.options.pop("cpus", self.cpus))
+        self.gpus = float(self.options.pop("gpus", self.gpus))
 
     @property
     def labels(self) -> list[str]:

@@ -50,15 +50,23 @@ def cli() -> None:
               help="Label Studio import file to write: .json (a task list) or .jsonl.")
 @click.option("--rules", "rules_dir", type=click.Path(path_type=Path, file_okay=False, exists=True),
               help="Shorthand for one annotator of type 'rules' over this rules folder.")
-@click.option("-w", "--workers", type=click.IntRange(1), help="Worker processes (default 1).")
+@click.option("-w", "--workers", type=click.IntRange(1),
+              help="Worker processes; actors with --engine ray (default 1).")
 @click.option("-b", "--batch-size", type=click.IntRange(1), help="Records per batch (default 256).")
+@click.option("--engine", type=click.Choice(["local", "ray"]),
+              help="local: worker processes on this machine (default); ray: an actor pool of "
+                   "-w actors on a Ray cluster (pip install \"preannot[ray]\").")
+@click.option("--address", help="The Ray cluster for --engine ray: auto, ray://head:10001 "
+                                "(default: [run] address, else $RAY_ADDRESS, the cluster "
+                                "`ray start` runs here, or a Ray started for the run).")
 @click.option("--encoding", help="Encoding of text inputs (default: [input] encoding, else "
                                  "utf-8), e.g. latin-1 or cp1252.")
 @click.option("-f", "--force", is_flag=True, help="Redo every record, ignoring earlier runs.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def run(inputs: tuple[Path, ...], config_path: Path | None, output: Path | None,
         rules_dir: Path | None, workers: int | None, batch_size: int | None,
-        encoding: str | None, force: bool, no_progress: bool) -> None:
+        engine: str | None, address: str | None, encoding: str | None, force: bool,
+        no_progress: bool) -> None:
     """Pre-annotate INPUTS (JSONL, Label Studio JSON, CSV/TSV, folders of .txt or images).
 
     Writes Label Studio import JSON: tasks with predictions (model_version, score, results).
@@ -79,6 +87,10 @@ def run(inputs: tuple[Path, ...], config_path: Path | None, output: Path | None,
             config.workers = workers
         if batch_size:
             config.batch_size = batch_size
+        if engine:
+            config.engine = engine
+        if address:
+            config.address = address
         if encoding:
             config.encoding = check_encoding(encoding, "--encoding")
         host = get_host()

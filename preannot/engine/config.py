@@ -54,6 +54,12 @@ class OutputSettings:
 class RunSettings:
     batch_size: int = 256
     workers: int = 1
+    """Worker processes; with ``engine = "ray"``, the actors in the pool."""
+    engine: str = "local"
+    """``local`` (worker processes on this machine) or ``ray`` (a Ray cluster: preannot[ray])."""
+    address: str | None = None
+    """The Ray cluster: ``auto``, ``ray://head:10001``...; none: Ray's rule (``$RAY_ADDRESS``,
+    the cluster ``ray start`` runs here, else a Ray started for the run)."""
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,8 @@ class RunConfig:
     trainers: list[dict[str, Any]] = field(default_factory=list)
     batch_size: int = 256
     workers: int = 1
+    engine: str = "local"
+    address: str | None = None
     encoding: str = "utf-8"
     labelstudio: LabelStudioSettings = field(default_factory=LabelStudioSettings)
     harvest: HarvestSettings = None  # type: ignore[assignment]  # set in __post_init__
@@ -313,6 +321,7 @@ def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
         if getattr(run, key) < 1:
             raise ConfigError(f"{where}: [run] {key} = {getattr(run, key)}: must be at least 1")
     config.batch_size, config.workers = run.batch_size, run.workers
+    config.engine, config.address = check_engine(run.engine, f"{where}: [run] engine"), run.address
     config.annotators = _named(raw.get("annotators", []), "annotators", where)
     config.trainers = _named(raw.get("trainers", []), "trainers", where, need_name=True)
 
@@ -371,6 +380,16 @@ def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
     if not 0 < config.serve.port < 65536 or config.serve.debounce < 0:
         raise ConfigError(f"{where}: [serve] port must be 1-65535 and debounce at least 0")
     return config
+
+
+ENGINES = ("local", "ray")
+
+
+def check_engine(name: str, where: str) -> str:
+    """``name`` if it is an engine, else a ConfigError naming the engines."""
+    if name not in ENGINES:
+        raise ConfigError(f"{where} = {name!r}: use one of {', '.join(map(repr, ENGINES))}")
+    return name
 
 
 def check_encoding(name: str, where: str) -> str:

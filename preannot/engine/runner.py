@@ -318,7 +318,11 @@ def _run(config: RunConfig, ledger: Ledger, specs: list[dict[str, Any]],
     state = _Run(config, ledger, fingerprint(annotators), progress)
     state.progress(0, state.total)
     records = read_inputs(config.inputs, None, config.base_dir, config.encoding)
-    if config.workers > 1:
+    if config.engine == "ray":
+        from .ray_engine import run_on_ray
+
+        run_on_ray(state, records, annotators, specs, build_annotators, annotate_batch)
+    elif config.workers > 1:
         _run_in_workers(state, records, annotators, specs)
     else:
         for chunk in batches(records, config.batch_size):

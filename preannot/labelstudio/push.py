@@ -21,11 +21,15 @@ from urllib.parse import quote
 from ..annotator import Annotator, ConfigError, Ranker, batches
 from ..builtins.ranking import priority_to_score
 from ..engine.readers import IMAGE_SUFFIXES
-from ..engine.runner import annotate
+from ..engine.runner import Annotated, annotate
 from ..lsjson import iter_json_array, ls_to_predictions, ls_to_task, prediction_to_ls, task_key
 from ..model import Prediction, Task
 from .client import Client, LabelStudioError, Unreachable
 from .labeling_config import check, generate
+
+Engine = Callable[[Iterable[tuple[int, list[Task]]]], Iterable[tuple[int, list[Annotated]]]]
+"""Annotates ``(key, tasks)`` chunks, yielding ``(key, annotated tasks)`` (the Ray engine's
+:func:`~preannot.engine.ray_engine.annotated_stream`)."""
 
 PRIORITY_FIELD = "preannot_priority"
 """Task data key holding the rank's priority, which the Data Manager view sorts on."""
@@ -325,9 +329,11 @@ def push_tasks(client: Client, project_id: int, tasks: Iterable[tuple[str, Any]]
 def annotate_project(client: Client, project_id: int, annotators: Sequence[Annotator], *,
                      ranker: Ranker | None = None, batch_size: int = 256,
                      unlabeled_only: bool = False,
-                     progress: Callable[[int], None] | None = None) -> PushSummary:
+                     progress: Callable[[int], None] | None = None,
+                     engine: Engine | None = None) -> PushSummary:
     """Pre-annotate the tasks already in a project with ``annotators``; predictions go in bulk.
-    ``unlabeled_only`` leaves out tasks a human has annotated or skipped."""
+    ``unlabeled_only`` leaves out tasks a human has annotated or skipped; ``engine`` annotates
+    the batches elsewhere (the Ray engine), else here, in order."""
     version = model_version_of(annotators)
     pusher = Pusher(client, project_id, version, progress)
     failures: list[tuple[str, str]] = []
@@ -335,14 +341,21 @@ def annotate_project(client: Client, project_id: int, annotators: Sequence[Annot
                    project_id, include="id,data,meta,total_annotations,cancelled_annotations")
                if t["id"] not in pusher.has_version and not (
                    unlabeled_only and (t.get("total_annotations") or t.get("cancelled_annotations"))))
-    for batch in batches(pending, batch_size):
-        tasks = [Task(id=task_key((t.get("meta") or {}).get("preannot_id"), t["id"]),
-                      data=t["data"], source=f"task {t['id']}", meta=dict(t.get("meta") or {}))
-                 for t in batch]
-        for t, raw in zip(tasks, batch):  # tasks imported elsewhere are known by their LS id
-            pusher.index.setdefault(t.id, raw["id"])
+
+    def chunks() -> Iterator[tuple[int, list[Task]]]:
+        for key, batch in enumerate(batches(pending, batch_size)):
+            tasks = [Task(id=task_key((t.get("meta") or {}).get("preannot_id"), t["id"]),
+                          data=t["data"], source=f"task {t['id']}", meta=dict(t.get("meta") or {}))
+                     for t in batch]
+            for t, raw in zip(tasks, batch):  # tasks imported elsewhere are known by their LS id
+                pusher.index.setdefault(t.id, raw["id"])
+            yield key, tasks
+
+    run_chunks = engine or (lambda chunks: ((key, annotate(annotators, tasks))
+                                            for key, tasks in chunks))
+    for _, annotated in run_chunks(chunks()):
         items = []
-        for done in annotate(annotators, tasks):
+        for done in annotated:
             task = done.task
             if done.failure is not None:
                 failures.append((task.source, f"{done.failure[0]} {done.failure[1] or ''}".strip()))

@@ -13,15 +13,16 @@ from typing import Any
 from ..annotator import Annotator, ConfigError
 from ..engine.config import RunConfig
 from ..engine.host import Host, get_host
-from ..engine.runner import Summary, configured_annotators, run
+from ..engine.runner import (Summary, annotate, build_annotators, configured_annotators,
+                             resolve_specs, run)
 from ..evaluation.corrections import Options, write_outputs
 from ..evaluation.labels import LabelMap
 from ..labelstudio.client import (KEY_ENV, URL_ENV, Client, Connection, LabelStudioError,
                                   Unreachable, connect as connect_to)
 from ..labelstudio.harvest import HarvestStore, PullSummary, pull as fetch
 from ..labelstudio.labeling_config import labels_of
-from ..labelstudio.push import (PushSummary, annotate_project, ensure_project, model_version_of,
-                                push_tasks, read_import_file)
+from ..labelstudio.push import (Engine, PushSummary, annotate_project, ensure_project,
+                                model_version_of, push_tasks, read_import_file)
 from ..labelstudio.server import LOCAL_FILES_ROOT, running_local
 from ..training.registry import Registry
 
@@ -97,7 +98,7 @@ def push(config: RunConfig, client: Client, *, project: str | None = None,
             raise ConfigError("--existing needs [[annotators]] in the config to run")
         return annotate_project(client, project_id, built, ranker=ranker,
                                 batch_size=config.batch_size, unlabeled_only=unlabeled,
-                                progress=progress)
+                                progress=progress, engine=engine(config, host, built))
     if input_file is None:
         summary = pre_annotate(config, host=host)
         if summary.failed:
@@ -121,6 +122,17 @@ def project_for(config: RunConfig, client: Client, built: list[Annotator],
     title = settings.title or f"preannot {config.base_dir.name}"
     return ensure_project(client, project or settings.project or title, title=title,
                           annotators=built, label_config=label_config)
+
+
+def engine(config: RunConfig, host: Host, built: list[Annotator]) -> Engine | None:
+    """How a push of an existing project annotates: on the Ray cluster with ``[run] engine =
+    "ray"``, else here (None)."""
+    if config.engine != "ray":
+        return None
+    from ..engine.ray_engine import annotated_stream
+
+    specs, _ = resolve_specs(config.annotators, host, models(config))
+    return annotated_stream(config, specs, built, build_annotators, annotate)
 
 
 def pipeline_version(config: RunConfig, built: list[Annotator]) -> str | None:

@@ -31,12 +31,15 @@ class SamAnnotator(Annotator):
     known_options = frozenset({"checkpoint", "model_type", "device", "output", "mode",
                                "polygon_tolerance", "cache", "memory_cache", "label", *AUTO_OPTIONS})
     MODES = ("boxes", "auto", "prompts")
+    gpus = 1.0  # a Ray actor running it asks for a GPU where the cluster has one
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None, context=None) -> None:
         super().__init__(name, options, context)
         import torch
 
         opts = self.options
+        if str(opts.get("device", "auto")).lower() == "cpu" and "gpus" not in (options or {}):
+            self.gpus = 0.0
         if "checkpoint" not in opts:
             raise ConfigError(f"annotator {name!r} (sam): set 'checkpoint' to a SAM checkpoint file")
         self.checkpoint = self.context.path(opts["checkpoint"])

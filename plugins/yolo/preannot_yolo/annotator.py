@@ -18,10 +18,13 @@ class YoloAnnotator(Annotator):
     emits = ("rectanglelabels", "polygonlabels")
     known_options = frozenset({"model", "device", "half", "batch", "conf", "iou", "imgsz",
                                "classes", "keep_unmapped", "polygons"})
+    gpus = 1.0  # a Ray actor running it asks for a GPU where the cluster has one
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None, context=None) -> None:
         super().__init__(name, options, context)
         opts = self.options
+        if str(opts.get("device", "")).lower() in {"cpu", "mps"} and "gpus" not in (options or {}):
+            self.gpus = 0.0
         if "model" not in opts:
             raise ConfigError(f"annotator {name!r} (yolo): set 'model' (a .pt file, a model name "
                               "such as yolo11n.pt, or a .yaml)")
