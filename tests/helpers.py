@@ -85,3 +85,28 @@ def wait_up(url: str, process: subprocess.Popen, log: Path, auth=None) -> None:
         except httpx.TransportError:
             return False
     wait_for(up, "preannot serve to answer", 120)
+
+
+# A real plugin whose annotator holds its first batch until a gate file exists (GATE names it):
+# what a slow model looks like to a run, or to a server, while the test looks at them.
+GATED = """
+import os, time
+from pathlib import Path
+from preannot import Annotator, Span, hookimpl
+
+class Gated(Annotator):
+    '''Says it started, then holds its first batch until the gate file exists.'''
+    type = "gated"
+
+    def annotate(self, tasks, upstream):
+        gate = Path(os.environ["GATE"])
+        Path(str(gate) + ".started").touch()
+        deadline = time.monotonic() + 120
+        while not gate.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return [[Span(label="X", start=0, end=1, text=t.data["text"][0])] for t in tasks]
+
+@hookimpl
+def register_annotators(register):
+    register(Gated)
+"""

@@ -11,30 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import pip_install, run_cli, write_plugin
-
-GATED = """
-import os, time
-from pathlib import Path
-from preannot import Annotator, Span, hookimpl
-
-class Gated(Annotator):
-    '''Says it started, then holds its first batch until the gate file exists.'''
-    type = "gated"
-
-    def annotate(self, tasks, upstream):
-        gate = Path(os.environ["GATE"])
-        Path(str(gate) + ".started").touch()
-        deadline = time.monotonic() + 120
-        while not gate.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return [[Span(label="X", start=0, end=1, text=t.data["text"][0])] for t in tasks]
-
-@hookimpl
-def register_annotators(register):
-    register(Gated)
-"""
-
+from helpers import GATED, pip_install, run_cli, write_plugin
 
 def _setup(tmp_path: Path, count: int) -> tuple[Path, list[str]]:
     site = pip_install(write_plugin(tmp_path / "plugin", "gated-plugin", GATED), tmp_path / "site")

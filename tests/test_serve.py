@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from helpers import pip_install, run_cli, start_server, wait_for, wait_up, write_plugin
+from helpers import (GATED, pip_install, run_cli, start_server, wait_for, wait_up,
+                     write_plugin)
 from preannot.engine.config import load_config
 from preannot.engine.host import get_host
 from preannot.labelstudio.labeling_config import generate
@@ -291,36 +292,7 @@ def test_a_promotion_is_served_at_once_without_a_restart(served):
              "the backend's entry to be renamed")
     project = client.request("GET", f"api/projects/{served.project}")
     assert project["model_version"] == new
-    assert process_alive(served.process)
-
-
-def process_alive(process: subprocess.Popen) -> bool:
-    return process.poll() is None
-
-
-GATED = '''
-import os, time
-from pathlib import Path
-from preannot import Annotator, hookimpl
-
-
-class Gated(Annotator):
-    """Says it started, then holds its batch until the gate file exists."""
-    type = "gated"
-
-    def annotate(self, tasks, upstream):
-        gate = Path(os.environ["GATE"])
-        Path(str(gate) + ".started").touch()
-        deadline = time.monotonic() + 120
-        while not gate.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return [[] for _ in tasks]
-
-
-@hookimpl
-def register_annotators(register):
-    register(Gated)
-'''
+    assert served.process.poll() is None  # the same process throughout
 
 
 def test_basic_auth_and_health_while_a_prediction_runs(tmp_path, labelstudio):
@@ -351,7 +323,7 @@ def test_basic_auth_and_health_while_a_prediction_runs(tmp_path, labelstudio):
         assert predicting.is_alive()  # both answered while the prediction was held
         gate.touch()
         predicting.join(60)
-        assert [r["result"] for r in answer["results"]] == [[]]
+        assert [spans(r["result"]) for r in answer["results"]] == [[("x", "X", 0, 1)]]
         assert auth[1] not in (tmp_path / "serve.log").read_text()
     finally:
         process.terminate()
