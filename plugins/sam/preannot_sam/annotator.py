@@ -141,11 +141,10 @@ class SamAnnotator(Annotator):
         if not points and not boxes:
             return []
         with self.lock:
-            embedding = self._embedding(task)
-            if isinstance(embedding, TaskFailed):
-                return embedding
-            predictor = self._predictor(embedding)
-            height, width = embedding.original_size
+            predictor = self._predictor(task)
+            if isinstance(predictor, TaskFailed):
+                return predictor
+            height, width = predictor.original_size
             box = boxes[-1] if boxes else None
             kwargs: dict[str, Any] = {"multimask_output": len(points) == 1 and box is None}
             if points:
@@ -216,10 +215,14 @@ class SamAnnotator(Annotator):
         # float32 whatever the encoder's autocast gave: the same on every path (disk, memory)
         return Embedding(predictor.features.float(), tuple(predictor.input_size), pixels.shape[:2])
 
-    def _predictor(self, embedding):
-        """A predictor with this embedding set, ready for prompts."""
+    def _predictor(self, task: Task) -> Any:
+        """A predictor with the task's image embedding set, ready for prompts (or the
+        :class:`TaskFailed` of an image that cannot be read). Called under :attr:`lock`."""
         from segment_anything import SamPredictor
 
+        embedding = self._embedding(task)
+        if isinstance(embedding, TaskFailed):
+            return embedding
         predictor = SamPredictor(self.sam)
         predictor.features = embedding.features
         predictor.input_size = embedding.input_size
@@ -235,14 +238,13 @@ class SamAnnotator(Annotator):
         if not boxes:
             return []
         with self.lock:
-            embedding = self._embedding(task)
-            if isinstance(embedding, TaskFailed):
-                return embedding
-            predictor = self._predictor(embedding)
+            predictor = self._predictor(task)
+            if isinstance(predictor, TaskFailed):
+                return predictor
             with torch.inference_mode(), self._autocast():
                 xyxy = torch.tensor([b.xyxy for b in boxes], dtype=torch.float32,
                                     device=self.sam.device)
-                prompts = predictor.transform.apply_boxes_torch(xyxy, embedding.original_size)
+                prompts = predictor.transform.apply_boxes_torch(xyxy, predictor.original_size)
                 masks, scores, _ = predictor.predict_torch(None, None, boxes=prompts,
                                                            multimask_output=False)
                 masks = masks[:, 0].cpu().numpy()
