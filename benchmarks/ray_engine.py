@@ -49,7 +49,7 @@ def one(folder: Path, output: str, workers: int, engine: str) -> dict:
         import ray
 
         ray.init(address="local", num_cpus=workers, include_dashboard=False,
-                 logging_level="ERROR")
+                 logging_level="ERROR", _node_ip_address="127.0.0.1")  # loopback only
     started = time.perf_counter() - start
     start = time.perf_counter()
     summary = run(config)

@@ -108,9 +108,9 @@ def test_options_are_checked(tmp_path, capsys):
     with pytest.raises(ConfigError) as unknown:  # checked by the base class, from known_options
         FusionAnnotator("f", {"after": ["a"], "polcy": "learned", "labels": ["X"]})
     assert str(unknown.value) == (
-        "annotator 'f' (fusion): unknown option 'polcy' (known: after, field, from_name, iou, "
-        "labels, metrics, min_weight, model_version, order, policy, prior, prior_strength, "
-        "to_name)")
+        "annotator 'f' (fusion): unknown option 'polcy' (known: after, cpus, field, from_name, "
+        "gpus, iou, labels, metrics, min_weight, model_version, order, policy, prior, "
+        "prior_strength, to_name)")
 
 
 def test_a_run_writes_the_fused_prediction_only(tmp_path):

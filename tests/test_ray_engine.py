@@ -77,7 +77,8 @@ def cluster(tmp_path_factory):
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), str(ROOT), saved) if p)
     sys.path.insert(0, str(site))
     ray.init(address="local", num_cpus=2, include_dashboard=False,  # not a `ray start` one
-             object_store_memory=200 * 1024 * 1024, logging_level="ERROR")
+             object_store_memory=200 * 1024 * 1024, logging_level="ERROR",
+             _node_ip_address="127.0.0.1")  # loopback only, whatever this machine's address
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
@@ -124,10 +125,11 @@ def test_same_output_as_the_local_engine_on_images_with_yolo(cluster, tmp_path):
     """An image folder through the demo YOLO: boxes and scores identical to the local run."""
     weights = Path(os.environ.get("PREANNOT_DEMO_MODELS", ROOT / ".cache/demo-models"))
     weights = weights / "yolo-shapes.pt"
-    if not weights.exists():
+    if not weights.exists():  # the vision plugins' demo model, built once for the whole suite
         sys.path.insert(0, str(ROOT / "examples/detect-and-segment"))
         import make_demo_models
 
+        weights.parent.mkdir(parents=True, exist_ok=True)
         make_demo_models.make_yolo(weights.parent)
     sys.path.insert(0, str(ROOT / "examples/detect-and-segment"))
     import shapes

@@ -88,7 +88,10 @@ def test_boxes_land_on_the_shapes_in_label_studio_percent(yolo, shapes, tmp_path
         assert Image.open(path).size == (height, width)  # stored sideways
     else:
         image.save(path)
-    [regions] = yolo.annotate([Task("t", {"image": str(path)})], {})
+    # The detections the demo model is sure of: trained on small images, it adds a 0.40 box
+    # on the largest one's bottom edge (its quality, not the conversion's, which is the point)
+    sure = YoloAnnotator("yolo", {"model": yolo.model_path, "conf": 0.5}, yolo.context)
+    [regions] = sure.annotate([Task("t", {"image": str(path)})], {})
     assert len(regions) == len(truth)
     results = [region_to_result(r) for r in regions]
     assert {(r["original_width"], r["original_height"]) for r in results} == {(width, height)}
@@ -99,7 +102,7 @@ def test_boxes_land_on_the_shapes_in_label_studio_percent(yolo, shapes, tmp_path
     truth_boxes = torch.tensor([list(t[1:]) for t in truth])
     assert box_iou(back, truth_boxes).max(dim=1).values.min() >= 0.5
     # And they are exactly ultralytics' own boxes for that file (cv2 also applies EXIF).
-    raw = YOLO(str(yolo.model_path)).predict(str(path), conf=0.25, verbose=False)[0]
+    raw = YOLO(str(yolo.model_path)).predict(str(path), conf=0.5, verbose=False)[0]
     assert raw.orig_shape == (height, width)
     assert torch.allclose(back, raw.boxes.xyxy.cpu().reshape(-1, 4)[: len(back)], atol=1e-3) or \
         torch.allclose(back.sort(dim=0).values, raw.boxes.xyxy.cpu().sort(dim=0).values, atol=0.5)
