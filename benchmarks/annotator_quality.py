@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import tempfile
 import time
@@ -37,10 +36,10 @@ from flywheel_corpus import BRAND, PRODUCT, Generator
 from preannot import Prediction, Span, Task
 from preannot.evaluation.corrections import CORRECTIONS, Options, write_outputs
 from preannot.evaluation.quality import NOTHING, answers
-from preannot.labelstudio.client import Client, Connection
+from preannot.labelstudio.client import Client
 from preannot.labelstudio.harvest import HarvestStore, pull
-from preannot.labelstudio.server import local_server
 from preannot.lsjson import region_to_result, task_to_ls
+from bench_labelstudio import label_studio
 
 CONFIG = ('<View><Text name="text" value="$text"/><Labels name="label" toName="text">'
           f'<Label value="{BRAND}"/><Label value="{PRODUCT}"/></Labels></View>')
@@ -98,13 +97,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    server = None
-    if os.environ.get("LABEL_STUDIO_URL"):
-        client = Client(Connection.resolve())
-    else:
-        server = local_server(Path(tempfile.mkdtemp(prefix="ls-bench-"))).start()
-        client = Client(Connection(server.url, server.api_key))
-    try:
+    with label_studio() as connection:
+        client = Client(connection)
         run = uuid.uuid4().hex[:6]
         users = {name: client.sdk.users.create(username=f"{name}-{run}",
                                                email=f"{name}-{run}@example.org").id
@@ -192,9 +186,6 @@ def main() -> None:
               f"F1 {weighted:.4f}; ratio {weighted / majority:.4f} (target >= 1)")
         print(f"harvest outputs written in {took['majority']:.1f} s (majority) and "
               f"{took['weighted']:.1f} s (weighted: a second pass over the tasks)")
-    finally:
-        if server is not None:
-            server.stop()
 
 
 if __name__ == "__main__":

@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
-from preannot.labelstudio.client import Client, Connection
+from preannot.labelstudio.client import Client
 from preannot.evaluation.corrections import write_outputs
 from preannot.labelstudio.harvest import HarvestStore, pull
 from preannot.labelstudio.push import BATCH, push_tasks, read_import_file
-from preannot.labelstudio.server import local_server
+from bench_labelstudio import label_studio
+
 
 CONFIG = ('<View><Text name="text" value="$text"/><Labels name="label" toName="text">'
           '<Label value="PRODUCT"/><Label value="BRAND"/></Labels></View>')
@@ -62,13 +62,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=20_000)
     args = parser.parse_args()
-    server = None
-    if os.environ.get("LABEL_STUDIO_URL"):
-        client = Client(Connection.resolve())
-    else:
-        server = local_server(Path(tempfile.mkdtemp(prefix="ls-bench-"))).start()
-        client = Client(Connection(server.url, server.api_key))
-    try:
+    with label_studio() as connection:
+        client = Client(connection)
         tasks = make_tasks(args.tasks)
         path = Path(tempfile.mkdtemp()) / "predictions.json"
         path.write_text(json.dumps(tasks))
@@ -111,9 +106,6 @@ def main() -> None:
         _, out_s, out_mem = timed(lambda: write_outputs(store.tasks(), Path(tempfile.mkdtemp())))
         print(f"classify + corrections/metrics/report of {len(tasks)} tasks: {out_s:.1f} s "
               f"(peak {out_mem / 2**20:.1f} MiB)")
-    finally:
-        if server:
-            server.stop()
 
 
 if __name__ == "__main__":

@@ -40,9 +40,10 @@ import httpx
 from flywheel_corpus import Generator, write_rules
 
 from preannot import Context, Example, Span, Task
-from preannot.labelstudio.client import Client, Connection
-from preannot.labelstudio.server import free_port, local_server
+from preannot.labelstudio.client import Client
+from preannot.labelstudio.server import free_port
 from preannot.training.registry import Registry
+from bench_labelstudio import label_studio
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -167,16 +168,10 @@ def main() -> None:
     print(f"training the spaCy model ({args.train} texts, {args.epochs} epochs)...", flush=True)
     train_model(work, args.train, args.epochs)
 
-    server = None
-    if os.environ.get("LABEL_STUDIO_URL") and os.environ.get("LABEL_STUDIO_API_KEY"):
-        connection = Connection.resolve()
-    else:
-        server = local_server(work / "labelstudio").start()
-        connection = Connection(server.url, server.api_key)
-    client = Client(connection)
-    env = {"LABEL_STUDIO_URL": connection.url, "LABEL_STUDIO_API_KEY": connection.api_key}
     rows = []
-    try:
+    with label_studio(work / "labelstudio") as connection:
+        client = Client(connection)
+        env = {"LABEL_STUDIO_URL": connection.url, "LABEL_STUDIO_API_KEY": connection.api_key}
         for name, ner in (("rules", False), ("rules+ner", True)):
             port = free_port()
             label_config = ('<View><Text name="text" value="$text"/><Labels name="label" '
@@ -198,9 +193,6 @@ def main() -> None:
             finally:
                 process.terminate()
                 process.wait(30)
-    finally:
-        if server:
-            server.stop()
     n = args.batch
     print(f"\n/predict latency, ms (p50 / p95); {args.requests} one-task and {args.repeats} "
           f"{n}-task requests direct, {args.ls_requests} and {args.ls_repeats} through Label "
