@@ -75,15 +75,19 @@ def fingerprint(annotators: Sequence[Annotator]) -> str:
     return "+".join(f"{a.name}={a.fingerprint()}" for a in annotators)
 
 
-def as_prediction(item: Any, task: Task, annotator: Annotator) -> Prediction | TaskFailed:
+def as_prediction(item: Any, task: Task, annotator: Annotator, version: str | None = None
+                  ) -> Prediction | TaskFailed:
     """What an annotator returned for one task, as a :class:`Prediction` whose regions carry
-    ids, control names and the annotator's name (or the task's failure)."""
+    ids, control names and the annotator's name (or the task's failure). ``version``: the
+    annotator's ``model_version`` when the caller has it (a batch asks for it once: it digests
+    the model's metadata)."""
     if isinstance(item, TaskFailed):
         return TaskFailed(f"annotator {annotator.name!r} failed", str(item))
     if isinstance(item, Prediction):
         prediction = item
     elif isinstance(item, list):
-        prediction = Prediction(task.id, annotator.name, annotator.model_version, item)
+        prediction = Prediction(task.id, annotator.name, version or annotator.model_version,
+                                item)
     else:
         return TaskFailed(f"annotator {annotator.name!r} failed",
                           f"returned {type(item).__name__}, not a Prediction or a list of regions")
@@ -102,7 +106,8 @@ def _run_one(annotator: Annotator, tasks: list[Task],
         items = list(annotator.annotate(tasks, upstream))
         if len(items) != len(tasks):
             raise RuntimeError(f"returned {len(items)} results for {len(tasks)} tasks")
-        return [as_prediction(item, task, annotator) for item, task in zip(items, tasks)]
+        version = annotator.model_version
+        return [as_prediction(item, task, annotator, version) for item, task in zip(items, tasks)]
     except Exception as exc:
         if len(tasks) == 1:
             return [TaskFailed(f"annotator {annotator.name!r} raised {type(exc).__name__}",
