@@ -26,6 +26,9 @@ from .client import Connection, LabelStudioError
 BIN_ENV = "PREANNOT_LABEL_STUDIO_BIN"
 DEFAULT_VENV = Path(".cache") / "labelstudio-venv"
 CREDENTIALS = "preannot-credentials.json"
+LABEL_STUDIO_REQUIREMENTS = ("label-studio", "sentry-sdk<3")
+"""What a local Label Studio is installed with: Label Studio 1.23 passes sentry-sdk options that
+sentry-sdk 3.0 refuses at start-up (``Unknown option 'send_default_pii'``), and does not pin it."""
 LOCAL_FILES_ROOT = "/"
 """The local server's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``."""
 
@@ -47,8 +50,8 @@ def find_binary(venv_dir: Path = DEFAULT_VENV, install: bool = True) -> Path:
         raise LabelStudioError(f"label-studio not found: set {BIN_ENV} or install it")
     print(f"installing Label Studio into {venv_dir} (once; a few minutes)...", file=sys.stderr)
     venv.create(venv_dir, with_pip=True)
-    subprocess.run([str(scripts / "python"), "-m", "pip", "install", "--quiet", "label-studio"],
-                   check=True)
+    subprocess.run([str(scripts / "python"), "-m", "pip", "install", "--quiet",
+                    *LABEL_STUDIO_REQUIREMENTS], check=True)
     return binary
 
 
