@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .auth import authorized, credentials
-from .backend import Backend
+from .backend import Backend, project_id
 from .pipeline import BadRequest, interact, predict
 
 ANNOTATION_EVENTS = frozenset({"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED",
@@ -40,15 +40,6 @@ async def _body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest(f"{request.url.path}: the body must be a JSON object")
     return body
-
-
-def _project_id(project: Any) -> int | None:
-    """A request's project: Label Studio sends ``"<id>.<created timestamp>"``, a webhook the
-    project object."""
-    if isinstance(project, dict):
-        project = project.get("id")
-    head = str(project or "").split(".")[0]
-    return int(head) if head.isdigit() else None
 
 
 def create_app(backend: Backend) -> Starlette:
@@ -93,7 +84,7 @@ def create_app(backend: Backend) -> Starlette:
     async def webhook(request: Request) -> JSONResponse:
         body = await _body(request)
         action = body.get("action")
-        project = _project_id(body.get("project"))
+        project = project_id(body.get("project"))
         backend.counts[f"webhook {action}"] += 1
         if backend.learner is None:
             return JSONResponse({"status": "ignored", "reason": "learning is off ([serve] learn)"})
@@ -109,7 +100,7 @@ def create_app(backend: Backend) -> Starlette:
         body = await _body(request)
         if backend.learner is None:
             return JSONResponse({"status": "ignored", "reason": "learning is off ([serve] learn)"})
-        backend.learner.train_now(_project_id(body.get("project")))
+        backend.learner.train_now(project_id(body.get("project")))
         return JSONResponse({"status": "ok"})
 
     async def versions(request: Request) -> JSONResponse:

@@ -119,14 +119,23 @@ class Backend:
     def check_project(self, project: Any) -> None:
         """Note the project a request comes from (Label Studio sends ``"<id>.<created>"``);
         one other than the configured project (by id) is refused."""
-        sent = str(project or "").split(".")[0]
-        if not sent.isdigit():
+        sent = project_id(project)
+        if sent is None:
             return
         wanted = self.config.labelstudio.project
-        if wanted is not None and str(wanted).isdigit() and sent != str(wanted):
+        if wanted is not None and str(wanted).isdigit() and sent != int(wanted):
             raise BadRequest(f"this backend serves project {wanted} ([labelstudio] project in "
                              f"preannot.toml), not project {sent}")
-        self.project_id = int(sent)
+        self.project_id = sent
+
+
+def project_id(project: Any) -> int | None:
+    """A request's project: Label Studio sends ``"<id>.<created timestamp>"``, a webhook the
+    project object."""
+    if isinstance(project, dict):
+        project = project.get("id")
+    head = str(project or "").split(".")[0]
+    return int(head) if head.isdigit() else None
 
 
 def started(config: RunConfig, host: Host, log: Log, **kwargs: Any) -> Backend:
