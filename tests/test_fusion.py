@@ -167,3 +167,33 @@ def test_harvest_credits_every_source_a_fused_region_speaks_for():
     assert counts["ner"]["PRODUCT"]["human"] == 1 and counts["rules"]["PRODUCT"]["human"] == 2
     assert counts["ner"]["PRODUCT"]["recall"] == 1.0 and counts["rules"]["PRODUCT"]["recall"] == 0.5
     assert metrics.result()["annotators"]["rules"]["predicted"] == 2  # the report is unchanged
+
+
+def test_the_fused_prediction_keeps_the_score_of_the_source_it_repeats(tmp_path):
+    """Where the fused regions are exactly one source's, the fused prediction carries that
+    source's own score for the whole task (spacy-ner's: nothing wrong or missing), so the
+    production calibrator still sees it; otherwise the weakest region's score."""
+    annotator = FusionAnnotator("fused", {"after": ["rules", "ner"], "order": ["ner", "rules"]})
+    task = Task("t", {"text": TEXT})
+    zeta = [span("Zeta saw", "PRODUCT", "ner", 0.97)]
+
+    def fused(rules, model, model_score):
+        upstream = {"rules": [Prediction("t", "rules", "r1", rules)],
+                    "ner": [Prediction("t", "ner", "n1", model, score=model_score)]}
+        return annotator.annotate([task], upstream)[0]
+
+    # the rules say the same: the model's whole-task score (0.93) stands
+    same = fused([span("Zeta saw", "PRODUCT", "rules", 0.8)], zeta, 0.93)
+    assert [r.text for r in same.regions] == ["Zeta saw"] and same.score == 0.93
+    # nothing found by either: the model's score that nothing is there
+    assert fused([], [], 0.999).score == 0.999
+    # the rules add a region the model did not say: no source said exactly this
+    more = fused([span("two", "QUANTITY", "rules", 0.9)], zeta, 0.93)
+    assert [r.text for r in more.regions] == ["two", "Zeta saw"] and more.score == 0.9
+    # the fusion dropped one of the model's regions: not what the model said either
+    learned = FusionAnnotator("fused", {"after": ["rules", "ner"], "policy": "learned",
+                                        "min_weight": 0.5}, Context(base_dir=tmp_path))
+    model = zeta + [span("two", "QUANTITY", "ner", 0.3)]
+    [less] = learned.annotate([task], {"rules": [Prediction("t", "rules", "r1", [])],
+                                       "ner": [Prediction("t", "ner", "n1", model, score=0.25)]})
+    assert [r.text for r in less.regions] == ["Zeta saw"] and less.score == pytest.approx(0.97)

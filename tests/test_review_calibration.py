@@ -3,16 +3,32 @@ choice on cases worked out by hand (end to end: test_review_production.py)."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from scipy.stats import binom
 
+from preannot.engine.config import load_config
+from preannot.engine.host import load_host
+from preannot.evaluation.split import in_eval_split
+from preannot.loop import sync
+from preannot.loop.review import evaluation_records
 from preannot.review.calibration import (
+    FEATURES,
     clopper_pearson_lower,
     clopper_pearson_upper,
+    features,
     fewest_tasks,
+    fit,
     learn_then_test,
     reviews_needed,
+    task_score,
 )
+from preannot.training import flow
+from preannot.training.dataset import load_dataset
+from preannot.training.registry import Registry, trained_on
+from test_training import project  # noqa: F401  (a fixture: a gazetteer trainer's project)
+from train_plugin import GazetteerPlugin
 
 
 def test_the_exact_bound_by_hand():
@@ -87,3 +103,55 @@ def test_decide_routes_failures_new_labels_odd_inputs_and_low_probabilities():
     assert why(task(1.0), rate=1.0) == ("audit", "released, and audited by a human")
     assert decide("k", task(1.0), None, None, "v2", None, 0.0).reason == \
         "pipeline version v2 is not calibrated"
+
+
+def test_the_prediction_score_is_a_feature_and_the_fit_learns_from_it():
+    """A prediction's own score (spacy-ner: that nothing is wrong or missing) reaches the
+    calibrator: the feature is log10(1 - score), floored at -9; without one, the weakest
+    region's score stands in. On records where only that score tells right from wrong, the
+    fitted probability follows it."""
+    result = [{"type": "labels", "score": 0.8, "value": {"labels": ["A"]}},
+              {"type": "labels", "score": 0.95, "value": {"labels": ["A"]}}]
+    assert features(result, [], 0.999)[FEATURES.index("doubt")] == pytest.approx(-3.0)
+    assert features(result, [])[FEATURES.index("doubt")] == pytest.approx(math.log10(0.2))
+    assert features([], [], 1.0)[FEATURES.index("doubt")] == -9.0
+    assert task_score([{"score": 0.9}, {"score": 0.99}, {"result": []}]) == 0.9
+    assert task_score([{"result": []}]) is None
+
+    def record(i, score, right):
+        return {"task": i, "preannot_id": f"t{i}", "status": "annotated", "predicted": [],
+                "predicted_score": score,
+                "human": [] if right else [{"classification": "added"}]}
+
+    records = [record(i, 0.99999 if i % 10 else 0.9, bool(i % 10)) for i in range(400)]
+    calibration = fit(records, "v1", target=0.9, delta=0.05)
+    sure, unsure = calibration.probability([], 0.99999), calibration.probability([], 0.9)
+    assert sure > 0.95 and unsure < 0.1  # (logistic regression, regularised)
+    assert calibration.threshold is not None and unsure < calibration.threshold <= sure
+
+
+def test_calibration_takes_every_review_the_current_models_never_learned_from(project):
+    """`preannot train` keeps the ids a version learned from (``trained.txt``); calibration
+    then uses the evaluation split and every task reviewed since, never one trained on."""
+    from test_training import write_corrections
+
+    write_corrections(project, 60)
+    config = load_config(project / "preannot.toml")
+    host = load_host((GazetteerPlugin(),))
+    spec = flow.trainer_specs(config)[0]
+    assert flow.train(config, host, spec, log=lambda message: None).promoted
+    data = load_dataset(project / "harvest" / "corrections.jsonl", learns=("labels",),
+                        field="text", eval_fraction=0.3)
+    learned = {e.task.id for e in data.train + data.dev}
+    registry = Registry(config.registry_dir)
+    assert registry.current("terms").trained_on() == learned
+    assert trained_on(config.annotators, registry) == learned
+    write_corrections(project, 90)  # 30 more reviewed after the training
+    built = sync.annotators(config, host)
+    records, failed = evaluation_records(config, built, "v")
+    expected = {e.task.id for e in data.eval} | {f"doc{i}" for i in range(60, 90)}
+    assert failed == 0 and {r["preannot_id"] for r in records} == expected
+    (registry.current("terms").folder / "trained.txt").unlink()  # unknown: the split alone
+    records, _ = evaluation_records(config, built, "v")
+    assert {r["preannot_id"] for r in records} == {
+        f"doc{i}" for i in range(90) if in_eval_split(f"doc{i}", 0.3)}

@@ -15,6 +15,11 @@ on the same object) conflict; in each group one wins:
   its harvested recall for the label (the odds are multiplied by ``1 - recall``): a model that
   rarely misses a product vetoes the dictionary's "apple" in a sentence about fruit.
 
+The fused prediction's own score (the task's): where its regions are exactly what one source
+said, that source's own score for the whole task (spacy-ner: the beam's probability that
+nothing is wrong or missing), so a calibrator still sees it behind the fusion; else the
+lowest region score, as for any prediction.
+
 Regions whose fused weight is under ``min_weight`` are dropped. The winner keeps its own
 provenance (annotator, rule) so harvests still score each source; ``provenance["fused"]``
 says which sources agreed, which ran on the task (a harvest measures each source's recall on
@@ -158,5 +163,15 @@ class FusionAnnotator(Annotator):
             # the version names what it was made of: a new model upstream is a new prediction
             version = "+".join([upstream[name][i].model_version for name in ran]
                                + [self.model_version])
-            out.append(Prediction(task.id, self.name, version, self.fuse(sourced, ran)))
+            fused = self.fuse(sourced, ran)
+            out.append(Prediction(task.id, self.name, version, fused,
+                                  score=self.whole(fused, [upstream[name][i] for name in ran])))
         return out
+
+    def whole(self, fused: Sequence[Region], sources: Sequence[Prediction]) -> float | None:
+        """The highest own score of the sources whose regions are exactly the fused ones (None:
+        no such source has a score)."""
+        return max((p.score for p in sources if p.score is not None
+                    and len(p.regions) == len(fused)
+                    and all(any(same(f, r, self.thresholds) for r in p.regions) for f in fused)),
+                   default=None)

@@ -97,6 +97,7 @@ def classify(task: dict[str, Any], model_version: str | None = None,
     prediction = _prediction(task, model_version)
     if prediction is not None:
         record["model_version"] = prediction.get("model_version")
+        record["predicted_score"] = prediction.get("score")
     if status != "annotated":
         return record
     humans = [_parse(a.get("result") or [], f"task {tid} annotation {a.get('id')}", errors)

@@ -33,6 +33,7 @@ from ..review.calibration import (
     clopper_pearson_upper,
     is_right,
     label_of,
+    task_score,
 )
 from ..review.decisions import AUDIT, AUTO, ROUTE, Decision, Decisions
 from ..review.outbox import Delivery, Outbox
@@ -88,7 +89,8 @@ def decide(key: str, task: dict[str, Any], failure: str | None,
     if calibration is None:
         return Decision(decision=ROUTE, reason=f"pipeline version {version} is not calibrated",
                         probability=None, **made)
-    p = calibration.probability(result)
+    score = task_score(task.get("predictions") or [])
+    p = calibration.probability(result, score)
     why = None
     if calibration.threshold is None:
         why = "the calibration guarantees no threshold yet"
@@ -96,7 +98,7 @@ def decide(key: str, task: dict[str, Any], failure: str | None,
         why = "auto-accept is suspended"
     elif unknown := calibration.unknown_labels(result):
         why = f"label {', '.join(unknown)} was never calibrated"
-    elif unlike := calibration.unlike(result):
+    elif unlike := calibration.unlike(result, score):
         why = f"unlike the calibration tasks ({', '.join(unlike)} out of range)"
     elif p < calibration.threshold:
         why = f"probability {p:.4f} below the threshold {calibration.threshold:.4f}"

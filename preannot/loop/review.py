@@ -20,8 +20,10 @@ from ..evaluation.split import in_eval_split
 from ..lsjson import prediction_to_ls, task_key
 from ..model import Task
 from ..review import page
-from ..review.calibration import Calibration, fit, in_fit_half, is_right
+from ..review.calibration import (FEATURES, Calibration, fit, in_fit_half, is_right,
+                                  task_score)
 from ..training.flow import REVIEWED
+from ..training.registry import Registry, trained_on
 from . import sync
 
 CALIBRATION, PAGE = "calibration.json", "calibration.html"
@@ -43,18 +45,22 @@ class Calibrated:
 
 def evaluation_records(config: RunConfig, built: list[Annotator], version: str
                        ) -> tuple[list[dict[str, Any]], int]:
-    """Corrections records of the reviewed evaluation tasks (the harvest's and the production
-    review's: no model ever trained on them) with the pipeline's own predictions of them, made
-    now, classified against the humans' final regions; and how many tasks failed."""
+    """Corrections records of the reviewed tasks that no model of the pipeline learned from
+    (the harvest's and the production review's: the evaluation split, and every task reviewed
+    since the current models were trained, as their ``trained.txt`` says) with the pipeline's
+    own predictions of them, made now, classified against the humans' final regions; and how
+    many tasks failed."""
     records: dict[str, dict[str, Any]] = {}
     errors: list[str] = []
+    trained = trained_on(config.annotators, Registry(config.registry_dir))
     for path in (config.training.corrections, config.review.output_dir / REVIEWED):
         if not path.exists():
             continue
         for record in read_corrections(path, errors):
             key = task_key(record.get("preannot_id"), record.get("task"))
-            if record.get("status") == "annotated" and in_eval_split(
-                    key, config.training.eval_fraction):
+            unseen = (in_eval_split(key, config.training.eval_fraction)
+                      or (trained is not None and key not in trained))
+            if record.get("status") == "annotated" and unseen:
                 records.setdefault(key, record)
     if not records:
         raise ConfigError(f"no reviewed evaluation task in {config.training.corrections}: run "
@@ -66,12 +72,14 @@ def evaluation_records(config: RunConfig, built: list[Annotator], version: str
             if done.failure is not None:
                 failed += 1
                 continue
-            result = [item for p in done.predictions for item in prediction_to_ls(p)["result"]]
+            shown = [prediction_to_ls(p) for p in done.predictions]
+            result = [item for p in shown for item in p["result"]]
             human = [{k: v for k, v in h.items() if k not in ("classification", "matched")}
                      for h in record.get("human") or []]
             out.append(classify({"id": record.get("task"), "data": record.get("data"),
                                  "meta": {"preannot_id": key}, "annotations": [{"result": human}],
-                                 "predictions": [{"model_version": version, "result": result}]},
+                                 "predictions": [{"model_version": version, "result": result,
+                                                  "score": task_score(shown)}]},
                                 thresholds=config.harvest.thresholds))
     return out, failed
 
@@ -100,7 +108,8 @@ def calibrate(config: RunConfig, *, host: Host | None = None) -> Calibrated:
     tmp.write_text(json.dumps(stored, indent=2), encoding="utf-8")
     tmp.replace(out)
     testing = [r for r in records if not in_fit_half(r)]
-    probs = [calibration.probability(r.get("predicted") or []) for r in testing]
+    probs = [calibration.probability(r.get("predicted") or [], r.get("predicted_score"))
+             for r in testing]
     shown = page.write(calibration, probs, [is_right(r) for r in testing],
                        settings.output_dir / PAGE, verdict)
     return Calibrated(calibration, verdict, more, failed, out, shown)
@@ -123,13 +132,16 @@ def recalibrate_if_used(config: RunConfig, log: Log) -> Calibrated | None:
 
 
 def load(config: RunConfig, version: str | None = None) -> Calibration | None:
-    """The stored calibration of ``version`` (default: the latest one made); None: never."""
+    """The stored calibration of ``version`` (default: the latest one made); None: never, or
+    made with other features by an earlier preannot (`review calibrate` makes it again)."""
     path = config.review.output_dir / CALIBRATION
     if not path.exists():
         return None
     stored = json.loads(path.read_text(encoding="utf-8"))
     found = stored["versions"].get(version or stored.get("current"))
-    return Calibration.from_json(found) if found else None
+    if not found or len(found.get("low") or FEATURES) != len(FEATURES):
+        return None
+    return Calibration.from_json(found)
 
 
 def _verdict(c: Calibration, more: int | None, reviewed: int) -> str:

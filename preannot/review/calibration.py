@@ -39,24 +39,37 @@ FEATURES = (
     "unscored",     # share of regions without a score (rules often give none)
     "agreeing",     # share of regions that two or more fused sources agreed on
     "annotators",   # how many annotators the regions come from
+    "doubt",        # log10(1 - the prediction's own score), floored at -9: an annotator's
+                    # confidence in the whole task (spacy-ner: that nothing is missing either)
 )
 FIT_SALT = "preannot-calibrate"
 """Splits the evaluation tasks in two, by task id: one half fits, the other tests."""
 
 
-def features(result: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[float]:
+def features(result: Sequence[Mapping[str, Any]], labels: Sequence[str],
+             score: float | None = None) -> list[float]:
     """The feature vector of one prediction's result items (Label Studio format, with
-    preannot provenance), then one count per label in ``labels``."""
+    preannot provenance) and its own score (:func:`task_score`; None: its weakest region's),
+    then one count per label in ``labels``."""
     scores = [float(r["score"]) for r in result if isinstance(r.get("score"), (int, float))]
+    whole = min(scores, default=1.0) if score is None else float(score)
     provenance = [r.get("preannot") or {} for r in result]
     agreeing = sum(len((p.get("fused") or {}).get("sources") or []) >= 2 for p in provenance)
     annotators = {p.get("annotator") for p in provenance if p.get("annotator")}
     n = len(result)
     row = [min(scores, default=1.0), sum(scores) / len(scores) if scores else 1.0,
            math.log1p(n), float(n == 0), (n - len(scores)) / n if n else 0.0,
-           agreeing / n if n else 0.0, float(len(annotators))]
+           agreeing / n if n else 0.0, float(len(annotators)),
+           math.log10(max(1.0 - whole, 1e-9))]
     found = [label_of(r) for r in result]
     return row + [float(found.count(label)) for label in labels]
+
+
+def task_score(predictions: Sequence[Mapping[str, Any]]) -> float | None:
+    """The score of a task's predictions (Label Studio's prediction ``score``): the lowest, or
+    None when none has one."""
+    scores = [float(p["score"]) for p in predictions if isinstance(p.get("score"), (int, float))]
+    return min(scores, default=None)
 
 
 def label_of(item: Mapping[str, Any]) -> str:
@@ -169,19 +182,21 @@ class Calibration:
     created: str = ""
     id: str = ""
 
-    def probability(self, result: Sequence[Mapping[str, Any]]) -> float:
+    def probability(self, result: Sequence[Mapping[str, Any]], score: float | None = None
+                    ) -> float:
         """The calibrated probability that a task with this prediction is right."""
-        z = (np.asarray(features(result, self.labels)) - self.mean) / self.scale
+        z = (np.asarray(features(result, self.labels, score)) - self.mean) / self.scale
         return float(1 / (1 + np.exp(-(z @ np.asarray(self.coef) + self.intercept))))
 
     def unknown_labels(self, result: Sequence[Mapping[str, Any]]) -> list[str]:
         """Labels in a prediction that no calibration task held: such a task goes to review."""
         return sorted({label_of(r) for r in result} - set(self.labels))
 
-    def unlike(self, result: Sequence[Mapping[str, Any]]) -> list[str]:
+    def unlike(self, result: Sequence[Mapping[str, Any]], score: float | None = None
+               ) -> list[str]:
         """The features of a prediction outside the range the calibration saw: its probability
         there is an extrapolation, so such a task goes to review."""
-        row = features(result, [])
+        row = features(result, [], score)
         return [name for name, x, lo, hi in zip(FEATURES, row, self.low, self.high)
                 if not lo <= x <= hi]
 
@@ -214,7 +229,8 @@ def fit(records: Iterable[Mapping[str, Any]], model_version: str, *, target: flo
         halves[in_fit_half(record, salt)].append(record)
     fitting, testing = halves[True], halves[False]
     labels = sorted({label_of(p) for r in fitting for p in r.get("predicted") or []})
-    x = np.asarray([features(r.get("predicted") or [], labels) for r in fitting], dtype=float)
+    x = np.asarray([features(r.get("predicted") or [], labels, r.get("predicted_score"))
+                    for r in fitting], dtype=float)
     y = np.asarray([is_right(r) for r in fitting], dtype=bool)
     width = len(FEATURES) + len(labels)
     mean = x.mean(axis=0) if len(x) else np.zeros(width)
@@ -233,7 +249,8 @@ def fit(records: Iterable[Mapping[str, Any]], model_version: str, *, target: flo
     if len(x):
         calibration.low = x[:, :len(FEATURES)].min(axis=0).tolist()
         calibration.high = x[:, :len(FEATURES)].max(axis=0).tolist()
-    probs = [calibration.probability(r.get("predicted") or []) for r in testing]
+    probs = [calibration.probability(r.get("predicted") or [], r.get("predicted_score"))
+             for r in testing]
     right = [is_right(r) for r in testing]
     calibration.threshold, calibration.steps = learn_then_test(probs, right, target, delta)
     if calibration.threshold is None:

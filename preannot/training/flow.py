@@ -35,7 +35,7 @@ from ..lsjson import region_to_result
 from . import report
 from .dataset import Dataset, load_dataset
 from .gate import GatePolicy, decide, evaluate
-from .registry import REGISTRY_PREFIX, Registry, Version, registry_reference
+from .registry import REGISTRY_PREFIX, TRAINED, Registry, Version, registry_reference
 
 Log = Callable[[str], None]
 
@@ -171,6 +171,8 @@ def _trained_version(config: RunConfig, spec: Mapping[str, Any], trainer: Traine
                     "train": len(data.train), "dev": len(data.dev), "eval": len(data.eval),
                     "skipped": len(data.errors)},
         "options": {k: v for k, v in spec.items() if k not in {"name", "type"}}})
+    (version.folder / TRAINED).write_text(
+        "".join(f"{e.task.id}\n" for e in data.train + data.dev), encoding="utf-8")
     shutil.rmtree(work_dir, ignore_errors=True)
     log(f"registered {version.version}")
     return version, False

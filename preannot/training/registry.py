@@ -22,6 +22,8 @@ from typing import Any
 
 from ..annotator import ConfigError, chain_order, upstream_names
 
+TRAINED = "trained.txt"
+"""In a version's folder: the ids of the tasks it was trained on, one per line."""
 REGISTRY_PREFIX = "registry:"
 """An annotator option ``"registry:NAME"`` (``model = "registry:ner"``) means the file or
 folder of NAME's current version."""
@@ -43,6 +45,14 @@ class Version:
     @property
     def status(self) -> str:
         return self.card.get("status", "candidate")
+
+    def trained_on(self) -> set[str] | None:
+        """The stable ids of the tasks this version learned from (``trained.txt``, written by
+        `preannot train`); None when unknown (a version registered before it was kept)."""
+        path = self.folder / TRAINED
+        if not path.exists():
+            return None
+        return set(path.read_text(encoding="utf-8").split())
 
 
 def _write_json(path: Path, value: Any) -> None:
@@ -158,6 +168,21 @@ def registry_reference(spec: dict[str, Any]) -> tuple[str, str | None]:
         if isinstance(value, str) and value.startswith(REGISTRY_PREFIX):
             return key, value[len(REGISTRY_PREFIX):]
     return "model", None
+
+
+def trained_on(specs: list[dict[str, Any]], registry: Registry) -> set[str] | None:
+    """The tasks any current registry model of ``specs`` learned from (none: an empty set);
+    None when one of them does not say."""
+    out: set[str] = set()
+    for spec in specs:
+        _, name = registry_reference(spec)
+        if name is None or (version := registry.current(name)) is None:
+            continue
+        keys = version.trained_on()
+        if keys is None:
+            return None
+        out |= keys
+    return out
 
 
 def resolve_models(specs: list[dict[str, Any]], registry: Registry,

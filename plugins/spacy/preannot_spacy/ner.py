@@ -1,7 +1,7 @@
 """The ``spacy-ner`` annotator: a trained spaCy pipeline's entities as Label Studio spans.
 
 Each entity's score is its marginal probability under a beam search of the pipeline's
-transition-based ``ner`` component (see :meth:`SpacyNerAnnotator.beam_confidences`), unless the
+transition-based ``ner`` component (see :meth:`SpacyNerAnnotator.beam_parses`), unless the
 ``score`` option fixes one.
 """
 
@@ -30,11 +30,17 @@ class SpacyNerAnnotator(Annotator):
 
     Scores: an entity that a transition-based NER component (spaCy's ``ner`` or ``beam_ner``)
     added is scored by its marginal probability in a beam search of that component with
-    ``beam_width`` parses (:meth:`beam_confidences`); the beam only scores, it never changes the
+    ``beam_width`` parses (:meth:`beam_parses`); the beam only scores, it never changes the
     regions. An entity of the greedy pass that no parse of the beam holds scores 0.0. An entity
     that another component set (an ``entity_ruler``, before or after the NER) has score None: no
     model scored it. The ``score`` option gives a fixed score instead of the beam confidence (and
     skips the beam).
+
+    The prediction's own score (the task's) is the beam's probability that the whole entity set
+    is right: the share of the beam's parses holding exactly the greedy pass's entities (of the
+    kept labels), multiplied over the NER components. It falls when the beam also considers an
+    entity the greedy pass left out, which no entity's score can show: what a calibrator needs
+    to tell a task the model is sure of from one where it may have missed something.
     """
 
     type = "spacy-ner"
@@ -119,16 +125,12 @@ class SpacyNerAnnotator(Annotator):
         return digest(super().fingerprint(), self.weights_digest, "beam-marginal",
                       self.beam_width)
 
-    def beam_confidences(self, ner, docs) -> list[dict[tuple[int, int, str], float]]:
-        """Per doc, ``{(start token, end token, label): confidence}`` for every entity of
-        ``ner``'s beam search (``beam_width`` parses) on ``docs``, which must be as the pipeline
-        hands them to ``ner`` (its upstream components run, ``ner`` not yet: entities already
-        set constrain the beam). An entity's confidence is its marginal probability in the beam:
-        the summed probabilities (``ner.moves.get_beam_parses``: a softmax of the parses' scores
-        over the beam) of the final parses that hold exactly that span and label, divided by the
-        beam's total. An entity in no parse of the beam is absent (its confidence is 0.0).
-        """
-        out: list[dict[tuple[int, int, str], float]] = [{} for _ in docs]
+    def beam_parses(self, ner, docs) -> list[list[tuple[float, frozenset]]]:
+        """Per doc, the final parses of ``ner``'s beam search (``beam_width`` wide) on ``docs``
+        (as the pipeline hands them to ``ner``): ``(probability, {(start token, end token,
+        label)})``, the probabilities (``ner.moves.get_beam_parses``, a softmax of the parses'
+        scores) divided by the beam's total; an empty doc or beam has none."""
+        out: list[list[tuple[float, frozenset]]] = [[] for _ in docs]
         todo = [i for i, doc in enumerate(docs) if len(doc)]
         if not todo:
             return out
@@ -136,45 +138,48 @@ class SpacyNerAnnotator(Annotator):
         for i, beam in zip(todo, beams):
             parses = ner.moves.get_beam_parses(beam)
             total = sum(prob for prob, _ in parses)
-            if total <= 0:
-                continue
-            marginal = out[i]
-            for prob, ents in parses:
-                for ent in set(ents):
-                    marginal[ent] = marginal.get(ent, 0.0) + prob
-            for ent in marginal:
-                marginal[ent] /= total
+            if total > 0:
+                out[i] = [(prob / total, frozenset(ents)) for prob, ents in parses]
         return out
 
-    def _parse(self, texts: list[str]) -> list[tuple[Any, dict[tuple[int, int, str], float]]]:
-        """The pipeline's normal (greedy) docs for ``texts``, each with the beam confidences of
-        the entities a transition-based NER component added to it. The components run one after
-        the other on each batch of ``batch_size`` texts, as ``nlp.pipe`` runs them, so that the
-        beam of each NER component sees the same input as its greedy pass."""
+    def _parse(self, texts: list[str]) -> list[tuple[Any, dict[tuple[int, int, str], float], float]]:
+        """The pipeline's normal (greedy) docs for ``texts``, each with the beam marginals of
+        the entities a transition-based NER component added to it (the summed probabilities of
+        the parses holding exactly that span and label; 0.0 in none), and the probability that
+        the whole set is right. The components run one after the other on each batch of
+        ``batch_size`` texts, as ``nlp.pipe`` runs them, so that the beam of each NER component
+        sees the same input as its greedy pass (entities already set constrain the beam)."""
+        kept = (lambda ents: frozenset(ents)) if self.keep is None else (
+            lambda ents: frozenset(e for e in ents if e[2] in self.keep))
         out = []
         for first in range(0, len(texts), self.batch_size):
             docs = [self.nlp.make_doc(text) for text in texts[first:first + self.batch_size]]
             scores: list[dict[tuple[int, int, str], float]] = [{} for _ in docs]
+            whole = [1.0] * len(docs)
             for _, proc in self.nlp.pipeline:
                 beamed = any(proc is pipe for pipe in self._beamed)
                 if beamed:
-                    marginals = self.beam_confidences(proc, docs)
+                    beams = self.beam_parses(proc, docs)
                     before = [{(e.start, e.end, e.label_) for e in doc.ents} for doc in docs]
                 if hasattr(proc, "pipe"):
                     docs = list(proc.pipe(docs, batch_size=self.batch_size))
                 else:
                     docs = [proc(doc) for doc in docs]
-                if beamed:
-                    for doc, had, marginal, score in zip(docs, before, marginals, scores):
-                        for ent in doc.ents:
-                            key = (ent.start, ent.end, ent.label_)
-                            if key not in had:
-                                score[key] = marginal.get(key, 0.0)
-            out.extend(zip(docs, scores))
+                if not beamed:
+                    continue
+                for j, (doc, had, parses) in enumerate(zip(docs, before, beams)):
+                    added = {(e.start, e.end, e.label_) for e in doc.ents} - had
+                    for key in added:
+                        scores[j][key] = sum(prob for prob, ents in parses if key in ents)
+                    if parses:
+                        greedy = kept(added)
+                        whole[j] *= sum(prob for prob, ents in parses
+                                        if kept(ents - had) == greedy)
+            out.extend(zip(docs, scores, whole))
         return out
 
     def annotate(self, tasks: Sequence[Task], upstream: Mapping[str, Sequence[Prediction]]):
-        results: list[list[Span] | TaskFailed | None] = [None] * len(tasks)
+        results: list[list[Span] | Prediction | TaskFailed | None] = [None] * len(tasks)
         texts, slots = [], []
         for i, task in enumerate(tasks):
             text = task.data.get(self.field)
@@ -186,12 +191,15 @@ class SpacyNerAnnotator(Annotator):
         if self._beamed:
             parsed = self._parse(texts)
         else:
-            parsed = [(doc, None) for doc in self.nlp.pipe(texts, batch_size=self.batch_size)]
-        for i, (doc, scores) in zip(slots, parsed):
-            results[i] = [
+            parsed = [(doc, None, None) for doc in self.nlp.pipe(texts, batch_size=self.batch_size)]
+        version = self.model_version if self._beamed else None
+        for i, (doc, scores, whole) in zip(slots, parsed):
+            spans = [
                 Span(start=ent.start_char, end=ent.end_char, text=ent.text, label=ent.label_,
                      score=self.score if scores is None
                      else scores.get((ent.start, ent.end, ent.label_)),
                      provenance={"model": self.model_ref})
                 for ent in doc.ents if self.keep is None or ent.label_ in self.keep]
+            results[i] = spans if whole is None else Prediction(
+                tasks[i].id, self.name, version, spans, score=whole)
         return results

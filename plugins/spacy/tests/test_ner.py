@@ -70,7 +70,7 @@ def examples(n: int, seed: int, brands=BRANDS, products=PRODUCTS) -> list[Exampl
 def f1(annotator: SpacyNerAnnotator, held_out: list[Example]) -> float:
     predicted = annotator.annotate([e.task for e in held_out], {})
     gold = {(i, r.start, r.end, r.label) for i, e in enumerate(held_out) for r in e.regions}
-    found = {(i, s.start, s.end, s.label) for i, spans in enumerate(predicted) for s in spans}
+    found = {(i, s.start, s.end, s.label) for i, p in enumerate(predicted) for s in p.regions}
     tp = len(gold & found)
     return 2 * tp / (len(gold) + len(found)) if gold or found else 1.0
 
@@ -143,7 +143,7 @@ def test_scores_are_beam_marginals_on_the_greedy_regions(trained):
     assert nlp.pipe_names == ["tok2vec", "ner"]
     tasks = held_out_tasks()
     annotator = SpacyNerAnnotator("ner", {"model": str(model)})
-    results = annotator.annotate(tasks, {})
+    results = [p.regions for p in annotator.annotate(tasks, {})]
     greedy = [[(e.start_char, e.end_char, e.label_) for e in doc.ents]
               for doc in nlp.pipe(t.data["text"] for t in tasks)]
     assert [[(s.start, s.end, s.label) for s in spans] for spans in results] == greedy
@@ -158,7 +158,7 @@ def test_scores_are_beam_marginals_on_the_greedy_regions(trained):
         text = tasks[i].data["text"]
         expected = beam_marginals(nlp, text, 8)
         doc = nlp(text)
-        [alone] = annotator.annotate([tasks[i]], {})
+        [alone] = [p.regions for p in annotator.annotate([tasks[i]], {})]
         assert len(alone) == len(doc.ents) > 0
         for span, ent in zip(alone, doc.ents):
             assert (span.start, span.end) == (ent.start_char, ent.end_char)
@@ -169,7 +169,7 @@ def test_scores_are_beam_marginals_on_the_greedy_regions(trained):
     assert min(s.score for s in results[least]) < 0.999
 
     small = SpacyNerAnnotator("ner", {"model": str(model), "batch_size": 7, "beam_width": 4})
-    narrow = small.annotate(tasks, {})
+    narrow = [p.regions for p in small.annotate(tasks, {})]
     assert [[(s.start, s.end, s.label) for s in spans] for spans in narrow] == greedy
     text = tasks[least].data["text"]
     expected = beam_marginals(nlp, text, 4)
@@ -178,9 +178,38 @@ def test_scores_are_beam_marginals_on_the_greedy_regions(trained):
     assert small.fingerprint() != annotator.fingerprint()
 
 
+def test_the_prediction_score_is_the_beam_probability_of_the_whole_entity_set(trained):
+    """The task's score: the beam's mass on parses holding exactly the greedy entities. It is
+    at most any entity's marginal, and it falls below them where the beam also considers an
+    entity the greedy pass left out (a possible miss that no region's score shows)."""
+    import spacy
+
+    nlp = spacy.load(trained[2])
+    tasks = held_out_tasks()
+    annotator = SpacyNerAnnotator("ner", {"model": str(trained[2])})
+    predictions = annotator.annotate(tasks, {})
+    assert [p.model_version for p in predictions] == [annotator.model_version] * len(tasks)
+    misses = 0
+    for task, prediction in zip(tasks, predictions):
+        text = task.data["text"]
+        doc = nlp.get_pipe("tok2vec")(nlp.make_doc(text))
+        [beam] = nlp.get_pipe("ner").beam_parse([doc], beam_width=8)
+        parses = nlp.get_pipe("ner").moves.get_beam_parses(beam)
+        total = sum(p for p, _ in parses)
+        greedy = {(e.start, e.end, e.label_) for e in nlp(text).ents}
+        expected = sum(p for p, ents in parses if set(ents) == greedy) / total
+        assert prediction.score == pytest.approx(expected, abs=1e-9)
+        assert all(prediction.score <= r.score + 1e-9 for r in prediction.regions)
+        weakest = min((r.score for r in prediction.regions), default=1.0)
+        misses += prediction.score < weakest - 1e-6
+    print("tasks whose score is below their weakest entity's:", misses)
+    assert misses >= 1  # the held-out texts hold possible misses the score must show
+
+
 def test_a_fixed_score_replaces_the_beam_confidence(trained):
     annotator = SpacyNerAnnotator("ner", {"model": str(trained[2]), "score": 0.5})
     results = annotator.annotate(held_out_tasks(), {})
+    assert all(isinstance(spans, list) for spans in results)  # no beam: no task score either
     scores = [s.score for spans in results for s in spans]
     assert len(scores) > 50 and set(scores) == {0.5}
 
@@ -196,7 +225,8 @@ def test_entities_no_ner_predicted_have_no_score(trained, tmp_path):
     nlp.to_disk(tmp_path / "m")
     text = "Anna from Paris asked whether the PowerDrill 300 fits Acme batteries"
     annotator = SpacyNerAnnotator("ner", {"model": "m"}, Context(base_dir=tmp_path))
-    [spans] = annotator.annotate([Task("a", {"text": text})], {})
+    [prediction] = annotator.annotate([Task("a", {"text": text})], {})
+    spans = prediction.regions
     assert [(s.text, s.label) for s in spans] == [
         ("Anna", "PERSON"), ("PowerDrill 300", "PRODUCT"), ("Acme", "BRAND")]
     assert spans[0].score is None
@@ -208,6 +238,12 @@ def test_entities_no_ner_predicted_have_no_score(trained, tmp_path):
         key = (ent.start, ent.end, ent.label_)
         assert span.score == pytest.approx(
             sum(p for p, ents in parses if key in ents) / sum(p for p, _ in parses), abs=1e-9)
+    # the whole set: the parses holding exactly the ner's own entities (the ruler's aside)
+    own = {(e.start, e.end, e.label_) for e in nlp(text).ents if e.label_ != "PERSON"}
+    had = {(e.start, e.end, e.label_) for e in doc.ents}
+    assert prediction.score == pytest.approx(
+        sum(p for p, ents in parses if set(ents) - had == own) / sum(p for p, _ in parses),
+        abs=1e-9)
 
 
 def test_a_rerun_returns_the_finished_model_without_training(trained):
