@@ -3,6 +3,7 @@ choice on cases worked out by hand (end to end: test_review_production.py)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -11,7 +12,7 @@ from scipy.stats import binom
 from preannot.engine.config import load_config
 from preannot.engine.host import load_host
 from preannot.evaluation.split import in_eval_split
-from preannot.loop import sync
+from preannot.loop import retrain, review, sync
 from preannot.loop.review import evaluation_records
 from preannot.review.calibration import (
     FEATURES,
@@ -155,3 +156,26 @@ def test_calibration_takes_every_review_the_current_models_never_learned_from(pr
     records, _ = evaluation_records(config, built, "v")
     assert {r["preannot_id"] for r in records} == {
         f"doc{i}" for i in range(90) if in_eval_split(f"doc{i}", 0.3)}
+
+
+def test_a_pipeline_version_without_calibration_is_calibrated_after_a_harvest(project):
+    """A pipeline that became another version without a promotion (here: its config changed;
+    in use, a fusion re-learning from `ls pull`'s harvest) is calibrated at once by what runs
+    after every harvest, so `review run` never routes everything as "not calibrated"."""
+    from test_training import write_corrections
+
+    write_corrections(project, 60)
+    config = load_config(project / "preannot.toml")
+    flow.train(config, load_host((GazetteerPlugin(),)), flow.trainer_specs(config)[0],
+               log=lambda message: None)
+    first = review.calibrate(config).calibration.model_version
+    lines: list[str] = []
+    assert retrain.retrain_if_due(config, log=lines.append) is None and lines == []  # current
+    with (project / "preannot.toml").open("a") as f:
+        f.write('[labelstudio]\nmodel_version = "terms-pinned"\n')
+    config = load_config(project / "preannot.toml")
+    retrain.retrain_if_due(config, log=lines.append)
+    assert lines[0] == "the pipeline is now terms-pinned, which has no calibration yet"
+    stored = json.loads((project / "review" / "calibration.json").read_text())
+    assert sorted(stored["versions"]) == sorted([first, "terms-pinned"])
+    assert stored["current"] == "terms-pinned"

@@ -51,18 +51,21 @@ def train_all(config: RunConfig, names: list[str] | None = None, *, promote: boo
 
 
 def retrain_if_due(config: RunConfig, log: Log = _quiet) -> Trained | None:
-    """``[training] retrain_after = N``: retrain each model that has N newly reviewed tasks
-    since its last version; the gate decides whether the result is used. None: nothing due."""
-    if config.training.retrain_after <= 0:
-        return None
+    """After a harvest. ``[training] retrain_after = N``: retrain each model that has N newly
+    reviewed tasks since its last version; the gate decides whether the result is used. None:
+    nothing due. Then, when production review is in use and the pipeline is a version with no
+    calibration yet (a fusion that re-learned from the harvest), calibrate it at once."""
     due = []
-    for spec in flow.trainer_specs(config):
+    for spec in flow.trainer_specs(config) if config.training.retrain_after > 0 else []:
         is_due, now, then = flow.due(config, spec)
         if is_due:
             log(f"{now - then} newly reviewed tasks since {spec['name']} was last trained "
                 "([training] retrain_after): retraining")
             due.append(spec["name"])
-    return train_all(config, due, promote=True, push=True, log=log) if due else None
+    trained = train_all(config, due, promote=True, push=True, log=log) if due else None
+    if trained is None or not trained.changed:
+        review.recalibrate_if_stale(config, log)
+    return trained
 
 
 def promote(config: RunConfig, version: str, *, push: bool = True, log: Log = _quiet

@@ -131,6 +131,19 @@ def recalibrate_if_used(config: RunConfig, log: Log) -> Calibrated | None:
     return done
 
 
+def recalibrate_if_stale(config: RunConfig, log: Log) -> Calibrated | None:
+    """When production review is in use and the pipeline as configured now is a version with
+    no calibration (its annotators changed without a promotion: a fusion that re-learned from
+    a harvest, an edited config), calibrate it, as a promotion would."""
+    if not (config.review.output_dir / CALIBRATION).exists():
+        return None
+    version = sync.pipeline_version(config, sync.annotators(config, get_host()))
+    if version is None or load(config, version) is not None:
+        return None
+    log(f"the pipeline is now {version}, which has no calibration yet")
+    return recalibrate_if_used(config, log)
+
+
 def load(config: RunConfig, version: str | None = None) -> Calibration | None:
     """The stored calibration of ``version`` (default: the latest one made); None: never, or
     made with other features by an earlier preannot (`review calibrate` makes it again)."""
