@@ -93,7 +93,7 @@ def test_decide_routes_failures_new_labels_odd_inputs_and_low_probabilities():
 
     # probability = sigmoid(10 * min_score - 9): 0.731 at 1.0, 0.5 at 0.9, 0.269 at 0.8
     assert why(task(1.0)) == ("auto", "probability at or above the threshold")
-    assert why(task(0.8)) == ("route", "probability 0.2689 below the threshold 0.6000")
+    assert why(task(0.8)) == ("route", "below the threshold: probability 0.2689 < 0.6000")
     assert why(task(1.0), failure="annotator 'rules' failed") == (
         "route", "an annotator failed: annotator 'rules' failed")
     assert why(task(1.0, "BRAND")) == ("route", "label BRAND was never calibrated")

@@ -278,7 +278,7 @@ def test_watch_releases_files_as_they_arrive_and_stops_on_ctrl_c(calibrated, lab
     assert [r["decision"] for r in released(folder) if r["task"] == "inbox/a.txt"] in (
         ["auto"], ["audit"])
     routed = review_tasks(client, review)[1]["inbox/b.txt"]["meta"]["preannot_review"]
-    assert routed["decision"] == "route" and routed["reason"].startswith("probability ")
+    assert routed["decision"] == "route" and routed["reason"].startswith("below the threshold: probability ")
 
 
 def test_a_label_studio_that_is_down_loses_nothing_and_routes_nothing_twice(calibrated,

@@ -101,7 +101,7 @@ def decide(key: str, task: dict[str, Any], failure: str | None,
     elif unlike := calibration.unlike(result, score):
         why = f"unlike the calibration tasks ({', '.join(unlike)} out of range)"
     elif p < calibration.threshold:
-        why = f"probability {p:.4f} below the threshold {calibration.threshold:.4f}"
+        why = f"below the threshold: probability {p:.4f} < {calibration.threshold:.4f}"
     if why:
         return Decision(decision=ROUTE, reason=why, probability=p, **made)
     if fraction(key, AUDIT_SALT) < audit_rate:
