@@ -16,7 +16,7 @@ from ..engine.config import RunConfig
 from ..engine.host import Host, get_host
 from ..engine.runner import annotate
 from ..evaluation.corrections import classify, read_corrections
-from ..evaluation.split import in_eval_split
+from ..evaluation.split import group_key, in_eval_split
 from ..lsjson import prediction_to_ls, task_key
 from ..model import Task
 from ..review import page
@@ -53,8 +53,9 @@ def evaluation_records(config: RunConfig, built: list[Annotator], version: str
             continue
         for record in read_corrections(path, errors):
             key = task_key(record.get("preannot_id"), record.get("task"))
-            if record.get("status") == "annotated" and in_eval_split(
-                    key, config.training.eval_fraction):
+            if record.get("status") == "annotated" and in_eval_split(group_key(
+                    key, record.get("data"), config.training.group_by),
+                    config.training.eval_fraction):
                 records.setdefault(key, record)
     if not records:
         raise ConfigError(f"no reviewed evaluation task in {config.training.corrections}: run "
