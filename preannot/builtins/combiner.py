@@ -5,7 +5,7 @@ A *candidate* is one distinct region (same label and extent, as the harvest matc
 proposed by one or more sources; candidates that overlap form a conflict group. Its features:
 which sources proposed it and with which score, its label and each (source, label) pair, how
 many sources agree, which sources ran and stayed silent on the group, which proposed something
-else there, and its length (spans). A logistic regression over them is fitted on reviewed
+else there, and (spans) its length and shape (capitals, digits). A logistic regression over them is fitted on reviewed
 tasks the sources never learned from (:func:`fit`, scikit-learn imported there only); the
 decision threshold is the one that maximises the fused F1 of out-of-fold probabilities. The
 fitted weights are plain numbers in a JSON file: predicting needs nothing but this module.
@@ -102,8 +102,15 @@ def features(c: Candidate, group: Sequence[tuple[str, Region]], ran: Iterable[st
             f[f"silent:{source}"] = 1.0
             f[f"silent_label:{source}:{label}"] = 1.0
     if isinstance(c.region, Span):
+        text = c.region.text or ""  # type: ignore[attr-defined]
         f["len"] = math.log1p(c.region.end - c.region.start)  # type: ignore[attr-defined]
-        f["words"] = float(len((c.region.text or "").split()) > 1)  # type: ignore[attr-defined]
+        f["words"] = float(len(text.split()) > 1)
+        # the shape of a name: a dictionary's common-word misfires ("a dead pixel") are
+        # lower case, product and model names have capitals and digits
+        f["upper"] = float(any(ch.isupper() for ch in text))
+        f["digit"] = float(any(ch.isdigit() for ch in text))
+        for source in c.scores:
+            f[f"src_upper:{source}"] = f["upper"]
     return f
 
 
@@ -184,8 +191,14 @@ def _rows(tasks: Sequence[TaskCandidates]) -> tuple[list[dict[str, float]], list
 
 def _fit_weights(tasks: Sequence[TaskCandidates], sources: Sequence[str], C: float
                  ) -> dict[str, Any]:
-    from sklearn.feature_extraction import DictVectorizer
-    from sklearn.linear_model import LogisticRegression
+    try:
+        from sklearn.feature_extraction import DictVectorizer
+        from sklearn.linear_model import LogisticRegression
+    except ImportError:
+        from ..annotator import ConfigError
+
+        raise ConfigError("a learned fusion's combiner is fitted with scikit-learn: "
+                          "pip install 'preannot[review]'") from None
 
     X, y = _rows(tasks)
     if len(set(y)) < 2:  # all right or all wrong: a constant, a little short of certain
