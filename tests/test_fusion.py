@@ -107,6 +107,18 @@ def test_cold_start_a_source_the_combiner_never_saw_is_neither_trusted_nor_silen
     write_combiner(tmp_path, {"bias": 0.4}, threshold=0.55, sources=("rules",))
     fused = fuse({"policy": "learned", "combiner": "combiner.json"}, context)
     assert [r.text for r in fused] == ["two", "Acme", "Zeta saw"]  # the model's 0.5 < 0.55
+    # a combiner that distrusts everything but the rules, and whose record says silence is
+    # damning: the unknown model's region is not judged by it (kept at its own 0.5), and the
+    # unknown model's silence on the rules' "Zeta saw" is not held against it
+    write_combiner(tmp_path, {"bias": -2.0, "src:rules": 3.0, "silent:rules": -5.0,
+                              "silent:ner": -5.0}, sources=("rules",))
+    annotator = FusionAnnotator("fused", {"after": ["rules", "ner"], "policy": "learned",
+                                          "combiner": "combiner.json"}, context)
+    upstream = {"rules": [Prediction("t", "rules", "r1", [RULES[1]])],
+                "ner": [Prediction("t", "ner", "n1", [MODEL[0]])]}
+    [alone] = annotator.annotate([Task("t", {"text": TEXT})], upstream)
+    assert [(r.text, r.score) for r in alone.regions] == [
+        ("Acme drill kits", 0.5), ("Zeta saw", pytest.approx(1 / (1 + math.exp(-1)), abs=1e-4))]
     # before any fit at all: each region its own score, agreeing ones as independent votes
     fused = fuse({"policy": "learned", "combiner": "none.json", "min_weight": 0.5}, context)
     assert [(r.text, r.score) for r in fused] == [
