@@ -130,6 +130,25 @@ def test_group_by_never_puts_two_tasks_of_one_group_on_both_sides(tmp_path):
     assert len(straddling) == 49  # of 60: what the gate's figures leaked without group_by
 
 
+def test_refit_retrains_the_promoted_configuration_on_train_and_dev(project, host):
+    (project / "preannot.toml").write_text((project / "preannot.toml").read_text().replace(
+        "[training]\n", "[training]\nrefit = true\n"))
+    write_corrections(project, 60)
+    messages = []
+    config = load_config(project / "preannot.toml")
+    outcome = flow.train(config, host, flow.trainer_specs(config)[0], log=messages.append)
+    assert outcome.promoted and outcome.version.version == "terms-v1"
+    registry = Registry(project / ".preannot" / "models")
+    refit = registry.current("terms")
+    assert outcome.refit.version == refit.version == "terms-v2"
+    gated = outcome.version.card["harvest"]
+    assert refit.card["refit_of"] == "terms-v1"
+    assert refit.card["harvest"]["train"] == gated["train"] + gated["dev"]  # never the eval split
+    assert refit.card["harvest"]["eval"] == gated["eval"]
+    assert f"from {gated['train'] + gated['dev']} tasks" in " ".join(messages)
+    assert refit.card["evaluation"]["tasks"] == gated["eval"]
+
+
 def test_first_version_is_promoted_and_runs_through_the_registry(project, host):
     write_corrections(project, 60)
     outcome = train(project, host)
