@@ -345,7 +345,7 @@ def write_gazetteer(folder: Path, docs: list[Doc]) -> int:
             seen.setdefault(term.casefold(), Counter())[label] += 1
             spelling.setdefault(term.casefold(), term)
     with (folder / "gazetteer.csv").open("w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
+        writer = csv.writer(f, lineterminator="\n")
         writer.writerow(["term", "label"])
         for key in sorted(seen):
             writer.writerow([spelling[key], seen[key].most_common(1)[0][0]])
