@@ -168,7 +168,10 @@ def test_options_are_checked(tmp_path, capsys):
         FusionAnnotator("f", {"after": ["a"], "polcy": "learned", "labels": ["X"]})
     assert str(unknown.value) == (
         "annotator 'f' (fusion): unknown option 'polcy' (known: after, combiner, cpus, field, "
-        "from_name, gpus, iou, labels, min_weight, model_version, order, policy, prior, to_name)")
+        "from_name, gpus, iou, labels, metrics, min_weight, model_version, order, policy, prior, "
+        "prior_strength, to_name)")
+    FusionAnnotator("f", {"after": ["a"], "metrics": "harvest/metrics.json"})
+    assert "metrics no longer used" in capsys.readouterr().err
 
 
 def test_a_run_writes_the_fused_prediction_only(tmp_path):

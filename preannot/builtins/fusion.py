@@ -46,7 +46,10 @@ class FusionAnnotator(Annotator):
     reads = ("text",)
     emits = ()
     combines = True
-    known_options = frozenset({"policy", "order", "combiner", "prior", "min_weight", "iou"})
+    known_options = frozenset({"policy", "order", "combiner", "prior", "min_weight", "iou",
+                               "metrics", "prior_strength"})
+    """``metrics`` and ``prior_strength`` (the harvest-weighted policy before the combiner) are
+    accepted, with a notice that they no longer do anything."""
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None, context=None) -> None:
         super().__init__(name, options, context)
@@ -64,6 +67,9 @@ class FusionAnnotator(Annotator):
         self.thresholds = {**DEFAULT_THRESHOLDS, "box_iou": float(opts.get("iou", 0.5)),
                            "polygon_iou": float(opts.get("iou", 0.5)),
                            "mask_iou": float(opts.get("iou", 0.5))}
+        if old := sorted({"metrics", "prior_strength"} & set(opts)):
+            notice(f"annotator {name!r} (fusion): {', '.join(old)} no longer used: the learned "
+                   "policy reads the combiner `preannot train` fits (option 'combiner')")
         self.model: dict[str, Any] | None = None
         if self.policy == "learned":
             self.model = self._load(combiner_path(name, opts, self.context))
