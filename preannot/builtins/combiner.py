@@ -5,14 +5,15 @@ A *candidate* is one distinct region (same label and extent, as the harvest matc
 proposed by one or more sources; candidates that overlap form a conflict group. Its features:
 which sources proposed it and with which score, its label and each (source, label) pair, how
 many sources agree, which sources ran and stayed silent on the group, which proposed something
-else there, and (spans) its length and shape (capitals, digits). A logistic regression over them is fitted on reviewed
-tasks the sources never learned from (:func:`fit`, scikit-learn imported there only); the
-decision threshold is the one that maximises the fused F1 of out-of-fold probabilities. The
-fitted weights are plain numbers in a JSON file: predicting needs nothing but this module.
+else there, and (spans) its length and shape (capitals, digits). A logistic regression over them
+is fitted on reviewed tasks the sources never learned from (:func:`fit`, scikit-learn imported
+there only); the decision threshold is the one that maximises the fused F1 of out-of-fold
+probabilities. The fitted weights are plain numbers in a JSON file: predicting needs nothing but
+this module.
 
-Cold start: a candidate proposed only by sources the combiner was not fitted with (a model
-that appeared since) weighs its own score (``prior`` when it has none), and those sources'
-silence counts for nothing: neither trusted blindly nor silenced.
+Cold start: a candidate proposed only by sources the combiner was not fitted with (a model that
+appeared since) weighs its own score (``prior`` when it has none), and those sources' silence
+counts for nothing: neither trusted blindly nor silenced.
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ POLICIES = ("precedence", "learned")
 
 class FusionAnnotator(Annotator):
     type = "fusion"
-    description = "Merges its upstreams' regions into one prediction (precedence or a learned combiner)"
+    description = ("Merges its upstreams' regions into one prediction (precedence or a learned "
+                   "combiner)")
     reads = ("text",)
     emits = ()
     combines = True

@@ -32,7 +32,7 @@ from ..engine.host import Host
 from ..engine.runner import build_annotators, predict, resolve_specs
 from .dataset import Dataset
 from .gate import GatePolicy, scores, tally
-from .registry import Registry, Version, registry_reference
+from .registry import Registry, registry_reference
 
 Log = Callable[[str], None]
 
@@ -118,7 +118,8 @@ def gate_fusion(config: RunConfig, host: Host, spec: Mapping[str, Any], data: Da
     best = max(sources, key=lambda s: evaluations[s]["overall"][metric], default=None)
     margin = config.training.fusion_margin
     reasons = [f"{n} {metric} {evaluations[n]['overall'][metric]:.3f}" for n in [*sources, name]]
-    if best is None or (fused > 0 and fused >= evaluations[best]["overall"][metric] + margin - 1e-12):
+    to_beat = evaluations[best]["overall"][metric] + margin if best else 0.0
+    if best is None or (fused > 0 and fused >= to_beat - 1e-12):
         use = name
         reasons.append(f"the fusion beats each source by at least {margin}: it is used")
     else:

@@ -52,7 +52,8 @@ def pipeline_section(p: Any) -> list[str]:
     names = list(p.evaluations)
     table_rows = pipeline_rows(p.evaluations)
     chart = [(r["label"], {n: r[f"{n} f1"] for n in names}) for r in table_rows]
-    columns = ["label", "support", *[f"{n} {k}" for n in names for k in ("precision", "recall", "f1")]]
+    columns = ["label", "support",
+               *[f"{n} {k}" for n in names for k in ("precision", "recall", "f1")]]
     used = "the fusion" if p.use == p.fusion else f"{p.use} alone (the fusion lost)"
     return [f"<h2>Pipeline {escape(p.fusion)}: {escape(used)} goes to Label Studio</h2>",
             "<ul>" + "".join(f"<li>{escape(r)}</li>" for r in p.reasons) + "</ul>",
