@@ -169,7 +169,7 @@ def test_options_are_checked(tmp_path, capsys):
     assert str(unknown.value) == (
         "annotator 'f' (fusion): unknown option 'polcy' (known: after, combiner, cpus, field, "
         "from_name, gpus, iou, labels, metrics, min_weight, model_version, order, policy, prior, "
-        "prior_strength, to_name)")
+        "prior_strength, silence, to_name)")
     FusionAnnotator("f", {"after": ["a"], "metrics": "harvest/metrics.json"})
     assert "metrics no longer used" in capsys.readouterr().err
 

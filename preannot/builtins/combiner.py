@@ -80,9 +80,11 @@ def candidates(sourced: Sequence[tuple[str, Region]], thresholds: Mapping[str, f
     return out, groups
 
 
-def features(c: Candidate, group: Sequence[tuple[str, Region]], ran: Iterable[str]
-             ) -> dict[str, float]:
-    """The named features of a candidate (absent names are 0)."""
+def features(c: Candidate, group: Sequence[tuple[str, Region]], ran: Iterable[str],
+             silence: bool = True) -> dict[str, float]:
+    """The named features of a candidate (absent names are 0); ``silence``: whether a source
+    that ran and said nothing in the group is one (off, no source's silence can veto another's
+    region: a dictionary that learned the reviewed tasks looks, there, as if it missed nothing)."""
     label = c.region.label
     f: dict[str, float] = {"bias": 1.0, f"label:{label}": 1.0,
                            "agree": float(len(c.scores) - 1)}
@@ -99,7 +101,7 @@ def features(c: Candidate, group: Sequence[tuple[str, Region]], ran: Iterable[st
             continue
         if source in in_group:
             f[f"other:{source}"] = 1.0
-        else:
+        elif silence:
             f[f"silent:{source}"] = 1.0
             f[f"silent_label:{source}:{label}"] = 1.0
     if isinstance(c.region, Span):
@@ -131,7 +133,7 @@ def probability(c: Candidate, group: Sequence[tuple[str, Region]], ran: Iterable
     if not model or not (known := set(model["sources"])) & set(c.scores):
         return cold_probability(c, prior)
     weights = model["weights"]
-    f = features(c, group, [s for s in ran if s in known])
+    f = features(c, group, [s for s in ran if s in known], model.get("silence", True))
     z = sum(weights.get(name, 0.0) * value for name, value in f.items()
             if not _about_unknown(name, known))
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
@@ -181,17 +183,18 @@ def task_candidates(sourced: Sequence[tuple[str, Region]], ran: Sequence[str],
     return TaskCandidates(cands, groups, list(ran), truth, len(human), group)
 
 
-def _rows(tasks: Sequence[TaskCandidates]) -> tuple[list[dict[str, float]], list[int]]:
+def _rows(tasks: Sequence[TaskCandidates], silence: bool
+          ) -> tuple[list[dict[str, float]], list[int]]:
     X, y = [], []
     for t in tasks:
         for c, ok in zip(t.cands, t.truth):
-            X.append(features(c, t.groups[c.group], t.ran))
+            X.append(features(c, t.groups[c.group], t.ran, silence))
             y.append(int(ok))
     return X, y
 
 
-def _fit_weights(tasks: Sequence[TaskCandidates], sources: Sequence[str], C: float
-                 ) -> dict[str, Any]:
+def _fit_weights(tasks: Sequence[TaskCandidates], sources: Sequence[str], C: float,
+                 silence: bool = True) -> dict[str, Any]:
     try:
         from sklearn.feature_extraction import DictVectorizer
         from sklearn.linear_model import LogisticRegression
@@ -201,17 +204,18 @@ def _fit_weights(tasks: Sequence[TaskCandidates], sources: Sequence[str], C: flo
         raise ConfigError("a learned fusion's combiner is fitted with scikit-learn: "
                           "pip install 'preannot[review]'") from None
 
-    X, y = _rows(tasks)
+    X, y = _rows(tasks, silence)
     if len(set(y)) < 2:  # all right or all wrong: a constant, a little short of certain
         p = (sum(y) + 1) / (len(y) + 2)
-        return {"sources": list(sources), "weights": {"bias": math.log(p / (1 - p))}}
+        return {"sources": list(sources), "weights": {"bias": math.log(p / (1 - p))},
+                "silence": silence}
     vec = DictVectorizer(sparse=False)
     matrix = vec.fit_transform(X)
     clf = LogisticRegression(C=C, max_iter=2000, fit_intercept=False)
     clf.fit(matrix, y)
     weights = {name: round(float(w), 6) for name, w in zip(vec.feature_names_, clf.coef_[0])
                if abs(w) > 1e-9}
-    return {"sources": list(sources), "weights": weights}
+    return {"sources": list(sources), "weights": weights, "silence": silence}
 
 
 def fused_counts(tasks: Sequence[TaskCandidates], probs: Sequence[Sequence[float]],
@@ -231,7 +235,7 @@ def _f1(tp: int, fp: int, fn: int) -> float:
 
 def fit(tasks: Sequence[TaskCandidates], sources: Sequence[str], *,
         thresholds: Mapping[str, float], prior: float = 0.5, folds: int = 5, C: float = 1.0,
-        seed: int = 0) -> tuple[dict[str, Any], list[list[float]]]:
+        seed: int = 0, silence: bool = True) -> tuple[dict[str, Any], list[list[float]]]:
     """The combiner fitted on ``tasks`` (every one), its threshold chosen on out-of-fold
     probabilities (folds keep a group whole); and those out-of-fold probabilities per task,
     which are what the combiner says about a task it did not learn from."""
@@ -241,14 +245,14 @@ def fit(tasks: Sequence[TaskCandidates], sources: Sequence[str], *,
     oof: list[list[float]] = [[] for _ in tasks]
     for f in range(min(folds, len(keys))):
         train = [t for t in tasks if fold_of[t.group] != f]
-        model = _fit_weights(train, sources, C) if train else None
+        model = _fit_weights(train, sources, C, silence) if train else None
         for i, t in enumerate(tasks):
             if fold_of[t.group] == f:
                 oof[i] = [probability(c, t.groups[c.group], t.ran, model, prior) for c in t.cands]
     grid = [round(0.05 * i, 2) for i in range(1, 20)]
     best = max(grid, key=lambda th: (_f1(*fused_counts(tasks, oof, th, thresholds)),
                                      -abs(th - 0.5)))
-    model = _fit_weights(tasks, sources, C)
+    model = _fit_weights(tasks, sources, C, silence)
     tp, fp, fn = fused_counts(tasks, oof, best, thresholds)
     model.update({"format": FORMAT, "threshold": best, "tasks": len(tasks),
                   "candidates": sum(len(t.cands) for t in tasks),

@@ -48,7 +48,7 @@ class FusionAnnotator(Annotator):
     emits = ()
     combines = True
     known_options = frozenset({"policy", "order", "combiner", "prior", "min_weight", "iou",
-                               "metrics", "prior_strength"})
+                               "silence", "metrics", "prior_strength"})
     """``metrics`` and ``prior_strength`` (the harvest-weighted policy before the combiner) are
     accepted, with a notice that they no longer do anything."""
 
@@ -64,6 +64,8 @@ class FusionAnnotator(Annotator):
             raise ConfigError(f"annotator {name!r} (fusion): order names {missing}, which are "
                               "not in its 'after' list")
         self.prior = float(opts.get("prior", 0.5))
+        self.silence = bool(opts.get("silence", True))
+        """Whether the combiner may learn from a source's silence (``silence = false``: no veto)."""
         self.min_weight = float(opts.get("min_weight", 0.5))
         self.thresholds = {**DEFAULT_THRESHOLDS, "box_iou": float(opts.get("iou", 0.5)),
                            "polygon_iou": float(opts.get("iou", 0.5)),

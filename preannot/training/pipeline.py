@@ -102,7 +102,8 @@ def gate_fusion(config: RunConfig, host: Host, spec: Mapping[str, Any], data: Da
             tasks.append(combiner.task_candidates(
                 sourced, ran, _truth(example, learns), thresholds,
                 group=data.groups.get(example.task.id, example.task.id)))
-    model, oof = combiner.fit(tasks, sources, thresholds=thresholds, prior=fusion.prior)
+    model, oof = combiner.fit(tasks, sources, thresholds=thresholds, prior=fusion.prior,
+                              silence=fusion.silence)
     counts: dict[str, dict[str, Counter[str]]] = {n: defaultdict(Counter) for n in [*sources, name]}
     for example, t, probs, (sourced, _) in zip(fit_examples, tasks, oof, sourced_of):
         if example.task.id not in in_eval:
