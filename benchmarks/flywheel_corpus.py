@@ -263,9 +263,11 @@ class Generator:
         return [self.doc(f"{prefix}-{i:05d}") for i in range(n)]
 
 
-def write_rules(folder: Path) -> dict[str, int]:
+def write_rules(folder: Path, rare: bool = False) -> dict[str, int]:
     """The partial dictionary: known brands, known products (half with a no-space synonym), and
-    the bare product lines; matched case-insensitively. Returns what it holds, by kind."""
+    the bare product lines; matched case-insensitively. Returns what it holds, by kind.
+    ``rare``: it also knows the products only the held-out test set mentions (a catalogue
+    holds rare terms no training example ever shows a model)."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = ["term,label,canonical,synonyms"]
     counts = {"brands": 0, "products": 0, "bare lines": 0}
@@ -275,7 +277,7 @@ def write_rules(folder: Path) -> dict[str, int]:
         rows.append(f"{brand},{BRAND},{brand},")
         counts["brands"] += 1
         for n, (product, status) in enumerate(products):
-            if status != DICT:
+            if status != DICT and not (rare and status == UNSEEN):
                 continue
             synonym = product.replace(" ", "") if " " in product and n % 2 == 0 else ""
             rows.append(f"{product},{PRODUCT},{product},{synonym}")
@@ -287,3 +289,66 @@ def write_rules(folder: Path) -> dict[str, int]:
     (folder / "rules.toml").write_text('[files."products.csv"]\ncase = "insensitive"\n'
                                        "confidence = 0.9\n", encoding="utf-8")
     return counts
+
+
+def read_conll(path: Path, prefix: str) -> list[Doc]:
+    """CoNLL sentences (``token<TAB>IOB2 tag``, blank line between sentences) as documents:
+    tokens joined by single spaces, gold spans from the tags."""
+    docs: list[Doc] = []
+    tokens: list[tuple[str, str]] = []
+
+    def flush() -> None:
+        if not tokens:
+            return
+        text, spans, pos, current = "", [], 0, None
+        for token, tag in tokens:
+            start = pos + (1 if text else 0)
+            text = f"{text} {token}" if text else token
+            pos = len(text)
+            if tag.startswith("B-") or (tag.startswith("I-") and (current is None
+                                                               or current[2] != tag[2:])):
+                if current:
+                    spans.append(tuple(current))
+                current = [start, pos, tag[2:]]
+            elif tag.startswith("I-") and current:
+                current[1] = pos
+            else:
+                if current:
+                    spans.append(tuple(current))
+                current = None
+        if current:
+            spans.append(tuple(current))
+        docs.append(Doc(f"{prefix}-{len(docs):05d}", text, spans))
+        tokens.clear()
+
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            flush()
+            continue
+        token, _, tag = line.rstrip("\n").rpartition("\t")
+        tokens.append((token.strip(), tag.strip() or "O"))
+    flush()
+    return docs
+
+
+def write_gazetteer(folder: Path, docs: list[Doc]) -> int:
+    """A case-insensitive dictionary of every entity of ``docs`` (its most frequent label)."""
+    import csv
+    from collections import Counter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    seen: dict[str, Counter[str]] = {}
+    spelling: dict[str, str] = {}
+    for d in docs:
+        for s, e, label in d.spans:
+            term = d.text[s:e]
+            seen.setdefault(term.casefold(), Counter())[label] += 1
+            spelling.setdefault(term.casefold(), term)
+    with (folder / "gazetteer.csv").open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["term", "label"])
+        for key in sorted(seen):
+            writer.writerow([spelling[key], seen[key].most_common(1)[0][0]])
+    (folder / "rules.toml").write_text('[files."gazetteer.csv"]\ncase = "insensitive"\n'
+                                       "confidence = 0.9\n", encoding="utf-8")
+    return len(seen)

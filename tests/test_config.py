@@ -64,8 +64,8 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
 def test_unknown_keys_and_sections_name_what_is_known(tmp_path):
     assert refused(tmp_path, "[training]\nretrain_afer = 5\n") == (
         f"{tmp_path / 'preannot.toml'}: [training] has no setting 'retrain_afer' (known: "
-        "corrections, eval_fraction, label_tolerance, margin, metric, min_label_support, "
-        "min_score, registry, retrain_after)")
+        "corrections, eval_fraction, fusion_margin, group_by, label_tolerance, margin, metric, "
+        "min_label_support, min_score, refit, registry, retrain_after)")
     assert "[harvest] has no setting 'span_ioU' (known: adjudication_threshold, box_iou, " \
            "mask_iou, output_dir, polygon_iou, span_iou, truth)" in refused(tmp_path, "[harvest]\nspan_ioU = 0.5\n")
     assert "unknown section 'labelstudo' (known: input, output, run, annotators, trainers, " \

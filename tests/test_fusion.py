@@ -1,6 +1,8 @@
-"""Fusion of a gazetteer's and a model's spans: precedence, learned weights, provenance."""
+"""Fusion of a gazetteer's and a model's spans: precedence, the learned combiner, provenance,
+and each source's own truth in the harvest."""
 
 import json
+import math
 
 import pytest
 
@@ -51,56 +53,113 @@ def test_precedence_keeps_the_first_source_in_each_conflict():
     assert zeta.provenance["fused"]["sources"] == ["ner", "rules"]  # both said it
 
 
-def write_metrics(tmp_path, rules_brand, ner_product):
-    """A harvest's per-annotator, per-label counts (metrics.json's annotator_labels)."""
-    counts = {"rules": {"BRAND": {"predicted": 100, "accepted": rules_brand},
-                        "PRODUCT": {"predicted": 100, "accepted": 70},
-                        "QUANTITY": {"predicted": 50, "accepted": 49}},
-              "ner": {"PRODUCT": {"predicted": 100, "accepted": ner_product}}}
-    path = tmp_path / "metrics.json"
-    path.write_text(json.dumps({"annotator_labels": counts}))
+def write_combiner(tmp_path, weights, threshold=0.5, sources=("rules", "ner"), **more):
+    """A fitted combiner's file, as `preannot train` writes it (plain numbers)."""
+    path = tmp_path / "combiner.json"
+    path.write_text(json.dumps({"format": 1, "sources": list(sources), "weights": weights,
+                                "threshold": threshold, **more}))
     return path
 
 
-def test_learned_weights_follow_harvested_precision(tmp_path):
-    context = Context(base_dir=tmp_path)
-    write_metrics(tmp_path, rules_brand=20, ner_product=90)  # the brand rule misfires
-    fused = fuse({"policy": "learned", "metrics": "metrics.json"}, context)
+def test_the_combiner_scores_candidates_with_its_fitted_weights(tmp_path):
+    # a record where the brand rule misfires and the model's products are right
+    write_combiner(tmp_path, {"bias": -1.0, "src:ner": 3.0, "src_label:rules:BRAND": -2.0,
+                              "src:rules": 1.5, "agree": 1.0})
+    fused = fuse({"policy": "learned", "combiner": "combiner.json"}, Context(base_dir=tmp_path))
     assert summary(fused) == [("two", "QUANTITY", "rules"), ("Acme drill kits", "PRODUCT", "ner"),
-                              ("Zeta saw", "PRODUCT", "ner")]
-    zeta = fused[-1]
-    # smoothed by 2 pseudo-counts towards the region's own score (0.5 when it has none)
-    w_ner, w_rules = (90 + 2 * 0.5) / 102, (70 + 2 * 0.8) / 102
-    assert zeta.score == pytest.approx(1 - (1 - w_ner) * (1 - w_rules), abs=1e-4)
-    assert fused[1].score == pytest.approx(w_ner, abs=1e-4)  # alone: its own weight
-    write_metrics(tmp_path, rules_brand=95, ner_product=30)  # now the model is the weak one
-    fused = fuse({"policy": "learned", "metrics": "metrics.json"}, context)
-    assert ("Acme", "BRAND", "rules") in summary(fused)
-    assert fused[1].provenance["rule"] == "12"  # the winner keeps its provenance
+                              ("Zeta saw", "PRODUCT", "rules")]
+    sig = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    two, acme, zeta = fused
+    assert two.score == pytest.approx(sig(-1 + 1.5), abs=1e-4)
+    assert acme.score == pytest.approx(sig(-1 + 3), abs=1e-4)  # "Acme" BRAND: sig(-1.5), lost
+    assert zeta.score == pytest.approx(sig(-1 + 3 + 1.5 + 1), abs=1e-4)
+    # what the production review reads: every source's own candidate, the agreeing sources,
+    # and how many candidates of the task were not kept
+    assert acme.provenance["fused"]["candidates"] == [
+        {"source": "rules", "label": "BRAND", "score": 0.8, "start": 9, "end": 13},
+        {"source": "ner", "label": "PRODUCT", "score": None, "start": 9, "end": 24}]
+    assert zeta.provenance["fused"]["sources"] == ["ner", "rules"]
+    assert [c["source"] for c in zeta.provenance["fused"]["candidates"]] == ["rules", "ner"]
+    assert {r.provenance["fused"]["dropped"] for r in fused} == {1}
+    assert acme.provenance["annotator"] == "ner"
 
 
-def test_min_weight_drops_what_nobody_trusts(tmp_path):
-    # the brand rule misfires (20 of 100) and the model is weak (30 of 100): the model's
-    # "Acme drill kits" wins its conflict with 31/102 = 0.304; "Zeta saw", said by both,
-    # weighs 1 - (1 - 71.6/102)(1 - 31/102) = 0.793
-    write_metrics(tmp_path, rules_brand=20, ner_product=30)
+def test_threshold_drops_what_the_combiner_doubts(tmp_path):
+    write_combiner(tmp_path, {"bias": -1.0, "src:ner": 1.2, "src:rules": 1.5, "agree": 1.0},
+                   threshold=0.6)
+    fused = fuse({"policy": "learned", "combiner": "combiner.json"}, Context(base_dir=tmp_path))
+    # rules alone sig(0.5)=0.62 kept, ner alone sig(0.2)=0.55 dropped, both sig(2.7) kept
+    assert summary(fused) == [("two", "QUANTITY", "rules"), ("Acme", "BRAND", "rules"),
+                              ("Zeta saw", "PRODUCT", "rules")]
+    assert {r.provenance["fused"]["dropped"] for r in fused} == {1}
 
-    def kept(min_weight):
-        return summary(fuse({"policy": "learned", "metrics": "metrics.json",
-                             "min_weight": min_weight}, Context(base_dir=tmp_path)))
 
-    assert kept(0.0) == [("two", "QUANTITY", "rules"), ("Acme drill kits", "PRODUCT", "ner"),
-                         ("Zeta saw", "PRODUCT", "rules")]
-    assert kept(0.6) == [("two", "QUANTITY", "rules"), ("Zeta saw", "PRODUCT", "rules")]
-    assert kept(0.8) == [("two", "QUANTITY", "rules")]  # the group's loser is not promoted
+def test_cold_start_a_source_the_combiner_never_saw_is_neither_trusted_nor_silenced(tmp_path):
+    # fitted before the model existed: it knows the rules only, and would veto nothing
+    write_combiner(tmp_path, {"bias": 0.4, "src:rules": 0.0}, sources=("rules",))
+    context = Context(base_dir=tmp_path)
+    fused = fuse({"policy": "learned", "combiner": "combiner.json"}, context)
+    # the model's spans weigh their own score (0.5 without one: kept at threshold 0.5, not by
+    # a strict cut), the rules' are scored by the combiner, the model's silence counts for nothing
+    assert [(r.text, r.score) for r in fused] == [("two", pytest.approx(0.5987, abs=1e-4)),
+                                                   ("Acme", pytest.approx(0.5987, abs=1e-4)),
+                                                   ("Zeta saw", pytest.approx(0.5987, abs=1e-4))]
+    write_combiner(tmp_path, {"bias": 0.4}, threshold=0.55, sources=("rules",))
+    fused = fuse({"policy": "learned", "combiner": "combiner.json"}, context)
+    assert [r.text for r in fused] == ["two", "Acme", "Zeta saw"]  # the model's 0.5 < 0.55
+    # a combiner that distrusts everything but the rules, and whose record says silence is
+    # damning: the unknown model's region is not judged by it (kept at its own 0.5), and the
+    # unknown model's silence on the rules' "Zeta saw" is not held against it
+    write_combiner(tmp_path, {"bias": -2.0, "src:rules": 3.0, "silent:rules": -5.0,
+                              "silent:ner": -5.0}, sources=("rules",))
+    annotator = FusionAnnotator("fused", {"after": ["rules", "ner"], "policy": "learned",
+                                          "combiner": "combiner.json"}, context)
+    upstream = {"rules": [Prediction("t", "rules", "r1", [RULES[1]])],
+                "ner": [Prediction("t", "ner", "n1", [MODEL[0]])]}
+    [alone] = annotator.annotate([Task("t", {"text": TEXT})], upstream)
+    assert [(r.text, r.score) for r in alone.regions] == [
+        ("Acme drill kits", 0.5), ("Zeta saw", pytest.approx(1 / (1 + math.exp(-1)), abs=1e-4))]
+    # before any fit at all: each region its own score, agreeing ones as independent votes
+    fused = fuse({"policy": "learned", "combiner": "none.json", "min_weight": 0.5}, context)
+    assert [(r.text, r.score) for r in fused] == [
+        ("two", 0.9), ("Acme", 0.8), ("Zeta saw", pytest.approx(1 - 0.2 * 0.5, abs=1e-4))]
+
+
+def test_the_version_changes_when_the_combiner_is_refitted_not_when_a_harvest_grows(tmp_path):
+    context = Context(base_dir=tmp_path)
+    write_combiner(tmp_path, {"bias": 0.1})
+    (tmp_path / "harvest").mkdir()
+    (tmp_path / "harvest" / "metrics.json").write_text(json.dumps({"annotator_labels": {}}))
+
+    def version():
+        return FusionAnnotator("f", {"after": ["rules", "ner"], "policy": "learned",
+                                     "combiner": "combiner.json"}, context).model_version
+
+    first = version()
+    (tmp_path / "harvest" / "metrics.json").write_text(json.dumps({"annotator_labels": {
+        "rules": {"PRODUCT": {"predicted": 9, "accepted": 3}}}}))
+    assert version() == first
+    write_combiner(tmp_path, {"bias": 0.2})
+    assert version() != first
+
+
+def test_a_fusion_that_lost_passes_its_best_source_through(tmp_path, capsys):
+    write_combiner(tmp_path, {"bias": 0.1}, use="ner")
+    fused = fuse({"policy": "learned", "combiner": "combiner.json"}, Context(base_dir=tmp_path))
+    assert summary(fused) == [("Acme drill kits", "PRODUCT", "ner"), ("Zeta saw", "PRODUCT", "ner")]
+    assert "the fusion lost to 'ner'" in capsys.readouterr().err
+    write_combiner(tmp_path, {"bias": 0.1}, use="yolo")
+    with pytest.raises(ConfigError, match="use = 'yolo' is not in"):
+        fuse({"policy": "learned", "combiner": "combiner.json"}, Context(base_dir=tmp_path))
 
 
 def test_options_are_checked(tmp_path, capsys):
-    before_any_harvest = FusionAnnotator("f", {"after": ["a"], "policy": "learned"},
-                                         Context(base_dir=tmp_path))
-    assert before_any_harvest.weight("a", span("Acme", "BRAND", "a", score=0.8)) == 0.8
-    assert before_any_harvest.weight("a", span("Acme", "BRAND", "a")) == 0.5
-    assert "no harvest metrics" in capsys.readouterr().err
+    FusionAnnotator("f", {"after": ["a"], "policy": "learned"}, Context(base_dir=tmp_path))
+    assert "no combiner fitted yet" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ConfigError, match="not a fitted combiner"):
+        FusionAnnotator("f", {"after": ["a"], "policy": "learned", "combiner": "bad.json"},
+                        Context(base_dir=tmp_path))
     with pytest.raises(ConfigError, match="order names"):
         FusionAnnotator("f", {"after": ["a"], "order": ["b"]})
     with pytest.raises(ConfigError, match="policy 'vote'"):
@@ -108,9 +167,11 @@ def test_options_are_checked(tmp_path, capsys):
     with pytest.raises(ConfigError) as unknown:  # checked by the base class, from known_options
         FusionAnnotator("f", {"after": ["a"], "polcy": "learned", "labels": ["X"]})
     assert str(unknown.value) == (
-        "annotator 'f' (fusion): unknown option 'polcy' (known: after, cpus, field, from_name, "
-        "gpus, iou, labels, metrics, min_weight, model_version, order, policy, prior, "
-        "prior_strength, to_name)")
+        "annotator 'f' (fusion): unknown option 'polcy' (known: after, combiner, cpus, field, "
+        "from_name, gpus, iou, labels, metrics, min_weight, model_version, order, policy, prior, "
+        "prior_strength, silence, to_name)")
+    FusionAnnotator("f", {"after": ["a"], "metrics": "harvest/metrics.json"})
+    assert "metrics no longer used" in capsys.readouterr().err
 
 
 def test_a_run_writes_the_fused_prediction_only(tmp_path):
@@ -128,25 +189,6 @@ def test_a_run_writes_the_fused_prediction_only(tmp_path):
     result = task["predictions"][0]["result"]
     assert [(r["value"]["text"], r["value"]["labels"][0], r["preannot"]["annotator"])
             for r in result] == [("an apple", "FOOD", "food"), ("pear", "FRUIT", "fruit")]
-
-
-def test_a_source_that_ran_and_stayed_silent_counts_against_a_region(tmp_path):
-    counts = {"rules": {"PRODUCT": {"predicted": 100, "accepted": 66, "human": 100}},
-              "ner": {"PRODUCT": {"predicted": 100, "accepted": 95, "human": 100}}}
-    (tmp_path / "metrics.json").write_text(json.dumps({"annotator_labels": counts}))
-    annotator = FusionAnnotator("fused", {"after": ["rules", "ner"], "policy": "learned",
-                                          "metrics": "metrics.json", "min_weight": 0.5},
-                                Context(base_dir=tmp_path))
-    task = Task("t", {"text": TEXT})
-    zeta = [span("Zeta saw", "PRODUCT", "rules", 0.8)]
-    silent_model = {"rules": [Prediction("t", "rules", "r", zeta)],
-                    "ner": [Prediction("t", "ner", "n", [])]}
-    [vetoed] = annotator.annotate([task], silent_model)
-    assert vetoed.regions == []  # the model rarely misses a product: vetoed
-    assert vetoed.model_version == f"r+n+{annotator.model_version}"
-    no_model = {"rules": [Prediction("t", "rules", "r", zeta)], "ner": [None]}
-    [[kept]] = [p.regions for p in annotator.annotate([task], no_model)]  # the model did not run
-    assert kept.text == "Zeta saw" and kept.score == pytest.approx((66 + 1.6) / 102, abs=1e-4)
 
 
 def test_harvest_credits_every_source_a_fused_region_speaks_for():
@@ -197,3 +239,34 @@ def test_the_fused_prediction_keeps_the_score_of_the_source_it_repeats(tmp_path)
     [less] = learned.annotate([task], {"rules": [Prediction("t", "rules", "r1", [])],
                                        "ner": [Prediction("t", "ner", "n1", model, score=0.25)]})
     assert [r.text for r in less.regions] == ["Zeta saw"] and less.score == pytest.approx(0.97)
+
+
+def test_each_source_is_judged_on_its_own_candidates_whether_or_not_it_won():
+    """metrics.json's one truth per source: the rules' "Acme" BRAND lost the fusion to the
+    model's "Acme drill kits"; the human kept both readings apart on two tasks."""
+    from preannot.evaluation.metrics import Metrics
+
+    cands = [{"source": "rules", "label": "BRAND", "score": 0.8, "start": 9, "end": 13},
+             {"source": "ner", "label": "PRODUCT", "score": 0.7, "start": 9, "end": 24}]
+
+    def record(kind, human_spans):
+        item = {"classification": kind, "annotator": "ner", "label": "PRODUCT", "score": 0.7,
+                "value": {"start": 9, "end": 24, "labels": ["PRODUCT"]},
+                "preannot": {"annotator": "ner", "fused": {
+                    "sources": ["ner"], "ran": ["rules", "ner"], "candidates": cands}}}
+        human = [{"classification": "matched" if (s, e) == (9, 24) else "added", "type": "labels",
+                  "value": {"start": s, "end": e, "labels": [lb]}} for s, e, lb in human_spans]
+        return {"status": "annotated", "model_version": "v", "human": human, "predicted": [item]}
+
+    metrics = Metrics()
+    metrics.add(record("accepted", [(9, 24, "PRODUCT")]))  # the model was right
+    metrics.add(record("deleted", [(9, 13, "BRAND")]))  # the rules were right, and lost
+    result = metrics.result()
+    rules, ner = result["annotators"]["rules"], result["annotators"]["ner"]
+    assert (rules["predicted"], rules["accepted"], rules["deleted"]) == (2, 1, 1)
+    assert (ner["predicted"], ner["accepted"], ner["deleted"]) == (2, 1, 1)
+    assert result["annotator_labels"]["rules"]["BRAND"]["accepted"] == 1
+    assert result["annotator_labels"]["rules"]["BRAND"]["recall"] == 1.0  # 1 human BRAND
+    # the winners-only view, named as such: only the model's regions reached the human
+    assert result["winners"] == {"ner": {"predicted": 2, "accepted": 1, "modified": 0,
+                                         "deleted": 1, "precision": 0.5}}

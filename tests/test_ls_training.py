@@ -141,11 +141,11 @@ def test_correct_pull_train_promote_repredict_rollback(project, labelstudio):
             if p.model_version == promoted_version:
                 found |= {r["value"]["text"] for r in p.result}
     assert set(UNKNOWN) & found, found
-    # the learned fusion weighs each source by this real harvest
-    harvested = json.loads((folder / "harvest" / "metrics.json").read_text())["annotator_labels"]
+    # the learned fusion's combiner was fitted by the retraining, on this real harvest
+    fitted = json.loads((folder / ".preannot" / "fusion" / "fused.json").read_text())
     fused = {a.name: a for a in sync.annotators(load_config(folder / "preannot.toml"),
                                                 get_host())}["fused"]
-    assert fused.counts == harvested and fused.counts["rules"]["PRODUCT"]["predicted"] > 0
+    assert fused.model == fitted and fitted["sources"] == ["rules", "model"]
     assert fused.after == ["rules", "model"]
 
     result = invoke("train", "-c", config, "--force")  # same data again: a tie passes margin 0

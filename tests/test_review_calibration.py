@@ -154,8 +154,19 @@ def test_calibration_takes_every_review_the_current_models_never_learned_from(pr
     assert failed == 0 and {r["preannot_id"] for r in records} == expected
     (registry.current("terms").folder / "trained.txt").unlink()  # unknown: the split alone
     records, _ = evaluation_records(config, built, "v")
-    assert {r["preannot_id"] for r in records} == {
-        f"doc{i}" for i in range(90) if in_eval_split(f"doc{i}", 0.3)}
+    split = {f"doc{i}" for i in range(90) if in_eval_split(f"doc{i}", 0.3)}
+    assert {r["preannot_id"] for r in records} == split
+    # a learned fusion's combiner fitted on some of them (as `preannot train` records it): the
+    # pipeline learned from those too
+    with (project / "preannot.toml").open("a") as f:
+        f.write('[[annotators]]\nname = "fused"\ntype = "fusion"\nafter = ["learned"]\n'
+                'policy = "learned"\n')
+    fitted = sorted(split)[:5]
+    (project / ".preannot" / "fusion").mkdir(parents=True)
+    (project / ".preannot" / "fusion" / "fused.tasks.txt").write_text("\n".join(fitted))
+    config = load_config(project / "preannot.toml")
+    records, _ = evaluation_records(config, sync.annotators(config, host), "v")
+    assert {r["preannot_id"] for r in records} == split - set(fitted)
 
 
 def test_a_pipeline_version_without_calibration_is_calibrated_after_a_harvest(project):

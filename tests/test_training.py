@@ -100,6 +100,55 @@ def test_the_evaluation_split_is_fixed_by_task_id(tmp_path):
     assert all(in_eval_split(e.task.id, 0.3) for e in data.eval)
 
 
+def test_group_by_never_puts_two_tasks_of_one_group_on_both_sides(tmp_path):
+    lines = []
+    for i in range(300):  # 60 stories of 5 sentences; the story id in the data and in the id
+        r = record(i, "Acme drill", "PRODUCT")
+        r["preannot_id"] = f"story{i // 5}-s{i % 5}"
+        r["data"]["doc_id"] = f"story{i // 5}"
+        lines.append(json.dumps(r))
+    (tmp_path / "c.jsonl").write_text("\n".join(lines) + "\n")
+    for group_by in ("doc_id", r"re:^(story\d+)-s\d+$"):
+        data = load_dataset(tmp_path / "c.jsonl", learns=("labels",), field="text",
+                            eval_fraction=0.3, group_by=group_by)
+        side = {}
+        for name, examples in (("train", data.train), ("dev", data.dev), ("eval", data.eval)):
+            for e in examples:
+                story = e.task.id.split("-")[0]
+                assert side.setdefault(story, name) == name, (story, group_by)
+        assert len(side) == 60
+        sides = data.sides()
+        assert sum(n["groups"] for n in sides.values()) == 60
+        assert sum(n["tasks"] for n in sides.values()) == 300
+        assert all(n["tasks"] == 5 * n["groups"] for n in sides.values())
+        assert sides["eval"]["groups"] == sum(in_eval_split(f"group:story{g}", 0.3)
+                                              for g in range(60))
+    by_task = load_dataset(tmp_path / "c.jsonl", learns=("labels",), field="text",
+                           eval_fraction=0.3)  # per task: stories straddle the split
+    straddling = {e.task.id.split("-")[0] for e in by_task.eval} & {
+        e.task.id.split("-")[0] for e in by_task.train + by_task.dev}
+    assert len(straddling) == 49  # of 60: what the gate's figures leaked without group_by
+
+
+def test_refit_retrains_the_promoted_configuration_on_train_and_dev(project, host):
+    (project / "preannot.toml").write_text((project / "preannot.toml").read_text().replace(
+        "[training]\n", "[training]\nrefit = true\n"))
+    write_corrections(project, 60)
+    messages = []
+    config = load_config(project / "preannot.toml")
+    outcome = flow.train(config, host, flow.trainer_specs(config)[0], log=messages.append)
+    assert outcome.promoted and outcome.version.version == "terms-v1"
+    registry = Registry(project / ".preannot" / "models")
+    refit = registry.current("terms")
+    assert outcome.refit.version == refit.version == "terms-v2"
+    gated = outcome.version.card["harvest"]
+    assert refit.card["refit_of"] == "terms-v1"
+    assert refit.card["harvest"]["train"] == gated["train"] + gated["dev"]  # never the eval split
+    assert refit.card["harvest"]["eval"] == gated["eval"]
+    assert f"from {gated['train'] + gated['dev']} tasks" in " ".join(messages)
+    assert refit.card["evaluation"]["tasks"] == gated["eval"]
+
+
 def test_first_version_is_promoted_and_runs_through_the_registry(project, host):
     write_corrections(project, 60)
     outcome = train(project, host)

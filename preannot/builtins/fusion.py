@@ -2,28 +2,32 @@
 data (a gazetteer and a trained model, say), each region keeping its provenance.
 
 Regions that overlap (spans sharing a character, boxes or polygons over the IoU threshold,
-on the same object) conflict; in each group one wins:
+on the same object) conflict. Each distinct region of a conflict group is a *candidate*:
 
-- ``policy = "precedence"``: the first source in ``order`` (default: the ``after`` order);
-- ``policy = "learned"``: the highest weight, where a region's weight is its source's
-  harvested precision for its label (``metrics.json`` of ``preannot ls pull``), smoothed by
-  ``prior_strength`` pseudo-counts towards the region's own score (``prior`` when it has
-  none): before any harvest a region weighs what its source said, and the more humans have
-  judged a source, the more its record counts. Sources that agree with the winner (same
-  label, same extent) raise its score: ``1 - prod(1 - weight)`` over them; once humans have
-  judged the winner's source, a source that ran on the task and did not say it lowers it by
-  its harvested recall for the label (the odds are multiplied by ``1 - recall``): a model that
-  rarely misses a product vetoes the dictionary's "apple" in a sentence about fruit.
+- ``policy = "precedence"``: in each group, the candidate of the first source in ``order``
+  (default: the ``after`` order) is kept, with its own score;
+- ``policy = "learned"``: each candidate gets the probability that it is right from the
+  combiner (:mod:`preannot.builtins.combiner`) that the training flow fitted on reviewed tasks
+  and wrote to ``combiner`` (default ``.preannot/fusion/<name>.json``); the most probable
+  candidates at or above its threshold are kept, never two that conflict, each scored by that
+  probability. Before any fit (or for a source the fit did not know), a candidate weighs its
+  own score (``prior`` when it has none), agreeing sources combined as independent votes, and
+  the threshold is ``min_weight``. When the training flow measured the fusion losing to one of
+  its sources, the combiner file says so and the fusion passes that source's regions through.
+
+The winner keeps its own provenance (annotator, rule); ``provenance["fused"]`` adds:
+``sources`` (who proposed exactly it), ``ran`` (who ran on the task), ``candidates`` (every
+source's region of the conflict group, with that source's own label and score), ``dropped``
+(candidates of the task not kept: below the threshold or beaten in a conflict; a sign the task
+may be wrong) and ``weight`` (the fused score).
+
+The model version digests the options and the combiner file's content: it changes when the
+combiner is refitted, not when a harvest merely grows.
 
 The fused prediction's own score (the task's): where its regions are exactly what one source
 said, that source's own score for the whole task (spacy-ner: the beam's probability that
 nothing is wrong or missing), so a calibrator still sees it behind the fusion; else the
 lowest region score, as for any prediction.
-
-Regions whose fused weight is under ``min_weight`` are dropped. The winner keeps its own
-provenance (annotator, rule) so harvests still score each source; ``provenance["fused"]``
-says which sources agreed, which ran on the task (a harvest measures each source's recall on
-the tasks it ran on) and the weight.
 """
 
 from __future__ import annotations
@@ -34,20 +38,24 @@ from dataclasses import replace
 from typing import Any
 
 from ..annotator import Annotator, ConfigError, digest, notice
-from ..evaluation.match import DEFAULT_THRESHOLDS, iou, same
+from ..evaluation.match import DEFAULT_THRESHOLDS, same
 from ..model import Prediction, Region, Span, Task
+from . import combiner
 
 POLICIES = ("precedence", "learned")
 
 
 class FusionAnnotator(Annotator):
     type = "fusion"
-    description = "Merges its upstreams' regions into one prediction (precedence or learned weights)"
+    description = ("Merges its upstreams' regions into one prediction (precedence or a learned "
+                   "combiner)")
     reads = ("text",)
     emits = ()
     combines = True
-    known_options = frozenset({"policy", "order", "metrics", "prior", "prior_strength",
-                               "min_weight", "iou"})
+    known_options = frozenset({"policy", "order", "combiner", "prior", "min_weight", "iou",
+                               "silence", "metrics", "prior_strength"})
+    """``metrics`` and ``prior_strength`` (the harvest-weighted policy before the combiner) are
+    accepted, with a notice that they no longer do anything."""
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None, context=None) -> None:
         super().__init__(name, options, context)
@@ -61,96 +69,85 @@ class FusionAnnotator(Annotator):
             raise ConfigError(f"annotator {name!r} (fusion): order names {missing}, which are "
                               "not in its 'after' list")
         self.prior = float(opts.get("prior", 0.5))
-        self.strength = float(opts.get("prior_strength", 2.0))
-        self.min_weight = float(opts.get("min_weight", 0.0))
+        self.silence = bool(opts.get("silence", True))
+        """Whether the combiner may learn from a source's silence (``silence = false``: no veto)."""
+        self.min_weight = float(opts.get("min_weight", 0.5))
         self.thresholds = {**DEFAULT_THRESHOLDS, "box_iou": float(opts.get("iou", 0.5)),
                            "polygon_iou": float(opts.get("iou", 0.5)),
                            "mask_iou": float(opts.get("iou", 0.5))}
-        self.counts: dict[str, dict[str, Any]] = {}
+        if old := sorted({"metrics", "prior_strength"} & set(opts)):
+            notice(f"annotator {name!r} (fusion): {', '.join(old)} no longer used: the learned "
+                   "policy reads the combiner `preannot train` fits (option 'combiner')")
+        self.model: dict[str, Any] | None = None
         if self.policy == "learned":
-            self.counts = self._load_counts(opts.get("metrics", "harvest/metrics.json"))
+            self.model = self._load(combiner_path(name, opts, self.context))
 
-    def _load_counts(self, value: str) -> dict[str, dict[str, Any]]:
-        path = self.context.path(value)
+    def _load(self, path) -> dict[str, Any] | None:
         try:
-            metrics = json.loads(path.read_text(encoding="utf-8"))
+            model = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            notice(f"annotator {self.name!r} (fusion): no harvest metrics at {path} yet "
-                   "(`preannot ls pull` writes them): each region weighs its own score")
-            return {}
+            notice(f"annotator {self.name!r} (fusion): no combiner fitted yet ({path}; "
+                   "`preannot train` fits it): each region weighs its own score")
+            return None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-        return metrics.get("annotator_labels", {})
+        if model.get("use") and model["use"] != self.name:
+            if model["use"] not in self.after:
+                raise ConfigError(f"{path}: use = {model['use']!r} is not in annotator "
+                                  f"{self.name!r}'s 'after' list {self.after}")
+            notice(f"annotator {self.name!r} (fusion): the fusion lost to {model['use']!r} on "
+                   f"the evaluation split ({path}): passing {model['use']!r}'s regions through")
+        elif not isinstance(model.get("weights"), dict) or "threshold" not in model:
+            raise ConfigError(f"{path}: not a fitted combiner (no weights or threshold): "
+                              "run `preannot train` again")
+        return model
+
+    @property
+    def fallback(self) -> str | None:
+        """The source passed through because the fusion lost to it (None: fusing)."""
+        use = (self.model or {}).get("use")
+        return use if use and use != self.name else None
 
     def fingerprint(self) -> str:
-        return digest(super().fingerprint(), self.counts)
+        return digest(super().fingerprint(), self.model)
 
-    def weight(self, source: str, region: Region) -> float:
-        """How much a source's region is trusted: smoothed harvested precision of the source
-        for the label (precedence: by the source's rank)."""
-        if self.policy == "precedence":
-            if source not in self.order:
-                return 0.0
-            return 1.0 - self.order.index(source) / len(self.order)
-        c = self.counts.get(source, {}).get(region.label, {})
-        prior = self.prior if region.score is None else float(region.score)
-        return ((c.get("accepted", 0) + prior * self.strength)
-                / (c.get("predicted", 0) + self.strength))
-
-    def _conflict(self, a: Region, b: Region) -> bool:
-        if a.type != b.type or a.to_name != b.to_name:
-            return False
-        if isinstance(a, Span):
-            return min(a.end, b.end) > max(a.start, b.start)  # type: ignore[attr-defined]
-        key = {"rectanglelabels": "box_iou", "polygonlabels": "polygon_iou",
-               "brushlabels": "mask_iou"}.get(a.type)
-        return key is not None and iou(a, b) >= self.thresholds[key]
-
-    def recall(self, source: str, label: str) -> float | None:
-        """A source's harvested recall for a label, smoothed towards ``prior``; None unseen."""
-        c = self.counts.get(source, {}).get(label, {})
-        if not c.get("human"):
-            return None
-        return (c.get("accepted", 0) + self.prior * self.strength) / (c["human"] + self.strength)
+    def _rank(self, c: combiner.Candidate) -> float:
+        best = min((self.order.index(s) for s in c.scores if s in self.order),
+                   default=len(self.order))
+        return 1.0 - best / max(1, len(self.order))
 
     def fuse(self, sourced: Sequence[tuple[str, Region]], ran: Sequence[str] = ()) -> list[Region]:
-        """The winners of each conflict group, with their fused weight as the score; ``ran``
-        names the sources that ran on the task (their silence counts against a region)."""
-        ranked = sorted(sourced, key=lambda sr: (
-            -self.weight(*sr),
-            -(sr[1].end - sr[1].start) if isinstance(sr[1], Span) else 0,  # type: ignore[attr-defined]
-            -(sr[1].score or 0.0)))
-        groups: list[list[tuple[str, Region]]] = []
-        for source, region in ranked:
-            for group in groups:
-                if any(self._conflict(region, r) for _, r in group):
-                    group.append((source, region))
-                    break
-            else:
-                groups.append([(source, region)])
+        """The candidates kept, with their provenance; ``ran`` names the sources that ran on
+        the task (their silence is a feature of the combiner)."""
+        if self.fallback:
+            return sorted((replace(r, provenance={**r.provenance, "fused": {
+                "policy": "fallback", "sources": [s], "ran": list(ran), "dropped": 0,
+                "candidates": [{"source": s, "label": r.label, "score": r.score}],
+                "weight": r.score}}) for s, r in sourced if s == self.fallback),
+                key=lambda r: getattr(r, "start", 0))
+        cands, groups = combiner.candidates(sourced, self.thresholds)
+        if self.policy == "precedence":
+            probs = [self._rank(c) for c in cands]
+            threshold = 0.0
+        else:
+            probs = [combiner.probability(c, groups[c.group], ran, self.model, self.prior)
+                     for c in cands]
+            threshold = self.model["threshold"] if self.model else self.min_weight
+        kept = combiner.decode(cands, probs, threshold, self.thresholds)
+        dropped = len(cands) - len(kept)
         fused = []
-        for group in groups:
-            source, winner = group[0]
-            agreeing = {s: self.weight(s, r) for s, r in group
-                        if same(r, winner, self.thresholds)}
-            miss = 1.0
-            for w in agreeing.values():
-                miss *= 1.0 - w
-            weight = 1.0 - miss
-            if self.policy == "learned" and self.recall(source, winner.label) is not None:
-                # only once humans have judged the winner's source too: an unjudged model is not
-                # vetoed on a prior alone by a dictionary's silence
-                odds = min(weight, 0.999) / (1.0 - min(weight, 0.999))
-                for other in ran:
-                    if other not in agreeing and (r := self.recall(other, winner.label)) is not None:
-                        odds *= 1.0 - r
-                weight = odds / (1.0 + odds)
-            if weight < self.min_weight:
-                continue
-            score = weight if self.policy == "learned" else winner.score
+        for i in kept:
+            c = cands[i]
+            # the winner: the best-ranked agreeing source's region (its provenance, rule...)
+            source, winner = min(c.members, key=lambda sr: (
+                self.order.index(sr[0]) if sr[0] in self.order else len(self.order),
+                -(sr[1].score or 0.0)))
+            score = round(probs[i], 4) if self.policy == "learned" else winner.score
             fused.append(replace(winner, score=score, provenance={
-                **winner.provenance, "fused": {"policy": self.policy, "sources": sorted(agreeing),
-                                               "ran": list(ran), "weight": round(weight, 4)}}))
+                **winner.provenance, "fused": {
+                    "policy": self.policy, "sources": sorted(c.scores), "ran": list(ran),
+                    "weight": round(probs[i], 4), "dropped": dropped,
+                    "candidates": [_candidate(s, r) for s, r in groups[c.group]]}}))
         return sorted(fused, key=lambda r: getattr(r, "start", 0))
 
     def annotate(self, tasks: Sequence[Task], upstream: Mapping[str, Sequence[Prediction]]
@@ -175,3 +172,17 @@ class FusionAnnotator(Annotator):
                     and len(p.regions) == len(fused)
                     and all(any(same(f, r, self.thresholds) for r in p.regions) for f in fused)),
                    default=None)
+
+
+def _candidate(source: str, region: Region) -> dict[str, Any]:
+    """A source's own region of a conflict group, as the harvest and the calibration read it."""
+    out: dict[str, Any] = {"source": source, "label": region.label, "score": region.score}
+    if isinstance(region, Span):
+        out.update(start=region.start, end=region.end)
+    return out
+
+
+def combiner_path(name: str, options: Mapping[str, Any], context):
+    """Where the fusion named ``name`` reads its fitted combiner (and the training flow
+    writes it): the ``combiner`` option, else ``.preannot/fusion/<name>.json``."""
+    return context.path(options.get("combiner", f".preannot/fusion/{name}.json"))

@@ -15,6 +15,7 @@ from ..annotator import ConfigError
 from ..engine.config import load_config
 from ..engine.host import get_host, report_failures
 from ..evaluation.corrections import CORRECTIONS, METRICS, read_corrections
+from ..evaluation.split import training_side
 from ..evaluation.suggest import suggest
 from ..labelstudio.client import URL_ENV, Client, Connection
 from ..labelstudio.push import PushSummary
@@ -253,7 +254,9 @@ def suggest_rules(config_path: Path | None, rules_dir: Path, input_dir: Path | N
                   min_support: int) -> None:
     """Propose rules changes from the harvest as a patch to review (never applied here).
 
-    Apply it with `git apply PATCH` or `patch -p1 < PATCH` from the current folder.
+    Apply it with `git apply PATCH` or `patch -p1 < PATCH` from the current folder. Terms are
+    learned from the training side only: tasks of the evaluation split ([training]
+    eval_fraction, group_by) stay unseen, so the gate measures the rules honestly.
     """
     try:
         config = load_config(config_path)
@@ -262,7 +265,9 @@ def suggest_rules(config_path: Path | None, rules_dir: Path, input_dir: Path | N
             raise ConfigError(f"{folder / METRICS} not found: run `preannot ls pull` first")
         rules = json.loads((folder / METRICS).read_text(encoding="utf-8"))["rules"]
         errors: list[str] = []
-        result = suggest(read_corrections(folder / CORRECTIONS, errors), rules, rules_dir,
+        records = training_side(read_corrections(folder / CORRECTIONS, errors),
+                                config.training.eval_fraction, config.training.group_by)
+        result = suggest(records, rules, rules_dir,
                          min_count=min_count, min_precision=min_precision, min_support=min_support)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

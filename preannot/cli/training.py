@@ -39,6 +39,12 @@ def report_outcomes(trained: retrain.Trained, *, promote: bool) -> None:
         err.print(f"{outcome.version.version}: {verdict}")
         for reason in outcome.reasons:
             err.print(f"  {reason}", markup=False, highlight=False)
+        for p in outcome.pipelines:
+            used = "the fusion" if p.use == p.fusion else f"{p.use} alone"
+            err.print(f"  pipeline {p.fusion}: {'; '.join(p.reasons)} ({used} goes to Label "
+                      "Studio)", markup=False, highlight=False)
+        if outcome.refit is not None:
+            err.print(f"  refit on train + dev: {outcome.refit.version} is current")
         err.print(f"  report: {outcome.report}")
 
 

@@ -134,6 +134,12 @@ class TrainingSettings:
     min_label_support: int = 5
     min_score: float = 0.0
     retrain_after: int = 0
+    group_by: str | None = None
+    """A task data field, or ``re:<regex>`` over the task id: a group stays on one side."""
+    refit: bool = False
+    """After the gate: retrain the promoted configuration on train + dev (never on eval)."""
+    fusion_margin: float = 0.0
+    """How much better (``metric``) a learned fusion must be than each of its sources to be used."""
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,8 @@ class Metrics:
         self.by_annotator_label: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         self.by_rule: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
         self.annotator_labels: dict[str, set[str]] = defaultdict(set)
+        self.winners: dict[str, Counter[str]] = defaultdict(Counter)
+        """The fused output's regions by the source that won them (the winners-only view)."""
         self.task_outcomes: Counter[tuple[str, bool, frozenset[str]]] = Counter()
         """(annotator, all its regions accepted, labels added) of the tasks it predicted on."""
         self.task_adds: Counter[frozenset[str]] = Counter()
@@ -79,6 +81,8 @@ class Metrics:
         ran = {source for item in record["predicted"]
                for source in ((item.get("preannot") or {}).get("fused") or {}).get("ran") or []}
         added = Counter()
+        humans = [h for h in record["human"] if h.get("classification") != "deleted"]
+        judged: set[tuple[Any, ...]] = set()  # a candidate is judged once per task
         for item in record["human"]:
             label = _label(item)
             self.by_label[label]["human"] += 1
@@ -94,7 +98,10 @@ class Metrics:
             edited = bool(item.get("edited"))
             ok[annotator] = ok.get(annotator, True) and kind == "accepted" and not edited
             self.annotator_labels[annotator].add(label)
-            for counter in (self.by_annotator[annotator], self.by_label[label]):
+            counters = [self.by_label[label]]
+            if not ((item.get("preannot") or {}).get("fused") or {}).get("candidates"):
+                counters.append(self.by_annotator[annotator])  # else: counted per candidate
+            for counter in counters:
                 counter["predicted"] += 1
                 counter[kind] += 1
                 counter["edited"] += edited
@@ -108,10 +115,18 @@ class Metrics:
                 what = ("deleted" if kind == "deleted" else
                         f"relabelled {human_label}" if human_label != label else "re-drawn")
                 self.repeats[(annotator, rule_name, label, what)].append(record.get("task"))
-            # a fused region speaks for every source that said the same: credit each of them
-            for source in {annotator, *((prov.get("fused") or {}).get("sources") or [])}:
-                self.by_annotator_label[(source, label)]["predicted"] += 1
-                self.by_annotator_label[(source, label)][kind] += 1
+            # one truth per source: each source's own candidates of a fused region, judged
+            # against the human-final regions whether or not it won the fusion
+            fused = prov.get("fused") or {}
+            self.winners[annotator]["predicted"] += 1
+            self.winners[annotator][kind] += 1
+            for source, its_label, its_kind in _candidates(item, kind, fused, humans, judged):
+                self.annotator_labels[source].add(its_label)
+                self.by_annotator_label[(source, its_label)]["predicted"] += 1
+                self.by_annotator_label[(source, its_label)][its_kind] += 1
+                if fused.get("candidates"):
+                    self.by_annotator[source]["predicted"] += 1
+                    self.by_annotator[source][its_kind] += 1
             if prov.get("rule_file") or prov.get("rule"):
                 rule = self.by_rule[(annotator, str(prov.get("rule_file", "")), str(prov.get("rule", "")))]
                 rule["predicted"] += 1
@@ -174,6 +189,9 @@ class Metrics:
                           "mean": ratio(sum(self.agreements), len(self.agreements))},
             "annotators": annotators, "labels": labels, "rules": rules,
             "annotator_labels": dict(annotator_labels),
+            "winners": {name: {**{k: c[k] for k in ("predicted", *KINDS)},
+                               "precision": ratio(c["accepted"], c["predicted"])}
+                        for name, c in sorted(self.winners.items())},
             "confusion": self._confusion(),
             "repeated_corrections": [
                 {"annotator": a, "rule": r, "label": lb, "correction": what, "count": len(tasks),
@@ -188,6 +206,37 @@ class Metrics:
 def _confusion_of(counts: Mapping[tuple[str, str], int]) -> dict[str, Any]:
     labels = sorted({x for pair in counts for x in pair}, key=lambda x: (x == NOTHING, x))
     return {"labels": labels, "counts": [[counts.get((x, y), 0) for y in labels] for x in labels]}
+
+
+def _candidates(item: Mapping[str, Any], kind: str, fused: Mapping[str, Any],
+                humans: list[Mapping[str, Any]], seen: set[tuple[Any, ...]]
+                ) -> list[tuple[str, str, str]]:
+    """(source, its label, how the human judged it) of each source's own region behind a
+    predicted one: the fusion's ``candidates`` (a candidate with the predicted label and extent
+    shares its verdict; another span is accepted when a human-final span has its label and
+    offsets, else deleted); without them, the winner and the sources that agreed with it."""
+    label = item["label"]
+    cands = fused.get("candidates")
+    if not cands:
+        return [(source, label, kind) for source in
+                sorted({item["annotator"], *(fused.get("sources") or [])})]
+    value = item.get("value") or {}
+    out = []
+    for c in cands:
+        source, its = str(c.get("source")), str(c.get("label"))
+        if (source, its, c.get("start"), c.get("end")) in seen:
+            continue
+        seen.add((source, its, c.get("start"), c.get("end")))
+        if its == label and (c.get("start") is None or (c.get("start"), c.get("end")) == (
+                value.get("start"), value.get("end"))):
+            out.append((source, its, kind))
+        elif c.get("start") is not None and any(
+                _label(h) == its and (h.get("value") or {}).get("start") == c["start"]
+                and (h.get("value") or {}).get("end") == c["end"] for h in humans):
+            out.append((source, its, "accepted"))
+        else:
+            out.append((source, its, "deleted"))
+    return out
 
 
 def _label(item: Mapping[str, Any]) -> str:

@@ -16,13 +16,14 @@ from ..engine.config import RunConfig
 from ..engine.host import Host, get_host
 from ..engine.runner import annotate
 from ..evaluation.corrections import classify, read_corrections
-from ..evaluation.split import in_eval_split
+from ..evaluation.split import group_key, in_eval_split
 from ..lsjson import prediction_to_ls, task_key
 from ..model import Task
 from ..review import page
 from ..review.calibration import (FEATURES, Calibration, fit, in_fit_half, is_right,
                                   task_score)
 from ..training.flow import REVIEWED
+from ..training.pipeline import fitted_on
 from ..training.registry import Registry, trained_on
 from . import sync
 
@@ -47,19 +48,22 @@ def evaluation_records(config: RunConfig, built: list[Annotator], version: str
                        ) -> tuple[list[dict[str, Any]], int]:
     """Corrections records of the reviewed tasks that no model of the pipeline learned from
     (the harvest's and the production review's: the evaluation split, and every task reviewed
-    since the current models were trained, as their ``trained.txt`` says) with the pipeline's
-    own predictions of them, made now, classified against the humans' final regions; and how
-    many tasks failed."""
+    since the current models were trained, as their ``trained.txt`` says; never one a learned
+    fusion's combiner was fitted on) with the pipeline's own predictions of them, made now,
+    classified against the humans' final regions; and how many tasks failed."""
     records: dict[str, dict[str, Any]] = {}
     errors: list[str] = []
     trained = trained_on(config.annotators, Registry(config.registry_dir))
+    fitted = fitted_on(config)
     for path in (config.training.corrections, config.review.output_dir / REVIEWED):
         if not path.exists():
             continue
         for record in read_corrections(path, errors):
             key = task_key(record.get("preannot_id"), record.get("task"))
-            unseen = (in_eval_split(key, config.training.eval_fraction)
-                      or (trained is not None and key not in trained))
+            unseen = key not in fitted and (
+                in_eval_split(group_key(key, record.get("data"), config.training.group_by),
+                              config.training.eval_fraction)
+                or (trained is not None and key not in trained))
             if record.get("status") == "annotated" and unseen:
                 records.setdefault(key, record)
     if not records:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..annotator import ConfigError, Example
 from ..evaluation.corrections import read_corrections
-from ..evaluation.split import fraction, in_eval_split
+from ..evaluation.split import fraction, group_key, in_eval_split
 from ..lsjson import result_to_region, task_key
 from ..model import Task
 
@@ -28,6 +28,16 @@ class Dataset:
     """The gate's split: never trained on."""
     errors: list[str] = field(default_factory=list)
     """Lines or regions that could not be read, with file:line or task."""
+    groups: dict[str, str] = field(default_factory=dict)
+    """Task id -> the group key that decided its side (the task id itself without group_by)."""
+
+    def sides(self) -> dict[str, dict[str, int]]:
+        """Tasks and groups on each side of the split (the gate's report says them)."""
+        out = {}
+        for side, examples in (("train", self.train), ("dev", self.dev), ("eval", self.eval)):
+            keys = {self.groups.get(e.task.id, e.task.id) for e in examples}
+            out[side] = {"tasks": len(examples), "groups": len(keys)}
+        return out
 
     @property
     def reviewed(self) -> int:
@@ -35,8 +45,10 @@ class Dataset:
 
 
 def load_dataset(path: Path, *, learns: Sequence[str], field: str, eval_fraction: float = 0.2,
-                 dev_fraction: float = 0.1) -> Dataset:
-    """The examples of a corrections file: human-final regions of the types in ``learns``."""
+                 dev_fraction: float = 0.1, group_by: str | None = None) -> Dataset:
+    """The examples of a corrections file: human-final regions of the types in ``learns``;
+    with ``group_by`` (:func:`preannot.evaluation.split.group_key`) a group stays on one side
+    of the evaluation split and of the dev slice."""
     if not path.exists():
         raise ConfigError(f"{path} not found: run `preannot ls pull` first to harvest corrections")
     data = Dataset()
@@ -58,9 +70,11 @@ def load_dataset(path: Path, *, learns: Sequence[str], field: str, eval_fraction
                 data.errors.append(f"{path}: task {record.get('task')} region {item.get('id')}: "
                                    f"{type(exc).__name__}: {exc}")
         example = Example(task, regions)
-        if in_eval_split(key, eval_fraction):
+        group = group_key(key, task.data, group_by)
+        data.groups[key] = group
+        if in_eval_split(group, eval_fraction):
             data.eval.append(example)
-        elif fraction(key, "preannot-dev") < dev_fraction:
+        elif fraction(group, "preannot-dev") < dev_fraction:
             data.dev.append(example)
         else:
             data.train.append(example)

@@ -13,7 +13,13 @@ metric = "f1"             # f1, precision or recall (micro, over the evaluation 
 margin = 0.0              # how much better a new version must be
 label_tolerance = 0.05    # how much worse (F1) any one label may get
 retrain_after = 0         # `ls pull` retrains after this many newly reviewed tasks (0: never)
+group_by = "doc_id"       # a task data field (or "re:<regex>" over the task id): groups stay whole
+refit = false             # after the gate, retrain the promoted configuration on train + dev
+fusion_margin = 0.0       # a learned fusion is used only when it beats each source by this
 ```
+
+A learned ``fusion`` chained after the trained model's annotator is fitted and gated with it
+(:mod:`preannot.training.pipeline`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +41,7 @@ from ..lsjson import region_to_result
 from . import report
 from .dataset import Dataset, load_dataset
 from .gate import GatePolicy, decide, evaluate
+from .pipeline import PipelineOutcome, gate_fusion, learned_fusions
 from .registry import REGISTRY_PREFIX, TRAINED, Registry, Version, registry_reference
 
 Log = Callable[[str], None]
@@ -102,17 +109,18 @@ def load_examples(config: RunConfig, trainer: Trainer) -> Dataset:
     """The reviewed examples of what ``trainer`` learns, split for it and the gate: the
     harvest's, and the production review's (tasks humans reviewed there; auto-accepted tasks
     never are: the model would confirm itself)."""
+    split = {"eval_fraction": config.training.eval_fraction, "group_by": config.training.group_by}
     data = load_dataset(config.training.corrections, learns=trainer.learns, field=trainer.field,
-                        eval_fraction=config.training.eval_fraction)
+                        **split)
     reviewed = config.review.output_dir / REVIEWED
     if reviewed.exists() and reviewed != config.training.corrections:
-        more = load_dataset(reviewed, learns=trainer.learns, field=trainer.field,
-                            eval_fraction=config.training.eval_fraction)
+        more = load_dataset(reviewed, learns=trainer.learns, field=trainer.field, **split)
         seen = {e.task.id for e in data.train + data.dev + data.eval}
         for mine, theirs in ((data.train, more.train), (data.dev, more.dev),
                              (data.eval, more.eval)):
             mine.extend(e for e in theirs if e.task.id not in seen)
         data.errors += more.errors
+        data.groups = {**more.groups, **data.groups}
     return data
 
 
@@ -145,6 +153,10 @@ class Outcome:
     report: Path
     reused: bool = False
     """The same data and options were trained on before: that version was gated again."""
+    pipelines: list[PipelineOutcome] = field(default_factory=list)
+    """The learned fusions over this model, fitted and gated against their sources."""
+    refit: Version | None = None
+    """With ``[training] refit``: the promoted configuration retrained on train + dev."""
 
 
 def _trained_version(config: RunConfig, spec: Mapping[str, Any], trainer: Trainer, data: Dataset,
@@ -171,8 +183,7 @@ def _trained_version(config: RunConfig, spec: Mapping[str, Any], trainer: Traine
                     "train": len(data.train), "dev": len(data.dev), "eval": len(data.eval),
                     "skipped": len(data.errors)},
         "options": {k: v for k, v in spec.items() if k not in {"name", "type"}}})
-    (version.folder / TRAINED).write_text(
-        "".join(f"{e.task.id}\n" for e in data.train + data.dev), encoding="utf-8")
+    _keep_trained(version, data)
     shutil.rmtree(work_dir, ignore_errors=True)
     log(f"registered {version.version}")
     return version, False
@@ -196,6 +207,10 @@ def train(config: RunConfig, host: Host, spec: Mapping[str, Any], *, promote: bo
     log(f"{spec['name']}: {len(data.train)} training, {len(data.dev)} dev and {len(data.eval)} "
         f"evaluation tasks (of {data.reviewed} reviewed); current version: "
         f"{current.version if current else 'none'}")
+    if config.training.group_by:
+        sides = data.sides()
+        log(f"split by group_by = {config.training.group_by!r}: " + ", ".join(
+            f"{side} {n['tasks']} tasks in {n['groups']} groups" for side, n in sides.items()))
     version, reused = _trained_version(config, spec, trainer, data, current, force, log)
     if current is not None and current.version == version.version:
         return Outcome(version, True, ["it is already the current version"], None,
@@ -206,12 +221,58 @@ def train(config: RunConfig, host: Host, spec: Mapping[str, Any], *, promote: bo
     registry.update(version, evaluation=candidate, gate={
         "promote": decision.promote, "reasons": decision.reasons, "policy": vars(policy),
         "baseline": current.version if current else None, "baseline_evaluation": baseline})
-    page = report.write_gate(version, current, candidate, baseline, decision, policy)
+    chosen = version if decision.promote and promote else current
+    pipelines = [] if chosen is None else [
+        gate_fusion(config, host, fusion, data, learns=trainer.learns, policy=policy, log=log,
+                    overrides={spec["annotator"]: (chosen.artifact, chosen.version)})
+        for fusion in learned_fusions(config, spec["annotator"])]
+    if pipelines:
+        registry.update(version, pipelines={
+            p.fusion: {"use": p.use, "reasons": p.reasons, "evaluations": p.evaluations}
+            for p in pipelines})
+    page = report.write_gate(version, current, candidate, baseline, decision, policy,
+                             pipelines=pipelines, split=data.sides())
+    refit = None
     if decision.promote and promote:
         registry.promote(version)
+        if config.training.refit:
+            refit = _refit(config, host, spec, trainer, data, version, current, log)
     elif not decision.promote:
         registry.update(version, status="rejected")
-    return Outcome(version, decision.promote, decision.reasons, current, page, reused)
+    return Outcome(version, decision.promote, decision.reasons, current, page, reused,
+                   pipelines, refit)
+
+
+def _keep_trained(version: Version, data: Dataset) -> None:
+    """The ids of the tasks ``version`` learned from (train and the dev slice that chose its
+    best epoch), so that production review never calibrates on them."""
+    (version.folder / TRAINED).write_text(
+        "".join(f"{e.task.id}\n" for e in data.train + data.dev), encoding="utf-8")
+
+
+def _refit(config: RunConfig, host: Host, spec: Mapping[str, Any], trainer: Trainer,
+           data: Dataset, gated: Version, parent: Version | None, log: Log) -> Version:
+    """``[training] refit``: the configuration the gate promoted, trained again on train + dev
+    (the evaluation split stays unseen), registered and made current; its evaluation is on the
+    card for the record (the gate has already decided)."""
+    registry = Registry(config.registry_dir)
+    work_dir = config.state_dir / "training" / spec["name"] / f"refit-{gated.version}"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    log(f"refit: training {gated.version}'s configuration on {len(data.train) + len(data.dev)} "
+        "tasks (train + dev)")
+    artifact = trainer.train([*data.train, *data.dev], data.dev, work_dir,
+                             parent=parent.artifact if parent else None, log=log)
+    version = registry.add(spec["name"], artifact, {
+        **{k: v for k, v in gated.card.items() if k in {"trainer", "annotator", "options"}},
+        "parent": gated.card.get("parent"), "refit_of": gated.version,
+        "training_key": f"refit-{gated.card.get('training_key')}",
+        "harvest": {**gated.card.get("harvest", {}), "train": len(data.train) + len(data.dev)}})
+    _keep_trained(version, data)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    registry.update(version, evaluation=measure(config, host, spec, trainer, version, data.eval))
+    registry.promote(version)
+    log(f"registered and promoted {version.version} (refit of {gated.version})")
+    return version
 
 
 def due(config: RunConfig, spec: Mapping[str, Any]) -> tuple[bool, int, int]:

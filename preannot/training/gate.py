@@ -46,17 +46,29 @@ def evaluate(annotators: Sequence[Annotator], target: str, examples: Sequence[Ex
                 predicted = []
             else:
                 predicted = [r for r in prediction.regions if learns is None or r.type in learns]
-            matching = match(predicted, human, thresholds)
-            for region, (kind, _, _) in zip(predicted, matching.predicted):
-                per_label[region.label]["tp" if kind == ACCEPTED else "fp"] += 1
-            matched = {j for kind, j, _ in matching.predicted if kind == ACCEPTED}
-            for j, region in enumerate(human):
-                if j not in matched:
-                    per_label[region.label]["fn"] += 1
+            tally(per_label, predicted, human, thresholds)
         if progress:
             progress(len(batch))
+    return scores(per_label, len(examples), failed)
+
+
+def tally(per_label: dict[str, Counter[str]], predicted: Sequence[Any], human: Sequence[Any],
+          thresholds: Mapping[str, float] = DEFAULT_THRESHOLDS) -> None:
+    """Add one task's true and false positives and misses, per label, to ``per_label``."""
+    matching = match(predicted, human, thresholds)
+    for region, (kind, _, _) in zip(predicted, matching.predicted):
+        per_label[region.label]["tp" if kind == ACCEPTED else "fp"] += 1
+    matched = {j for kind, j, _ in matching.predicted if kind == ACCEPTED}
+    for j, region in enumerate(human):
+        if j not in matched:
+            per_label[region.label]["fn"] += 1
+
+
+def scores(per_label: Mapping[str, Counter[str]], tasks: int, failed: list[str] | None = None
+           ) -> dict[str, Any]:
+    """An evaluation (micro and per label) from tallied counts."""
     total = sum(per_label.values(), Counter())
-    return {"tasks": len(examples), "failed": failed, "overall": _scores(total),
+    return {"tasks": tasks, "failed": failed or [], "overall": _scores(total),
             "labels": {label: _scores(c) for label, c in sorted(per_label.items())}}
 
 

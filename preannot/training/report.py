@@ -32,8 +32,40 @@ def rows(candidate: dict[str, Any], baseline: dict[str, Any] | None) -> list[dic
     return out
 
 
+def pipeline_rows(evaluations: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per label (and ``all``), an F1 column per pipeline (each source and the fusion)."""
+    labels = sorted({lb for e in evaluations.values() for lb in e["labels"]})
+    out = []
+    for label in ["all", *labels]:
+        row: dict[str, Any] = {"label": label}
+        for name, e in evaluations.items():
+            m = e["overall"] if label == "all" else e["labels"].get(label)
+            row["support"] = max(row.get("support", 0), (m or {}).get("support", 0))
+            for key in ("precision", "recall", "f1"):
+                row[f"{name} {key}"] = None if m is None else m[key]
+        out.append(row)
+    return out
+
+
+def pipeline_section(p: Any) -> list[str]:
+    """The fused pipeline's gate: every source alone and the fusion, per label."""
+    names = list(p.evaluations)
+    table_rows = pipeline_rows(p.evaluations)
+    chart = [(r["label"], {n: r[f"{n} f1"] for n in names}) for r in table_rows]
+    columns = ["label", "support",
+               *[f"{n} {k}" for n in names for k in ("precision", "recall", "f1")]]
+    used = "the fusion" if p.use == p.fusion else f"{p.use} alone (the fusion lost)"
+    return [f"<h2>Pipeline {escape(p.fusion)}: {escape(used)} goes to Label Studio</h2>",
+            "<ul>" + "".join(f"<li>{escape(r)}</li>" for r in p.reasons) + "</ul>",
+            f"<p>The fusion's figures are out-of-fold: its combiner fitted without the task's "
+            f"fold; threshold {p.combiner.get('threshold')}.</p>",
+            bars(f"F1 per label: each source and {p.fusion}", chart, names),
+            table(table_rows, columns)]
+
+
 def write_gate(version: Version, current: Version | None, candidate: dict[str, Any],
-               baseline: dict[str, Any] | None, decision: Decision, policy: GatePolicy) -> Path:
+               baseline: dict[str, Any] | None, decision: Decision, policy: GatePolicy,
+               pipelines: list[Any] = (), split: dict[str, dict[str, int]] | None = None) -> Path:
     verdict = "promoted" if decision.promote else "refused"
     title = f"{version.version}: {verdict}"
     compared = (f"against the current version {current.version}" if current
@@ -53,6 +85,12 @@ def write_gate(version: Version, current: Version | None, candidate: dict[str, A
         f"<p>Trained on {version.card['harvest']['train']} tasks "
         f"(parent: {escape(str(version.card.get('parent')))}).</p>",
     ]
+    if split:
+        parts.append("<p>Split: " + escape(", ".join(
+            f"{side} {n['tasks']} tasks in {n['groups']} groups" for side, n in split.items()))
+            + " (a group never straddles two sides).</p>")
+    for p in pipelines:
+        parts.extend(pipeline_section(p))
     if candidate["failed"]:
         parts.append(f"<p>{len(candidate['failed'])} evaluation tasks failed: "
                      + escape("; ".join(candidate["failed"][:10])) + "</p>")
