@@ -6,18 +6,19 @@ Two corpora with gold labels, one Label Studio, each corpus in its own work fold
 - **product e-mails** (``flywheel_corpus.py``): the flywheel's loop first (``flywheel.py``'s
   config and helpers): the pool is pushed, and for R rounds a simulated annotator corrects the
   next K tasks to gold through the API, then pull, train, gate, promote, re-predict. Then
-  production is set up with the pipeline of the last round: the fusion's learned weights are
-  pinned to that round's harvest (a copy of ``harvest/metrics.json``; see "Pinned weights"),
-  the annotator reviews C more pool tasks to gold (shown the promoted version's predictions),
-  ``ls pull``, ``review calibrate`` (which predicts the reviewed evaluation tasks, those of the
-  rounds too, with the pipeline as configured now). The production stream is N further tasks
-  from the same generator, never pushed before.
+  production is set up with the pipeline of the last round (the model and the fusion's combiner
+  that the last ``preannot train`` fitted and gated), the annotator reviews C more pool tasks
+  to gold (shown the promoted version's predictions), ``ls pull``, ``review calibrate`` (which
+  predicts every reviewed task no part of the pipeline learned from, with the pipeline as
+  configured now: the model's ``trained.txt`` and the combiner's fitted tasks are left out, so
+  here the calibration reviews). The production stream is N further tasks from the same
+  generator, never pushed before.
 - **WNUT-17** (``../shared/data/wnut17/``, real user-generated text, emerging entities; CC-BY 4.0,
   see its README): a gazetteer of the training split's entities (``rules``) and a spaCy NER
   trained on the training split (the ``spacy-ner`` trainer, registered and promoted in the
-  model registry), fused with ``policy = "learned"`` and no harvest metrics (each region
-  weighs its own score: the NER's beam marginal, the rules' default confidence; a precedence
-  fusion would score every model region 1.0 and hide the model's doubt from the calibrator).
+  model registry), fused with ``policy = "learned"`` and no fitted combiner (``min_weight =
+  0``: every region kept, weighing its own score: the NER's beam marginal, the rules' default
+  confidence; where the fused regions are the model's, the task carries the model's own score).
   The dev split is pushed and reviewed to gold through the API (``[training] eval_fraction =
   1.0``: no model trained on a task of the project), pulled, calibrated; the test split is the
   production stream.
@@ -45,21 +46,13 @@ measured against gold: how many of 20 fall below the target (Learn-then-Test all
 it). The same is repeated at the targets of ``--sweep``, which needs no further review (the
 stream's gold is known).
 
-Pinned weights. The flywheel's ``fusion`` (``policy = "learned"``) reads
-``harvest/metrics.json`` and its version digests those counts, so every ``ls pull`` makes a new
-pipeline version. Left to re-learn from the calibration reviews' pull (``--relearn-fusion``),
-it is no longer the pipeline after the rounds, and here a worse one: a source's precision is
-harvested only from the regions that won the fusion, so the dictionary's false positives that
-the model vetoed never reach a human, its harvested precision rises, and the veto gives way
-("a dead pixel" comes back as a PRODUCT, scored 0.51).
-
 How to run (about 15-20 minutes on 2 shared cores with the defaults, a minute of it the Label
 Studio start; the API calls of the simulated reviewers take about half):
 
     export PREANNOT_LABEL_STUDIO_BIN=.cache/labelstudio-venv/bin/label-studio   # if not on PATH
     python benchmarks/production_review.py [--k 100] [--rounds 3] [--calibrate 1400]
-        [--stream 1000] [--target 0.99] [--delta 0.05] [--eval-fraction 0.5]
-        [--sweep 0.9,0.95,0.98] [--splits 20] [--relearn-fusion] [--wnut-epochs 10]
+        [--stream 1000] [--target 0.99] [--delta 0.05] [--eval-fraction 0.2] [--refit]
+        [--sweep 0.9,0.95,0.98] [--splits 20] [--wnut-epochs 10]
         [--wnut-dev N] [--wnut-test N] [--only product|wnut] [--workdir DIR] [--out F]
 
 With ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY`` set, that server is used (new projects per
@@ -136,7 +129,7 @@ name = "fused"
 type = "fusion"
 after = ["rules", "model"]
 policy = "learned"
-metrics = "fusion-metrics.json"
+min_weight = 0.0
 
 [[trainers]]
 name = "wnut-ner"
@@ -454,6 +447,7 @@ def product(args, client: Client, connection: str, work: Path, log_path: Path,
                            title=title)
     config_text = FLYWHEEL_CONFIG.format(epochs=args.epochs, seed=args.seed, project=title,
                                          eval_fraction=args.eval_fraction,
+                                         refit=str(args.refit).lower(),
                                          connection=connection) + review
     config_path = work / "preannot.toml"
     config_path.write_text(config_text, encoding="utf-8")
@@ -497,12 +491,6 @@ def product(args, client: Client, connection: str, work: Path, log_path: Path,
                   f"{total:.2f} edits/task; {outcome.version.version} "
                   f"{'promoted' if outcome.promoted else 'NOT promoted'} "
                   f"({'; '.join(outcome.reasons)}); {note} ({time.perf_counter() - t0:.0f} s)")
-        if not args.relearn_fusion:  # production: the pipeline after the last round, pinned
-            shutil.copy(config.harvest.output_dir / "metrics.json", work / "fusion-metrics.json")
-            config_path.write_text(config_text.replace('metrics = "harvest/metrics.json"',
-                                                       'metrics = "fusion-metrics.json"'),
-                                   encoding="utf-8")
-            config = load_config(config_path)
         t0 = time.perf_counter()
         n, counts, versions = correct_to_gold(client, project_id, gold, limit=args.calibrate,
                                               threads=args.threads)
@@ -660,8 +648,10 @@ def main() -> None:
     parser.add_argument("--stream", type=int, default=1000, help="product production tasks")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=30, help="spaCy epochs (product rounds)")
-    parser.add_argument("--eval-fraction", type=float, default=0.5,
+    parser.add_argument("--eval-fraction", type=float, default=0.2,
                         help="[training] eval_fraction of the product corpus")
+    parser.add_argument("--refit", action="store_true",
+                        help="[training] refit = true for the product corpus")
     parser.add_argument("--target", type=float, default=0.99, help="[review] target_precision")
     parser.add_argument("--delta", type=float, default=0.05, help="[review] delta")
     parser.add_argument("--audit-rate", type=float, default=0.02, help="[review] audit_rate")
@@ -677,10 +667,6 @@ def main() -> None:
     parser.add_argument("--wnut-test", type=int, help="only the first N test sentences")
     parser.add_argument("--wnut-target", type=float, help="WNUT-17's target (default --target)")
     parser.add_argument("--only", choices=("product", "wnut"))
-    parser.add_argument("--relearn-fusion", action="store_true",
-                        help="product: let the fusion re-learn its weights from the calibration "
-                             "reviews' pull (a new pipeline version, not the one after the "
-                             "rounds) instead of pinning them to the last round's harvest")
     parser.add_argument("--threads", type=int, default=4,
                         help="concurrent annotation requests of the simulated humans")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
