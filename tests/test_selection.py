@@ -195,3 +195,45 @@ def test_a_selection_reaches_label_studio_in_order_with_a_similar_tab(labelstudi
     views = client.request("GET", "api/dm/views/", params={"project": summary.project_id})
     assert [v["data"]["title"] for v in views if v["id"] == view] == [
         'similar to "footbridge river"']
+
+
+class Counting:
+    """The TF-IDF embedder, counting what it is asked to embed; ``fail_after`` batches it
+    raises (a fault injected: an interrupted run), to show what was committed survives."""
+
+    def __init__(self, inner, fail_after: int | None = None) -> None:
+        self.inner, self.fail_after, self.asked = inner, fail_after, []
+        self.model_version = inner.model_version
+
+    def embed(self, tasks):
+        if self.fail_after is not None and len(self.asked) >= self.fail_after:
+            raise KeyboardInterrupt
+        self.asked.append([t.id for t in tasks])
+        return self.inner.embed(tasks)
+
+
+def test_embeddings_are_cached_by_content_and_resume_after_an_interruption(tmp_path):
+    from preannot import Task
+    from preannot.selection.store import EmbeddingStore, embed_tasks
+    from preannot.selection.text import TfidfEmbedder
+
+    rng = random.Random(1)
+    tasks = [Task(f"t{i}", {"text": filler(rng)}) for i in range(150)]
+    tfidf = TfidfEmbedder(tmp_path / "index", "text", 16)
+    tfidf.fit(tasks)
+    store = EmbeddingStore(tmp_path / "embeddings.sqlite")
+    broken = Counting(tfidf, fail_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        embed_tasks(tasks, broken, store)
+    assert [len(b) for b in broken.asked] == [64, 64]
+    again = Counting(tfidf)
+    vectors, failures = embed_tasks(tasks, again, store)
+    assert again.asked == [[t.id for t in tasks[128:]]] and failures == []
+    changed = [*tasks[:3], Task("t1", {"text": "a changed text"}), Task("new", {"text": 7})]
+    third = Counting(tfidf)
+    vectors, failures = embed_tasks(changed, third, store)
+    assert third.asked == [["t1", "new"]]
+    assert failures == [("new", "not embedded: 'text' holds a int, not text")]
+    assert vectors[4] is None and np.isclose(np.linalg.norm(vectors[3]), 1.0)
+    # a fit kept on disk gives the same model version: the cache stays valid across runs
+    assert TfidfEmbedder(tmp_path / "index", "text", 16).model_version == tfidf.model_version

@@ -34,7 +34,7 @@ class VectorIndex:
             self.rows: list[Any] = []
             return
         self.index = Index(ndim=dim, metric="cos", dtype="f32", connectivity=16,
-                           expansion_add=128, expansion_search=64)
+                           expansion_add=64, expansion_search=64)
         if path is not None and path.exists():
             self.index.load(str(path))
 
