@@ -237,3 +237,27 @@ def test_embeddings_are_cached_by_content_and_resume_after_an_interruption(tmp_p
     assert vectors[4] is None and np.isclose(np.linalg.norm(vectors[3]), 1.0)
     # a fit kept on disk gives the same model version: the cache stays valid across runs
     assert TfidfEmbedder(tmp_path / "index", "text", 16).model_version == tfidf.model_version
+
+
+def test_similar_to_a_weak_label_starts_from_where_humans_added_it(corpus, tmp_path):
+    """``--label``: the tasks where humans added (or corrected) the label, as the last pull's
+    corrections file has them; those labeled tasks are left out of the answer."""
+    folder, texts = corpus
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "pred.json").write_text((folder / "out" / "pred.json").read_text())
+    (tmp_path / "preannot.toml").write_text((folder / "preannot.toml").read_text())
+    item = {"type": "labels", "value": {"start": 0, "end": 5, "labels": ["BRIDGE"]},
+            "classification": "added"}
+    (tmp_path / "harvest").mkdir()
+    (tmp_path / "harvest" / "corrections.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        {"task": 1, "preannot_id": "bridge-a", "data": {"text": texts["bridge-a"]},
+         "status": "annotated", "human": [item], "predicted": []},
+        {"task": 2, "preannot_id": "f0", "data": {"text": texts["f0"]},
+         "status": "annotated", "human": [{**item, "classification": "matched",
+                                           "value": {"labels": ["OTHER"]}}], "predicted": []}]))
+    found = select.similar(load_config(tmp_path / "preannot.toml"), [],
+                           select.Query(label="BRIDGE"), 3)
+    assert found.query == "label BRIDGE"
+    assert {t["id"] for t in found.tasks} == {"bridge-b", "bridge-c", "copy-2"}
+    with pytest.raises(ConfigError, match=r"--label 'OTHER'.*added or corrected: BRIDGE \(1\)"):
+        select.similar(load_config(tmp_path / "preannot.toml"), [], select.Query(label="OTHER"), 3)
