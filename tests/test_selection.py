@@ -261,3 +261,45 @@ def test_similar_to_a_weak_label_starts_from_where_humans_added_it(corpus, tmp_p
     assert {t["id"] for t in found.tasks} == {"bridge-b", "bridge-c", "copy-2"}
     with pytest.raises(ConfigError, match=r"--label 'OTHER'.*added or corrected: BRIDGE \(1\)"):
         select.similar(load_config(tmp_path / "preannot.toml"), [], select.Query(label="OTHER"), 3)
+
+
+def test_a_selection_orders_the_tasks_already_in_a_project(labelstudio, tmp_path):
+    """``ls push --existing`` with [selection]: the project's untouched tasks are the pool;
+    the first two picks cover both topics, and the scores serve them first."""
+    from preannot.builtins.ranking import priority_to_score
+    from preannot.labelstudio.push import ensure_project
+    from test_ls_push import KeywordsPlugin
+
+    texts = ["apple pear plum", "apple pear cherry", "pear plum cherry",
+             "hammer drill saw", "hammer saw chisel", "drill saw chisel"]
+    (tmp_path / "preannot.toml").write_text(f"""
+[[annotators]]
+name = "kw"
+type = "keywords"
+words = {{apple = ["FRUIT", 0.9], hammer = ["TOOL", 0.6]}}
+[labelstudio]
+title = "selection existing {uuid.uuid4().hex[:8]}"
+[selection]
+selector = "diversity"
+k = 2
+dim = 4
+duplicates = 2
+""")
+    config = load_config(tmp_path / "preannot.toml")
+    host = load_host((KeywordsPlugin(),))
+    client = labelstudio.client()
+    built = sync.annotators(config, host)
+    project = ensure_project(client, None, title=config.labelstudio.title, annotators=built)
+    client.sdk.projects.import_tasks(project, request=[{"text": t} for t in texts])
+    logged = []
+    summary = sync.push(config, client, project=str(project), existing=True, host=host,
+                        log=logged.append)
+    assert (summary.predicted, summary.failures) == (6, [])
+    assert logged == ["selection 'diversity': 2 tasks first in the queue"]
+    scores = {t["data"]["text"]: [p.score for p in client.sdk.predictions.list(task=t["id"])][0]
+              for t in client.export(project)}
+    first = sorted(scores, key=scores.get)[:2]
+    assert sorted(scores.values()) == [priority_to_score(1.0), priority_to_score(0.75),
+                                       *[priority_to_score(0.25)] * 4]
+    assert {"apple" in first[0] or "plum" in first[0] or "cherry" in first[0],
+            "apple" in first[1] or "plum" in first[1] or "cherry" in first[1]} == {True, False}
