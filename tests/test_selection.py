@@ -303,3 +303,19 @@ duplicates = 2
                                        *[priority_to_score(0.25)] * 4]
     assert {"apple" in first[0] or "plum" in first[0] or "cherry" in first[0],
             "apple" in first[1] or "plum" in first[1] or "cherry" in first[1]} == {True, False}
+
+
+def test_without_usearch_the_exact_numpy_search_answers_the_same(tmp_path):
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(50, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    exact = VectorIndex(None, 8, exact=True)
+    assert exact.index is None
+    exact.add(list(range(50)), vectors)
+    exact.add([7], -vectors[7], replace=True)
+    keys, sims = exact.search(vectors[[3, 7]], 3)
+    brute = vectors @ vectors.T
+    brute[:, 7] = -brute[:, 7]
+    assert keys.tolist() == np.argsort(-brute[[3, 7]], axis=1)[:, :3].tolist()
+    assert np.allclose(sims, np.sort(brute[[3, 7]], axis=1)[:, ::-1][:, :3], atol=1e-6)
+    assert 7 in exact and 50 not in exact and len(exact) == 50
