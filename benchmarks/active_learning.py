@@ -238,6 +238,9 @@ def rounds(args) -> None:
         print("labels      " + "".join(f"{s:>12}" for s in args.strategies))
         for i, n in enumerate(sizes):
             print(f"{n:<12}" + "".join(f"{mean[s][i][1]:>12.3f}" for s in args.strategies))
+        print("mean F1  " + "".join(f"{np.mean([f for _, f in mean[s]]):>12.3f}"
+                                   for s in args.strategies)
+              + "   (area under the curve: all rounds, less noisy than one crossing)")
         target = min(args.target, sizes[-1])
         goal = value_at(mean["random"], target) if "random" in mean else None
         if goal is None:
