@@ -3,14 +3,16 @@
 Everything a plugin needs is importable from here; anything else is private to the host.
 """
 
-from .annotator import (Annotator, ConfigError, Context, Example, Ranker, TaskFailed, Trainer,
-                        batches, digest, file_digest, hold_out, notice)
+from .annotator import (Annotator, ConfigError, Context, Example, Pool, Ranker, Selector,
+                        TaskFailed, Trainer, batches, can_embed, digest, file_digest, hold_out,
+                        notice)
 from .hookspecs import hookimpl
 from .images import locate_image, open_image
 from .model import Box, Choice, Mask, Point, Polygon, Prediction, Region, Span, Task
 
 __all__ = [
     "Annotator", "Box", "Choice", "ConfigError", "Context", "Example", "Mask", "Point", "Polygon",
-    "Prediction", "Ranker", "Region", "Span", "Task", "TaskFailed", "Trainer", "batches",
-    "digest", "file_digest", "hold_out", "hookimpl", "locate_image", "notice", "open_image",
+    "Pool", "Prediction", "Ranker", "Region", "Selector", "Span", "Task", "TaskFailed", "Trainer",
+    "batches", "can_embed", "digest", "file_digest", "hold_out", "hookimpl", "locate_image",
+    "notice", "open_image",
 ]

@@ -198,6 +198,19 @@ class Annotator:
         what is slow to compute for one task (an image embedding) cached between calls."""
         raise NotImplementedError(f"annotator type {self.type!r} is not interactive")
 
+    def embed(self, tasks: Sequence[Task]) -> Sequence[Sequence[float] | TaskFailed]:
+        """One vector per task, in order (or a :class:`TaskFailed`): what the annotator's model
+        sees in it (a spaCy pipeline's document vector, a detector's pooled backbone features),
+        for selection, "more like this" and near-duplicates. Every vector of one
+        ``model_version`` has the same length; preannot normalises and caches them by task
+        content and ``model_version``. Not implemented: the annotator cannot embed."""
+        raise NotImplementedError(f"annotator type {self.type!r} cannot embed tasks")
+
+
+def can_embed(annotator: Annotator) -> bool:
+    """Whether the annotator's class implements :meth:`Annotator.embed`."""
+    return type(annotator).embed is not Annotator.embed
+
 
 class Ranker:
     """Orders tasks for humans: a higher priority is looked at first."""
@@ -210,6 +223,42 @@ class Ranker:
 
     def priority(self, task: Task, predictions: Sequence[Prediction]) -> float:
         """A number in [0, 1]; 1 means look at this first."""
+        raise NotImplementedError
+
+
+@dataclass
+class Pool:
+    """What a :class:`Selector` chooses from: the unlabeled tasks and what is labeled already.
+
+    ``vectors`` are unit-length rows (numpy float32, one per id), so a dot product is the
+    cosine. ``uncertainty`` (0..1, 1 = least sure; None: no predictions) and ``labels`` (the
+    labels predicted in each task) are aligned with ``ids``; ``labeled`` holds the labeled
+    tasks' vectors and ``labeled_counts`` how often each label was given by humans."""
+
+    ids: list[str]
+    vectors: Any
+    labeled: Any = None
+    uncertainty: Any = None
+    labels: list[list[str]] = field(default_factory=list)
+    labeled_counts: dict[str, int] = field(default_factory=dict)
+
+
+class Selector:
+    """Chooses a set of tasks for humans, seeing the whole pool at once (a :class:`Ranker`
+    scores one task at a time): spread-out tasks, rare labels, uncertain and diverse."""
+
+    type: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    known_options: ClassVar[frozenset[str] | None] = None
+    """The options this type takes; None: not checked."""
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options = dict(options or {})
+        if self.known_options is not None:
+            _check_options("selector", self.type, self.type, self.options, self.known_options)
+
+    def select(self, pool: Pool, k: int) -> list[int]:
+        """Up to ``k`` indices into ``pool.ids``, the first to label first."""
         raise NotImplementedError
 
 

@@ -25,6 +25,12 @@ def register_rankers(register: Callable[[type], None]) -> None:
 
 
 @hookspec
+def register_selectors(register: Callable[[type], None]) -> None:
+    """Register :class:`preannot.Selector` subclasses that choose a set of tasks for humans
+    (diversity, uncertainty with diversity, rare labels)."""
+
+
+@hookspec
 def register_trainers(register: Callable[[type], None]) -> None:
     """Register :class:`preannot.Trainer` subclasses that retrain from corrections."""
 

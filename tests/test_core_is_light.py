@@ -62,7 +62,8 @@ LAYERS = [
     ["preannot.builtins"],                          # fusion, rankers: plugins of the host itself
     ["preannot.engine"],                            # config, readers, ledger, host, runner
     ["preannot.training", "preannot.labelstudio",   # registry and gate; the Label Studio side;
-     "preannot.review"],                            # calibration for production review
+     "preannot.review",                             # calibration for production review;
+     "preannot.selection"],                         # embeddings, vector index, selection
     ["preannot.loop"],                              # the operations every command calls
     ["preannot.serve"],                             # the ML backend Label Studio calls
     ["preannot.cli"],                               # option parsing and printing

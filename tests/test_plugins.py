@@ -10,7 +10,7 @@ from helpers import ROOT, pip_install, run_cli, write_plugin
 
 HOOKS_PLUGIN = """
     import click
-    from preannot import Annotator, Ranker, Trainer, Span, hookimpl
+    from preannot import Annotator, Ranker, Selector, Trainer, Span, hookimpl
 
     class Echo(Annotator):
         type = "echo"
@@ -23,6 +23,11 @@ HOOKS_PLUGIN = """
         type = "shortest"
         def priority(self, task, predictions):
             return 1 / (1 + len(task.data["text"]))
+
+    class Backwards(Selector):
+        type = "backwards"
+        def select(self, pool, k):
+            return list(range(len(pool.ids)))[::-1][:k]
 
     class Memorise(Trainer):
         type = "memorise"
@@ -43,6 +48,10 @@ HOOKS_PLUGIN = """
     @hookimpl
     def register_trainers(register):
         register(Memorise)
+
+    @hookimpl
+    def register_selectors(register):
+        register(Backwards)
 
     @hookimpl
     def register_commands(cli):
@@ -90,7 +99,7 @@ def test_plugins_lists_hooks_and_annotators(plugin_dirs):
     plugin = next(p for p in data["plugins"] if p["name"] == "preannot_hooks")
     assert plugin["distribution"] == "preannot-hooks" and plugin["version"] == "1.2.3"
     assert plugin["hooks"] == ["register_annotators", "register_commands", "register_rankers",
-                               "register_trainers"]
+                               "register_selectors", "register_trainers"]
     assert plugin["annotators"] == [{"type": "echo", "description": "tags the first word",
                                      "reads": ["text"], "emits": ["labels"], "can_train": True}]
     assert plugin["trainers"] == [{"type": "memorise", "description": "", "annotator": "echo",
@@ -208,7 +217,7 @@ def test_every_hook_is_documented_and_exercised_by_a_test():
 
     hooks = sorted(name for name, fn in vars(specs).items() if hasattr(fn, "preannot_spec"))
     assert hooks == ["register_annotators", "register_commands", "register_rankers",
-                     "register_trainers"]
+                     "register_selectors", "register_trainers"]
     readme = (ROOT / "README.md").read_text()
     assert [h for h in hooks if f"| `{h}` |" not in readme] == []
     tests = [p.read_text() for p in [*(ROOT / "tests").glob("*.py"),

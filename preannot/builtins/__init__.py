@@ -1,11 +1,12 @@
-"""What preannot ships with (the fusion annotator, the rankers), registered through the same
-hooks a third-party plugin uses."""
+"""What preannot ships with (the fusion annotator, the rankers, the selectors), registered
+through the same hooks a third-party plugin uses."""
 
 from __future__ import annotations
 
 from .fusion import FusionAnnotator
 from ..hookspecs import hookimpl
 from .ranking import BUILT_IN
+from .selection import BUILT_IN as SELECTORS
 
 
 @hookimpl
@@ -17,3 +18,9 @@ def register_rankers(register) -> None:
 @hookimpl
 def register_annotators(register) -> None:
     register(FusionAnnotator)
+
+
+@hookimpl
+def register_selectors(register) -> None:
+    for selector in SELECTORS:
+        register(selector)

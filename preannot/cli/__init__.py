@@ -19,6 +19,7 @@ from .ls import ls  # noqa: E402
 from .main import cli  # noqa: E402
 from .review import review  # noqa: E402
 from .serve import serve  # noqa: E402
+from .select import duplicates, embed, similar  # noqa: E402
 from .training import models, train  # noqa: E402
 
 cli.add_command(ls)
@@ -26,6 +27,8 @@ cli.add_command(train)
 cli.add_command(models)
 cli.add_command(review)
 cli.add_command(serve)
+for _command in (similar, duplicates, embed):
+    cli.add_command(_command)
 for _refused in get_host().add_commands(cli):
     print(f"warning: {_refused}", file=sys.stderr)
 

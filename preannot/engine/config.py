@@ -35,7 +35,7 @@ from ..annotator import ConfigError, Context
 
 DEFAULT_FILE = "preannot.toml"
 SECTIONS = ("input", "output", "run", "annotators", "trainers", "labelstudio", "harvest",
-            "training", "ranking", "review", "serve", "labels")
+            "training", "ranking", "review", "serve", "labels", "selection")
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,24 @@ class RankingSettings:
 
 
 @dataclass
+class SelectionSettings:
+    """``[selection]``: ``selector`` names the selector type (diversity, hybrid, balance,
+    random); ``k`` how many tasks it puts first in the queue; ``embedder`` the annotator whose
+    :meth:`~preannot.Annotator.embed` gives the vectors (default: the first configured one that
+    can embed, else TF-IDF + SVD of the task data key ``field`` (``data_field``), default
+    "text"); ``dim`` the TF-IDF + SVD size; ``duplicates`` the cosine from which two tasks
+    are near-duplicates (above 1: off). Other keys are the selector's options."""
+
+    selector: str | None = None
+    k: int = 200
+    embedder: str | None = None
+    dim: int = 128
+    duplicates: float = 0.98
+    data_field: str = "text"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class RunConfig:
     base_dir: Path
     inputs: list[Path] = field(default_factory=list)
@@ -212,6 +230,7 @@ class RunConfig:
     review: ReviewSettings = None  # type: ignore[assignment]
     serve: ServeSettings = field(default_factory=ServeSettings)
     labels: LabelSettings = field(default_factory=LabelSettings)
+    selection: SelectionSettings = field(default_factory=SelectionSettings)
 
     def __post_init__(self) -> None:
         if self.harvest is None:
@@ -362,6 +381,15 @@ def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
             "corrections", config.harvest.output_dir / "corrections.jsonl"))
     table = _table(raw, "ranking", where)
     config.ranking = RankingSettings(table.pop("ranker", None), table)
+    table = _table(raw, "selection", where)
+    try:
+        config.selection = SelectionSettings(
+            table.pop("selector", None), int(table.pop("k", 200)), table.pop("embedder", None),
+            int(table.pop("dim", 128)), float(table.pop("duplicates", 0.98)),
+            str(table.pop("field", "text")), table)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: [selection]: k and dim must be whole numbers, duplicates a "
+                          f"number ({exc})") from None
     table = _table(raw, "review", where)
     if "sink_token" in table:
         raise ConfigError(f"{where}: [review] sink_token is not allowed in preannot.toml: name "

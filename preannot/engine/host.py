@@ -17,8 +17,8 @@ import click
 import pluggy
 
 from .. import builtins, hookspecs
-from ..annotator import Annotator, ConfigError, Ranker, Trainer
-from .config import RankingSettings
+from ..annotator import Annotator, ConfigError, Ranker, Selector, Trainer
+from .config import RankingSettings, SelectionSettings
 
 ENTRY_POINT_GROUP = "preannot"
 ENV_VAR = "PREANNOT_PLUGINS"
@@ -66,6 +66,20 @@ class Host:
 
     def trainer_types(self) -> dict[str, tuple[str, type[Trainer]]]:
         return self._collect("register_trainers", Trainer)
+
+    def selector_types(self) -> dict[str, tuple[str, type[Selector]]]:
+        return self._collect("register_selectors", Selector)
+
+    def selector(self, settings: SelectionSettings) -> Selector | None:
+        """The selector ``[selection]`` names, built with its options (None: none)."""
+        if not settings.selector:
+            return None
+        types = self.selector_types()
+        if settings.selector not in types:
+            known = ", ".join(sorted(types)) or "none"
+            raise ConfigError(f"[selection] selector {settings.selector!r} is not installed "
+                              f"(installed: {known})")
+        return types[settings.selector][1](dict(settings.options))
 
     def ranker(self, settings: RankingSettings) -> Ranker | None:
         """The ranker ``[ranking]`` names, built with its other keys as options (None: none)."""

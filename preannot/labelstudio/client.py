@@ -336,6 +336,16 @@ class Client:
                             what=f"creating the Data Manager tab {title!r}")
         return int(made["id"])
 
+    def predictions(self, task_id: int) -> list[dict[str, Any]]:
+        """The predictions of one task."""
+        return self.request("GET", "api/predictions/", params={"task": task_id},
+                            what=f"listing the predictions of task {task_id}")
+
+    def set_prediction_score(self, prediction_id: int, score: float) -> dict[str, Any]:
+        """Change a prediction's score: Uncertainty sampling serves the lowest first."""
+        return self.request("PATCH", f"api/predictions/{prediction_id}/", body={"score": score},
+                            what=f"setting the score of prediction {prediction_id}")
+
     def view_tasks(self, view_id: int, project_id: int) -> list[int]:
         """The ids of a Data Manager tab's tasks, in its order."""
         reply = self.request("GET", "api/tasks", params={

@@ -25,6 +25,7 @@ from ..labelstudio.push import (Engine, PushSummary, annotate_project, ensure_pr
                                 model_version_of, push_tasks, read_import_file)
 from ..labelstudio.server import LOCAL_FILES_ROOT, running_local
 from ..training.registry import Registry
+from . import select
 
 Progress = Callable[[int], None]
 Log = Callable[[str], None]
@@ -93,9 +94,12 @@ def push(config: RunConfig, client: Client, *, project: str | None = None,
     built = annotators(config, host)
     ranker = host.ranker(config.ranking)
     project_id = project_for(config, client, built, project)
+    selector = host.selector(config.selection)
     if existing:
         if not built:
             raise ConfigError("--existing needs [[annotators]] in the config to run")
+        if selector is not None:
+            ranker = select.ranker_for_project(config, selector, built, client, project_id, log)
         return annotate_project(client, project_id, built, ranker=ranker,
                                 batch_size=config.batch_size, unlabeled_only=unlabeled,
                                 progress=progress, engine=engine(config, host, built))
@@ -105,6 +109,8 @@ def push(config: RunConfig, client: Client, *, project: str | None = None,
             log(f"{summary.failed} records failed in the run (see `preannot run` for details); "
                 "pushing the rest")
         input_file = config.output
+    if selector is not None:
+        ranker = select.ranker_for_file(config, selector, built, input_file, log)
     return push_tasks(client, project_id, read_import_file(input_file),
                       model_version=pipeline_version(config, built), ranker=ranker,
                       annotators=built, progress=progress)

@@ -203,3 +203,33 @@ class SpacyNerAnnotator(Annotator):
             results[i] = spans if whole is None else Prediction(
                 tasks[i].id, self.name, version, spans, score=whole)
         return results
+
+    def embed(self, tasks: Sequence[Task]) -> list[list[float] | TaskFailed]:
+        """The pipeline's own view of each text: its word vectors' mean (``doc.vector``) when
+        it has word vectors, else the mean of its ``tok2vec`` output (``doc.tensor``), which a
+        trained ``spacy-ner`` model has. An empty text is a zero vector."""
+        out: list[list[float] | TaskFailed] = []
+        texts, slots = [], []
+        for i, task in enumerate(tasks):
+            text = task.data.get(self.field)
+            out.append(TaskFailed(f"{self.field!r} holds a {type(text).__name__}, not text"))
+            if isinstance(text, str):
+                texts.append(text)
+                slots.append(i)
+        vectors = self.nlp.vocab.vectors
+        use_vectors = bool(vectors.shape[0] and vectors.shape[1])
+        width = None
+        for i, doc in zip(slots, self.nlp.pipe(texts, batch_size=self.batch_size)):
+            if use_vectors:
+                out[i] = doc.vector.tolist()
+            elif getattr(doc, "tensor", None) is not None and doc.tensor.ndim == 2 \
+                    and doc.tensor.shape[1]:
+                width = doc.tensor.shape[1]
+                out[i] = (doc.tensor.mean(axis=0).tolist() if len(doc)
+                          else [0.0] * doc.tensor.shape[1])
+            else:
+                out[i] = TaskFailed(f"model {self.model_ref!r} has neither word vectors nor a "
+                                    "tok2vec component whose output could embed the text")
+        if width:  # an empty doc may come without a tensor of the right width
+            out = [[0.0] * width if isinstance(v, list) and not v else v for v in out]
+        return out

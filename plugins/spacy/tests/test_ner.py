@@ -365,3 +365,22 @@ def test_both_are_registered_with_the_host(monkeypatch):
     assert host.annotator_types()["spacy-ner"][1] is SpacyNerAnnotator
     assert host.trainer_types()["spacy-ner"][1] is SpacyNerTrainer
     assert SpacyNerTrainer.annotator == SpacyNerAnnotator.type
+
+
+def test_embed_is_the_mean_of_the_pipelines_tok2vec_output(trained):
+    """A trained spacy-ner model has no word vectors: a text's embedding is the mean of its
+    tokens' tok2vec rows (``doc.tensor``); an empty text is a zero vector, a non-text fails."""
+    import numpy as np
+
+    from preannot import can_embed
+
+    annotator = SpacyNerAnnotator("ner", {"model": str(trained[2])})
+    texts = ["Acme sells the Rocket 3000 today", "", "a third one"]
+    tasks = [Task(str(i), {"text": t}) for i, t in enumerate(texts)] + [Task("n", {"text": 4})]
+    vectors = annotator.embed(tasks)
+    assert can_embed(annotator)
+    doc = annotator.nlp(texts[0])
+    width = doc.tensor.shape[1]
+    assert np.allclose(vectors[0], doc.tensor.mean(axis=0))
+    assert vectors[1] == [0.0] * width and len(vectors[2]) == width
+    assert isinstance(vectors[3], TaskFailed) and "holds a int" in str(vectors[3])

@@ -113,6 +113,25 @@ class YoloAnnotator(Annotator):
                     results[i] = self._regions(result)
         return results
 
+    def embed(self, tasks: Sequence[Task]) -> list[list[float] | TaskFailed]:
+        """The model's pooled backbone features of each image (ultralytics' ``model.embed``:
+        the last layer before the detection head, average-pooled)."""
+        results: list[list[float] | TaskFailed] = []
+        images, slots = [], []
+        for i, task in enumerate(tasks):
+            image = open_image(task, self.field, self.context)
+            results.append(image if isinstance(image, TaskFailed) else [])
+            if not isinstance(image, TaskFailed):
+                images.append(image)
+                slots.append(i)
+        opts = self.options
+        settings = {k: opts[k] for k in ("device", "imgsz") if k in opts}
+        for batch in batches(list(zip(slots, images)), int(opts.get("batch", 16))):
+            made = self.model.embed([image for _, image in batch], verbose=False, **settings)
+            for (i, _), vector in zip(batch, made):
+                results[i] = vector.detach().float().cpu().reshape(-1).tolist()
+        return results
+
     def _regions(self, result) -> list[Region]:
         height, width = result.orig_shape
         boxes = result.boxes

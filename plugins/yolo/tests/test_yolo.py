@@ -195,3 +195,25 @@ def test_gpu_half_precision_finds_the_same_boxes(yolo_weights, shapes, tmp_path)
                         context).annotate(task, {})
     assert len(cpu[0]) == len(gpu[0]) > 0
     assert box_iou(_boxes(cpu[0]), _boxes(gpu[0])).max(dim=1).values.min() >= 0.95
+
+
+def test_embed_is_the_models_pooled_backbone_features(yolo, shapes, tmp_path):
+    """``embed`` answers ultralytics' own ``model.embed`` per image (256 pooled features for
+    the demo model); a copy of an image embeds the same, and an unreadable file fails alone."""
+    import numpy as np
+
+    from preannot import can_embed, open_image
+
+    rng = random.Random(5)
+    for i in range(3):
+        shapes.draw_image(rng, 160, 160)[0].save(tmp_path / f"{i}.png")
+    (tmp_path / "copy.png").write_bytes((tmp_path / "1.png").read_bytes())
+    tasks = [Task(n, {"image": str(tmp_path / f"{n}.png")}) for n in ("0", "1", "2", "copy")]
+    tasks.append(Task("gone", {"image": str(tmp_path / "gone.png")}))
+    vectors = yolo.embed(tasks)
+    assert can_embed(yolo)
+    assert [len(v) for v in vectors[:4]] == [256] * 4
+    assert isinstance(vectors[4], TaskFailed) and "gone.png" in str(vectors[4])
+    own = yolo.model.embed([open_image(tasks[2], "image", yolo.context)], verbose=False)[0]
+    assert np.allclose(vectors[2], own.cpu().numpy().reshape(-1), atol=1e-5)
+    assert vectors[1] == vectors[3] and vectors[0] != vectors[1]
