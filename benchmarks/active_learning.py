@@ -52,41 +52,9 @@ STRATEGIES = ("random", "uncertainty", "diversity", "hybrid")
 
 def read_conll(path: Path) -> list[tuple[str, list[tuple[int, int, str]]]]:
     """(text, [(start, end, label)]) per sentence of a BIO CoNLL file (tokens joined by a space)."""
-    out, tokens, tags = [], [], []
+    from flywheel_corpus import read_conll as read_docs
 
-    def flush() -> None:
-        if not tokens:
-            return
-        text, spans, offset, open_ = "", [], 0, None
-        for token, tag in zip(tokens, tags):
-            start = offset
-            text += token + " "
-            offset = len(text)
-            if tag.startswith("B-") or (tag.startswith("I-") and (open_ is None or open_[2] != tag[2:])):
-                if open_:
-                    spans.append(tuple(open_))
-                open_ = [start, start + len(token), tag[2:]]
-            elif tag.startswith("I-") and open_:
-                open_[1] = start + len(token)
-            else:
-                if open_:
-                    spans.append(tuple(open_))
-                open_ = None
-        if open_:
-            spans.append(tuple(open_))
-        out.append((text.rstrip(), spans))
-        tokens.clear()
-        tags.clear()
-
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            flush()
-            continue
-        parts = line.split("\t") if "\t" in line else line.split()
-        tokens.append(parts[0])
-        tags.append(parts[-1])
-    flush()
-    return out
+    return [(doc.text, list(doc.spans)) for doc in read_docs(path, path.stem)]
 
 
 def corpus(name: str, pool: int, seed: int):

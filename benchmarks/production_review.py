@@ -80,7 +80,7 @@ from typing import Any
 
 from flywheel import CONFIG as FLYWHEEL_CONFIG
 from flywheel import captured, edits, gold_regions, gold_result, short, to_log
-from flywheel_corpus import Doc, Generator, write_rules
+from flywheel_corpus import Doc, Generator, read_conll, write_rules
 
 from preannot import Span, Task
 from preannot.annotator import Example
@@ -509,41 +509,6 @@ def product(args, client: Client, connection: str, work: Path, log_path: Path,
 
 
 # --- WNUT-17 ---------------------------------------------------------------------------------
-
-def read_conll(path: Path, prefix: str) -> list[Doc]:
-    """Sentences of an IOB2 CoNLL file: tokens joined by single spaces, gold character spans."""
-    docs: list[Doc] = []
-    tokens: list[tuple[str, str]] = []
-
-    def flush() -> None:
-        if not tokens:
-            return
-        text, spans, start, label, pos = "", [], None, None, 0
-        for i, (token, tag) in enumerate(tokens):
-            if i:
-                text += " "
-            begin = len(text)
-            text += token
-            kind, _, name = tag.partition("-")
-            if start is not None and (kind != "I" or name != label):
-                spans.append((start, pos, label))
-                start = None
-            if kind == "B" or (kind == "I" and start is None):
-                start, label = begin, name
-            pos = len(text)
-        if start is not None:
-            spans.append((start, pos, label))
-        docs.append(Doc(f"{prefix}-{len(docs):05d}", text, sorted(spans)))
-        tokens.clear()
-
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            flush()
-            continue
-        token, _, tag = line.rstrip("\n").rpartition("\t")
-        tokens.append((token.strip() or token, tag.strip() or "O"))
-    flush()
-    return docs
 
 
 def write_gazetteer(folder: Path, docs: Iterable[Doc]) -> int:

@@ -72,25 +72,23 @@ class Host:
 
     def selector(self, settings: SelectionSettings) -> Selector | None:
         """The selector ``[selection]`` names, built with its options (None: none)."""
-        if not settings.selector:
-            return None
-        types = self.selector_types()
-        if settings.selector not in types:
-            known = ", ".join(sorted(types)) or "none"
-            raise ConfigError(f"[selection] selector {settings.selector!r} is not installed "
-                              f"(installed: {known})")
-        return types[settings.selector][1](dict(settings.options))
+        return self._chosen("selection", "selector", settings.selector, self.selector_types(),
+                            settings.options)
 
     def ranker(self, settings: RankingSettings) -> Ranker | None:
         """The ranker ``[ranking]`` names, built with its other keys as options (None: none)."""
-        if not settings.ranker:
+        return self._chosen("ranking", "ranker", settings.ranker, self.ranker_types(),
+                            settings.options)
+
+    @staticmethod
+    def _chosen(section: str, key: str, name: str | None, types: dict[str, tuple[str, type]],
+                options: dict[str, Any]) -> Any:
+        if not name:
             return None
-        types = self.ranker_types()
-        if settings.ranker not in types:
+        if name not in types:
             known = ", ".join(sorted(types)) or "none"
-            raise ConfigError(f"[ranking] ranker {settings.ranker!r} is not installed "
-                              f"(installed: {known})")
-        return types[settings.ranker][1](dict(settings.options))
+            raise ConfigError(f"[{section}] {key} {name!r} is not installed (installed: {known})")
+        return types[name][1](dict(options))
 
     def listing(self) -> list[dict[str, Any]]:
         """Every loaded plugin with its distribution, hooks, annotator and trainer types
