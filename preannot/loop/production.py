@@ -37,7 +37,7 @@ from ..review.calibration import (
 from ..review.decisions import AUDIT, AUTO, ROUTE, Decision, Decisions
 from ..review.outbox import Delivery, Outbox
 from ..review.sinks import make_sink
-from . import sync
+from . import drift, sync
 from .review import load
 
 REVIEW_KEY = "preannot_review"
@@ -75,10 +75,11 @@ def suspended(config: RunConfig, calibration: Calibration | None,
 
 def decide(key: str, task: dict[str, Any], failure: str | None,
            calibration: Calibration | None, version: str | None, off: str | None,
-           audit_rate: float) -> Decision:
-    """Release, route or audit one task (see the README's "Production review")."""
+           audit_rate: float, drifting: drift.Hold | None = None) -> Decision:
+    """Release, route or audit one task (see the README's "Production review" and "Drift")."""
     result = [r for p in task.get("predictions") or [] for r in p.get("result") or []]
     labels = ",".join(sorted({label_of(r) for r in result}))
+    held = drifting.reason({label_of(r) for r in result}) if drifting else None
     made: dict[str, Any] = {"key": key, "version": version, "labels": labels,
                             "calibration": calibration.id if calibration else None,
                             "threshold": calibration.threshold if calibration else None}
@@ -94,6 +95,8 @@ def decide(key: str, task: dict[str, Any], failure: str | None,
         why = "the calibration guarantees no threshold yet"
     elif off:
         why = "auto-accept is suspended"
+    elif held:
+        why = held
     elif unknown := calibration.unknown_labels(result):
         why = f"label {', '.join(unknown)} was never calibrated"
     elif unlike := calibration.unlike(result):
@@ -102,7 +105,7 @@ def decide(key: str, task: dict[str, Any], failure: str | None,
         why = f"probability {p:.4f} below the threshold {calibration.threshold:.4f}"
     if why:
         return Decision(decision=ROUTE, reason=why, probability=p, **made)
-    if fraction(key, AUDIT_SALT) < audit_rate:
+    if fraction(key, AUDIT_SALT) < (drifting.audit_rate if drifting else audit_rate):
         return Decision(decision=AUDIT, reason="released, and audited by a human",
                         probability=p, **made)
     return Decision(decision=AUTO, reason="probability at or above the threshold",
@@ -135,6 +138,7 @@ class Report:
     suspended: str | None = None
     calibration: str | None = None
     synced: Synced | None = None
+    drift: drift.Checked | None = None
     notices: list[str] = field(default_factory=list)
 
 
@@ -167,10 +171,11 @@ def _run(config: RunConfig, client: Client, host: Host,
         tasks += [(f"failed: {reason}", json.loads(task), reason)
                   for reason, task in summary.failed_tasks]
         to_push: list[tuple[str, dict[str, Any]]] = []
-        for chunk in batches(tasks, 500):
+        drifting = drift.hold(config)
+        for chunk in batches(tasks, config.drift.check_every):
             keyed = [(_key(t), s, t, f) for s, t, f in chunk]
             known = decisions.known([k for k, *_ in keyed])
-            new = []
+            new, fresh = [], []
             for key, source, task, failure in keyed:
                 if key in known:
                     choice, pushed = known[key]
@@ -179,7 +184,7 @@ def _run(config: RunConfig, client: Client, host: Host,
                         to_push.append((source, _marked(task, choice, row.get("reason", ""))))
                     continue
                 decision = decide(key, task, failure, calibration, version, report.suspended,
-                                  config.review.audit_rate)
+                                  config.review.audit_rate, drifting)
                 report.decided[decision.decision] += 1
                 if decision.decision == ROUTE:
                     report.reasons[decision.reason.split(":")[0].split(" (")[0]] += 1
@@ -188,7 +193,15 @@ def _run(config: RunConfig, client: Client, host: Host,
                 if decision.decision in (ROUTE, AUDIT):
                     to_push.append((source, _marked(task, decision.decision, decision.reason)))
                 new.append(decision)
+                fresh.append(task)
             decisions.add(new)
+            if config.drift.enabled and new:  # watch the window; react from the next chunk on
+                drift.record(config, [drift.task_profile(
+                    config, d.key, t.get("data") or {}, [r for p in t.get("predictions") or []
+                                                         for r in p.get("result") or []],
+                    d.probability, d.threshold) for d, t in zip(new, fresh)])
+                report.drift = drift.check(config, calibration, client=client, built=built)
+                drifting = drift.hold(config)
         if to_push:
             try:
                 project = review_project(config, client, built)
@@ -349,7 +362,8 @@ def status(config: RunConfig) -> dict[str, Any]:
                                                  for r in rows)},
             "released": counts, "realised_precision": precision,
             "throughput_per_hour": round(len(rows) / span * 3600, 1) if span > 0 else None,
-            "labels": {k: dict(v) for k, v in sorted(per_label.items())}}
+            "labels": {k: dict(v) for k, v in sorted(per_label.items())},
+            "drift": drift.summary(config)}
 
 
 
