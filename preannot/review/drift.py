@@ -197,7 +197,8 @@ def centroid_distance(vectors: Any, n_reference: int, permutations: int,
     above, done = 0, 0
     while done < permutations:
         k = min(1000, permutations - done)
-        picks = np.argsort(rng.random((n, k)), axis=0) < n_reference
+        draws = rng.random((n, k))  # each column: n_reference rows picked at random
+        picks = draws <= np.partition(draws, n_reference - 1, axis=0)[n_reference - 1]
         sums = np.asarray(vectors.T @ picks.astype(np.float32), dtype=np.float64)
         above += int((distance(sums) >= observed - 1e-12).sum())
         done += k
