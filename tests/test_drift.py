@@ -150,15 +150,11 @@ def test_a_new_product_line_raises_an_alarm_and_the_loop_reacts(setup):
     folder, config, client = setup["folder"], setup["config"], setup["client"]
     rows = rows_of("shift", 100, 9, shifted=True)
     output = invoke("review", "run", write(folder, "shift.jsonl", rows), "-c", config)
-    # the first 50 shifted tasks are decided as before (the new products, found by no rule,
-    # go to review by their low probability); the check after them fires; the next 50 are
-    # all routed because of the drift
-    first, second = rows[:50], rows[50:]
-    empty = {r["id"] for r in first if r["product"] in NEW}
-    audit = {r["id"] for r in first if r["id"] not in empty and fraction(r["id"], AUDIT_SALT) < AUDIT}
-    assert (f"decided 100 new tasks: {50 - len(empty) - len(audit)} released automatically, "
-            f"{len(audit)} released and audited, {len(empty) + 50} sent to review") in output
-    assert "to review, drift: 50" in output
+    # the check before the first 50 shifted tasks are decided fires: the drift they bring is
+    # caught before any of them is released; all 100 go to review because of it
+    assert "decided 100 new tasks: 0 released automatically, 0 released and audited, 100 sent " \
+        "to review" in output
+    assert "to review, drift: 100" in output
     assert "DRIFT alarm 1 since task 200" in output
     figures = status(config)
     alarm = figures["drift"]["active"]
@@ -169,8 +165,8 @@ def test_a_new_product_line_raises_an_alarm_and_the_loop_reacts(setup):
     routed = {t["meta"]["preannot_id"]: t["meta"]["preannot_review"]
               for t in client.export(review)}
     assert {k for k, m in routed.items() if m["reason"].startswith("drift:")} == \
-        {r["id"] for r in second}
-    assert routed[second[0]["id"]]["reason"].startswith(
+        {r["id"] for r in rows}
+    assert routed[rows[0]["id"]]["reason"].startswith(
         "drift: auto-accept suspended for every label while alarm 1 (")
     # ten drifted tasks sampled into the labeling project, served first (score 0: Label
     # Studio's uncertainty sampling serves the lowest first), new products before the rest

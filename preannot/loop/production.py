@@ -175,7 +175,17 @@ def _run(config: RunConfig, client: Client, host: Host,
         for chunk in batches(tasks, config.drift.check_every):
             keyed = [(_key(t), s, t, f) for s, t, f in chunk]
             known = decisions.known([k for k, *_ in keyed])
-            new, fresh = [], []
+            if config.drift.enabled and (unseen := [(k, t) for k, _, t, _ in keyed
+                                                    if k not in known]):
+                # the chunk joins the window before it is decided: drift it brings is caught
+                # before any of it is released
+                drift.record(config, [drift.task_profile(
+                    config, k, t.get("data") or {}, _result(t),
+                    calibration.probability(_result(t)) if calibration else None,
+                    calibration.threshold if calibration else None) for k, t in unseen])
+                report.drift = drift.check(config, calibration, client=client, built=built)
+                drifting = drift.hold(config)
+            new = []
             for key, source, task, failure in keyed:
                 if key in known:
                     choice, pushed = known[key]
@@ -193,15 +203,7 @@ def _run(config: RunConfig, client: Client, host: Host,
                 if decision.decision in (ROUTE, AUDIT):
                     to_push.append((source, _marked(task, decision.decision, decision.reason)))
                 new.append(decision)
-                fresh.append(task)
             decisions.add(new)
-            if config.drift.enabled and new:  # watch the window; react from the next chunk on
-                drift.record(config, [drift.task_profile(
-                    config, d.key, t.get("data") or {}, [r for p in t.get("predictions") or []
-                                                         for r in p.get("result") or []],
-                    d.probability, d.threshold) for d, t in zip(new, fresh)])
-                report.drift = drift.check(config, calibration, client=client, built=built)
-                drifting = drift.hold(config)
         if to_push:
             try:
                 project = review_project(config, client, built)
@@ -235,6 +237,10 @@ def _deliver(outbox: Outbox, config: RunConfig) -> Delivery:
         return outbox.deliver(sink)
     finally:
         sink.close()
+
+
+def _result(task: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for p in task.get("predictions") or [] for r in p.get("result") or []]
 
 
 def _key(task: dict[str, Any]) -> str:
