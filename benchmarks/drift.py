@@ -78,7 +78,7 @@ project = "{title}"
 target_precision = 0.99
 delta = 0.05
 audit_rate = 0.02
-project = "{title} review"
+project = "{review}"
 [drift]
 {drift}
 """
@@ -89,7 +89,7 @@ def email(key: str, rng: random.Random, shifted: bool) -> Doc:
     products = [rng.choice(KNOWN) for _ in range(rng.choice((1, 1, 2)))]
     if len(products) == 1 and rng.random() < 0.08:  # missed, alone: an empty prediction
         products[0] = rng.choice(RARE)
-    if shifted and rng.random() < 0.3:
+    if shifted and rng.random() < 0.3 and products[0] not in RARE:
         products.append(rng.choice(NEW_LINE))
     template = rng.choice(CASUAL if shifted and rng.random() < 0.3 else FORMAL)
     head, tail = template.split("{items}")
@@ -127,7 +127,8 @@ def calibrate(work: Path, client: Client, n: int, seed: int, title: str) -> Path
     (base / "rules").mkdir(parents=True)
     (base / "rules" / "products.csv").write_text(
         "term,label\n" + "".join(f"{p},PRODUCT\n" for p in KNOWN))
-    (base / "preannot.toml").write_text(CONFIG.format(title=title, drift=""))
+    (base / "preannot.toml").write_text(CONFIG.format(title=title, review=f"{title} review",
+                                                      drift=""))
     docs = stream("cal", n, seed, None)
     write_tasks(base / "cal.jsonl", docs)
     config = load_config(base / "preannot.toml")
@@ -147,9 +148,11 @@ def play(name: str, base: Path, work: Path, client: Client, docs: list[Doc], bat
     """One stream in passes; the reviewer after each; the user's relearning with ``relearn``."""
     folder = work / name
     shutil.copytree(base, folder)
-    title = f"drift {name} {os.getpid()}"[:40]
-    (folder / "preannot.toml").write_text(CONFIG.format(title=title, drift=drift_settings))
-    # the copy keeps the base's calibration and labeling-project harvest; its own projects
+    # the copy keeps the base's calibration and its labeling project (where drifted tasks are
+    # sampled: the calibration's reviews stay in its pulls); its own ledger and review project
+    title = load_config(base / "preannot.toml").labelstudio.project
+    (folder / "preannot.toml").write_text(CONFIG.format(
+        title=title, review=f"drift {name} {os.getpid()} review", drift=drift_settings))
     config = load_config(folder / "preannot.toml")
     gold = {d.id: d for d in docs}
     t0 = time.perf_counter()
@@ -228,9 +231,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=("a", "on", "off"), action="append")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--workdir", type=Path, help="work folder to use and keep")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="drift-bench-"))
-    results: dict[str, Any] = {"args": vars(args) | {"out": str(args.out)}}
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="drift-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
     from bench_labelstudio import label_studio
     try:
         with label_studio(work / "labelstudio") as connection:
@@ -251,7 +256,8 @@ def main() -> None:
                            args.relearn if key == "on" else None)
                 results[key] = report(name, run, change, args.stream)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
     a, on, off = (results.get(k) for k in ("a", "on", "off"))
     print("\nsummary (target precision 0.99, alpha 0.001 per check):")
     if a:
@@ -259,7 +265,8 @@ def main() -> None:
     for label, r in (("on", on), ("off", off)):
         if r:
             p, q = r["auto_precision"], r["auto_precision_after_change"]
-            print(f"  (b) reactions {label}: detection delay {r['detection_delay']} tasks; "
+            print(f"  (b) reactions {label}: alarm raised when {r['detection_delay']} shifted "
+                  "tasks had come (checked before any of them was decided); "
                   f"realised precision {p['precision']} over the stream, {q['precision']} after "
                   f"the change ({q['right']}/{q['released']}); coverage {r['coverage']:.1%}; "
                   f"{r['reviews']} reviews" + (f"; recovered (alarm cleared) "

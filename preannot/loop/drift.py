@@ -150,15 +150,14 @@ class Checked:
     terms: list[tuple[str, str, int]] = field(default_factory=list)
     sampled: int = 0
     notices: list[str] = field(default_factory=list)
+    suspend: str = "labels"
 
     @property
     def headline(self) -> str:
         if self.alarm is not None:
             a = self.alarm
-            scope = "every label" if a.labels is None else ", ".join(a.labels)
-            return (f"DRIFT alarm {a.id} since task {a.raised_seq} ({', '.join(a.signals)}): "
-                    f"auto-accept suspended for {scope} until a recalibration on post-drift "
-                    "data passes")
+            return f"DRIFT alarm {a.id} since task {a.raised_seq} ({', '.join(a.signals)}): " \
+                + _effect(self.suspend, a.labels)
         if not self.signals:
             return (f"drift: not checked yet ({self.window} tasks in the window, "
                     f"{self.reference} reference tasks)")
@@ -184,7 +183,8 @@ def check(config: RunConfig, calibration: Calibration | None, *, client: Client 
     settings = config.drift
     alarms = store(config)
     try:
-        checked = Checked(calibration=calibration.id if calibration else None)
+        checked = Checked(calibration=calibration.id if calibration else None,
+                          suspend=settings.suspend)
         active = alarms.active()
         if active is not None and save:
             checked.cleared = _clear(config, alarms, active, calibration)
@@ -342,13 +342,21 @@ def summary(config: RunConfig) -> dict[str, Any]:
     if not config.drift.enabled:
         line = "drift: monitor off ([drift] enabled = false)"
     elif active:
-        scope = "every label" if active["labels"] is None else ", ".join(active["labels"])
         line = (f"DRIFT alarm {active['id']} since task {active['raised_seq']} "
-                f"({', '.join(active['signals'])}): auto-accept suspended for {scope} until a "
-                "recalibration on post-drift data passes")
+                f"({', '.join(active['signals'])}): "
+                + _effect(config.drift.suspend, active["labels"]))
     elif last is None:
         line = "drift: not checked yet"
     else:
         line = (f"drift: none at the last check ({last['tasks']} tasks, "
                 f"{sum(s['p_value'] is not None for s in last['signals'])} signals tested)")
     return {"headline": line, "active": active, **past}
+
+
+def _effect(suspend: str, labels: list[str] | None) -> str:
+    if suspend == "off":
+        return ("auto-accept goes on ([drift] suspend = \"off\"): the calibration's guarantee "
+                "does not hold until a recalibration on post-drift data passes")
+    scope = "every label" if suspend == "all" or labels is None else ", ".join(labels)
+    return (f"auto-accept suspended for {scope} until a recalibration on post-drift data "
+            "passes")
