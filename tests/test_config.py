@@ -69,7 +69,7 @@ def test_unknown_keys_and_sections_name_what_is_known(tmp_path):
     assert "[harvest] has no setting 'span_ioU' (known: adjudication_threshold, box_iou, " \
            "mask_iou, output_dir, polygon_iou, span_iou, truth)" in refused(tmp_path, "[harvest]\nspan_ioU = 0.5\n")
     assert "unknown section 'labelstudo' (known: input, output, run, annotators, trainers, " \
-           "labelstudio, harvest, training, ranking, review, serve, labels, selection)" in refused(
+           "labelstudio, harvest, training, ranking, review, serve, labels, selection, drift)" in refused(
                tmp_path, "[labelstudo]\n")
     assert "[serve] has no setting 'prot' (known: debounce, host, learn, port, url)" in refused(
         tmp_path, "[serve]\nprot = 9090\n")

@@ -15,6 +15,7 @@ if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
         os.environ.setdefault(_switch, "1")  # its dividers are bold even with colours off
 
 from ..engine.host import get_host  # noqa: E402
+from .drift import drift  # noqa: E402
 from .ls import ls  # noqa: E402
 from .main import cli  # noqa: E402
 from .review import review  # noqa: E402
@@ -29,6 +30,7 @@ cli.add_command(review)
 cli.add_command(serve)
 for _command in (similar, duplicates, embed):
     cli.add_command(_command)
+cli.add_command(drift)
 for _refused in get_host().add_commands(cli):
     print(f"warning: {_refused}", file=sys.stderr)
 

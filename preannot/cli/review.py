@@ -84,6 +84,9 @@ def _print_run(report) -> None:
         _print_delivery(report.delivery)
     if report.synced:
         _print_sync(report.synced)
+    if report.drift:
+        err.print(report.drift.headline, style="bold red" if report.drift.alarm else None,
+                  highlight=False, markup=False)
 
 
 def _print_delivery(delivery) -> None:
@@ -197,6 +200,7 @@ def status_command(config_path: Path | None, as_json: bool) -> None:
         return
     t, p = figures["tasks"], figures["realised_precision"]
     click.echo(figures["headline"])
+    click.echo(figures["drift"]["headline"])
     click.echo(f"tasks: {t['seen']} seen, {t['auto']} released automatically, {t['audit']} "
                f"released and audited, {t['routed']} routed, {t['reviewed']} reviewed, "
                f"{t['waiting']} waiting for a human")

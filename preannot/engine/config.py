@@ -35,7 +35,7 @@ from ..annotator import ConfigError, Context
 
 DEFAULT_FILE = "preannot.toml"
 SECTIONS = ("input", "output", "run", "annotators", "trainers", "labelstudio", "harvest",
-            "training", "ranking", "review", "serve", "labels", "selection")
+            "training", "ranking", "review", "serve", "labels", "selection", "drift")
 
 
 @dataclass(frozen=True)
@@ -166,6 +166,33 @@ class ReviewSettings:
 
 
 @dataclass(frozen=True)
+class DriftSettings:
+    """``[drift]``: the drift monitor of production review, and its reactions (each on by
+    default; README "Drift")."""
+
+    enabled: bool = True
+    window: int = 500
+    """Recent production tasks compared with the calibration's tasks."""
+    min_window: int = 100
+    """The window is tested once it holds this many tasks."""
+    check_every: int = 100
+    """`review run` checks after deciding this many tasks."""
+    alpha: float = 0.001
+    """The chance that one check of a window like the reference raises an alarm (all signals
+    together: Holm's correction)."""
+    suspend: str = "labels"
+    """While an alarm lasts, auto-accept is off for the labels it concerns (every label when the
+    drift is not about labels): ``labels``; ``all``; or ``off``."""
+    audit_rate: float = 0.2
+    """The audit rate while an alarm lasts (at least ``[review] audit_rate``)."""
+    sample: int = 50
+    """Drifted tasks pushed into the labeling project, ranked first, per alarm (0: none)."""
+    min_post_drift: int = 30
+    """A recalibration clears an alarm when it passes and holds this many reviewed tasks
+    decided after the alarm."""
+
+
+@dataclass(frozen=True)
 class ServeSettings:
     """``[serve]``: ``preannot serve``, the ML backend Label Studio calls."""
 
@@ -231,6 +258,7 @@ class RunConfig:
     serve: ServeSettings = field(default_factory=ServeSettings)
     labels: LabelSettings = field(default_factory=LabelSettings)
     selection: SelectionSettings = field(default_factory=SelectionSettings)
+    drift: DriftSettings = field(default_factory=DriftSettings)
 
     def __post_init__(self) -> None:
         if self.harvest is None:
@@ -410,6 +438,13 @@ def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
                           "\"http\"")
     if config.review.sink == "http" and not config.review.sink_url:
         raise ConfigError(f"{where}: [review] sink = \"http\" needs sink_url")
+    config.drift = _typed("drift", DriftSettings, _table(raw, "drift", where), where)
+    if config.drift.suspend not in ("labels", "all", "off") or not 0 < config.drift.alpha < 1 \
+            or not 0 <= config.drift.audit_rate <= 1 or min(
+                config.drift.window, config.drift.min_window, config.drift.check_every) < 1:
+        raise ConfigError(f"{where}: [drift]: suspend must be \"labels\", \"all\" or \"off\"; "
+                          "alpha between 0 and 1; audit_rate 0 to 1; window, min_window and "
+                          "check_every at least 1")
     config.serve = _typed("serve", ServeSettings, _table(raw, "serve", where), where)
     if not 0 < config.serve.port < 65536 or config.serve.debounce < 0:
         raise ConfigError(f"{where}: [serve] port must be 1-65535 and debounce at least 0")

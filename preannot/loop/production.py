@@ -38,7 +38,7 @@ from ..review.calibration import (
 from ..review.decisions import AUDIT, AUTO, ROUTE, Decision, Decisions
 from ..review.outbox import Delivery, Outbox
 from ..review.sinks import make_sink
-from . import sync
+from . import drift, sync
 from .review import load
 
 REVIEW_KEY = "preannot_review"
@@ -76,10 +76,11 @@ def suspended(config: RunConfig, calibration: Calibration | None,
 
 def decide(key: str, task: dict[str, Any], failure: str | None,
            calibration: Calibration | None, version: str | None, off: str | None,
-           audit_rate: float) -> Decision:
-    """Release, route or audit one task (see the README's "Production review")."""
+           audit_rate: float, drifting: drift.Hold | None = None) -> Decision:
+    """Release, route or audit one task (see the README's "Production review" and "Drift")."""
     result = [r for p in task.get("predictions") or [] for r in p.get("result") or []]
     labels = ",".join(sorted({label_of(r) for r in result}))
+    held = drifting.reason({label_of(r) for r in result}) if drifting else None
     made: dict[str, Any] = {"key": key, "version": version, "labels": labels,
                             "calibration": calibration.id if calibration else None,
                             "threshold": calibration.threshold if calibration else None}
@@ -96,6 +97,8 @@ def decide(key: str, task: dict[str, Any], failure: str | None,
         why = "the calibration guarantees no threshold yet"
     elif off:
         why = "auto-accept is suspended"
+    elif held:
+        why = held
     elif unknown := calibration.unknown_labels(result):
         why = f"label {', '.join(unknown)} was never calibrated"
     elif unlike := calibration.unlike(result, score):
@@ -104,7 +107,7 @@ def decide(key: str, task: dict[str, Any], failure: str | None,
         why = f"below the threshold: probability {p:.4f} < {calibration.threshold:.4f}"
     if why:
         return Decision(decision=ROUTE, reason=why, probability=p, **made)
-    if fraction(key, AUDIT_SALT) < audit_rate:
+    if fraction(key, AUDIT_SALT) < (drifting.audit_rate if drifting else audit_rate):
         return Decision(decision=AUDIT, reason="released, and audited by a human",
                         probability=p, **made)
     return Decision(decision=AUTO, reason="probability at or above the threshold",
@@ -137,6 +140,7 @@ class Report:
     suspended: str | None = None
     calibration: str | None = None
     synced: Synced | None = None
+    drift: drift.Checked | None = None
     notices: list[str] = field(default_factory=list)
 
 
@@ -169,9 +173,20 @@ def _run(config: RunConfig, client: Client, host: Host,
         tasks += [(f"failed: {reason}", json.loads(task), reason)
                   for reason, task in summary.failed_tasks]
         to_push: list[tuple[str, dict[str, Any]]] = []
-        for chunk in batches(tasks, 500):
+        drifting = drift.hold(config)
+        for chunk in batches(tasks, config.drift.check_every):
             keyed = [(_key(t), s, t, f) for s, t, f in chunk]
             known = decisions.known([k for k, *_ in keyed])
+            if config.drift.enabled and (unseen := [(k, t) for k, _, t, _ in keyed
+                                                    if k not in known]):
+                # the chunk joins the window before it is decided: drift it brings is caught
+                # before any of it is released
+                drift.record(config, [drift.task_profile(
+                    config, k, t.get("data") or {}, _result(t),
+                    calibration.probability(_result(t)) if calibration else None,
+                    calibration.threshold if calibration else None) for k, t in unseen])
+                report.drift = drift.check(config, calibration, client=client, built=built)
+                drifting = drift.hold(config)
             new = []
             for key, source, task, failure in keyed:
                 if key in known:
@@ -181,7 +196,7 @@ def _run(config: RunConfig, client: Client, host: Host,
                         to_push.append((source, _marked(task, choice, row.get("reason", ""))))
                     continue
                 decision = decide(key, task, failure, calibration, version, report.suspended,
-                                  config.review.audit_rate)
+                                  config.review.audit_rate, drifting)
                 report.decided[decision.decision] += 1
                 if decision.decision == ROUTE:
                     report.reasons[decision.reason.split(":")[0].split(" (")[0]] += 1
@@ -224,6 +239,10 @@ def _deliver(outbox: Outbox, config: RunConfig) -> Delivery:
         return outbox.deliver(sink)
     finally:
         sink.close()
+
+
+def _result(task: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for p in task.get("predictions") or [] for r in p.get("result") or []]
 
 
 def _key(task: dict[str, Any]) -> str:
@@ -351,7 +370,8 @@ def status(config: RunConfig) -> dict[str, Any]:
                                                  for r in rows)},
             "released": counts, "realised_precision": precision,
             "throughput_per_hour": round(len(rows) / span * 3600, 1) if span > 0 else None,
-            "labels": {k: dict(v) for k, v in sorted(per_label.items())}}
+            "labels": {k: dict(v) for k, v in sorted(per_label.items())},
+            "drift": drift.summary(config)}
 
 
 

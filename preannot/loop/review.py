@@ -111,6 +111,8 @@ def calibrate(config: RunConfig, *, host: Host | None = None) -> Calibrated:
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(json.dumps(stored, indent=2), encoding="utf-8")
     tmp.replace(out)
+    from .drift import write_reference  # the drift monitor's reference: these tasks
+    write_reference(config, calibration, records)
     testing = [r for r in records if not in_fit_half(r)]
     probs = [calibration.probability(r.get("predicted") or [], r.get("predicted_score"))
              for r in testing]

@@ -8,6 +8,7 @@ from html import escape
 from pathlib import Path
 
 from ..evaluation.report import bars, head, table
+from . import drift_page
 from .calibration import Calibration
 
 SIZE, PAD = 320, 40
@@ -133,7 +134,7 @@ def dashboard(figures: dict, path: Path) -> Path:
               bars("Tasks per predicted label: released, audited, routed", rows,
                    ["auto", "audit", "route"], scale=top),
               f"<p>Throughput: {figures['throughput_per_hour'] or '–'} tasks an hour.</p>",
-              "</body></html>"]
+              *drift_page.section(figures.get("drift")), "</body></html>"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
