@@ -190,3 +190,22 @@ def test_a_pipeline_version_without_calibration_is_calibrated_after_a_harvest(pr
     stored = json.loads((project / "review" / "calibration.json").read_text())
     assert sorted(stored["versions"]) == sorted([first, "terms-pinned"])
     assert stored["current"] == "terms-pinned"
+
+
+def test_retraining_counts_the_reviews_of_both_projects_as_training_does(project):
+    """`[training] retrain_after` counts the reviewed tasks training learns from: the
+    labeling project's harvest and the production review's (a drifted task reviewed there
+    counts), each task once."""
+    from test_training import record, write_corrections
+
+    write_corrections(project, 60)
+    with (project / "preannot.toml").open("a") as f:
+        f.write("retrain_after = 80\n")  # in [training], the file's last table
+    config = load_config(project / "preannot.toml")
+    spec = flow.trainer_specs(config)[0]
+    assert flow.due(config, spec) == (False, 60, 0)
+    folder = project / "review" / "harvest"
+    folder.mkdir(parents=True)
+    rows = [record(i, "Zeta saw", "PRODUCT") for i in range(50, 80)]  # 10 seen, 20 new
+    (folder / "corrections.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert flow.due(config, spec) == (True, 80, 0)

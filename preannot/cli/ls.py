@@ -21,7 +21,7 @@ from ..labelstudio.client import URL_ENV, Client, Connection
 from ..labelstudio.push import PushSummary
 from ..labelstudio.server import LOCAL_FILES_ROOT, local_server
 from ..loop import retrain, sync
-from .training import report_outcomes
+from .training import log_line, report_outcomes
 
 err = Console(stderr=True)
 config_option = click.option("-c", "--config", "config_path",
@@ -38,10 +38,6 @@ def ls() -> None:
     """
 
 
-def _log(message: str) -> None:
-    err.print(message, markup=False, highlight=False)
-
-
 def progress_bar(label: str, no_progress: bool, *columns) -> Progress:
     return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), *columns,
                     console=err, disable=no_progress)
@@ -52,7 +48,7 @@ def _push(config, client: Client, no_progress: bool, **options) -> PushSummary:
     with progress_bar("pushing", no_progress, TimeRemainingColumn()) as bar:
         task = bar.add_task("push", total=None)
         return sync.push(config, client, progress=lambda n: bar.update(task, advance=n),
-                         log=_log, **options)
+                         log=log_line, **options)
 
 
 def _report(summary: PushSummary, url: str) -> None:
@@ -227,7 +223,7 @@ def pull(config_path: Path | None, project: str | None, output_dir: Path | None,
     for warning in harvest.warnings:
         err.print(f"[yellow]warning:[/] {warning}")
     try:
-        trained = retrain.retrain_if_due(config, log=_log)
+        trained = retrain.retrain_if_due(config, log=log_line)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     if trained is not None:
@@ -306,7 +302,7 @@ def connect(config_path: Path | None, project: str | None, interactive: bool) ->
         config = load_config(config_path)
         client = sync.connect(config)
         done = serving.connect_backend(config, client, interactive=interactive,
-                                       auth=credentials(), project=project, log=_log)
+                                       auth=credentials(), project=project, log=log_line)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     learning = "annotation events go to its /webhook" if done.webhook else "no learning"

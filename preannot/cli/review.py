@@ -13,6 +13,7 @@ from rich.console import Console
 from ..annotator import ConfigError
 from ..engine.config import load_config
 from .ls import config_option, progress_bar
+from .training import log_line, report_outcomes
 
 err = Console(stderr=True)
 
@@ -167,10 +168,12 @@ def sync_command(config_path: Path | None) -> None:
 
     Incremental (the harvest's watermark). Each reviewed task is released once, with who
     reviewed it and when; reviewed tasks become training data (review/harvest/corrections.jsonl),
-    auto-accepted ones never do.
+    auto-accepted ones never do. With [training] retrain_after = N, the models are retrained
+    once N more tasks were reviewed (the gate decides; a promotion recalibrates), as after
+    `preannot ls pull`.
     """
     _needs_extra()
-    from ..loop import production, sync
+    from ..loop import production, retrain, sync
     try:
         config = load_config(config_path)
         synced = production.sync_reviews(config, sync.connect(config))
@@ -179,6 +182,12 @@ def sync_command(config_path: Path | None) -> None:
     _print_sync(synced)
     if synced.delivery:
         _print_delivery(synced.delivery)
+    try:
+        trained = retrain.retrain_if_due(config, log=log_line)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if trained is not None:
+        report_outcomes(trained, promote=True)
 
 
 @review.command("status")

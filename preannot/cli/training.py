@@ -26,7 +26,8 @@ no_push_option = click.option("--no-push", is_flag=True,
                               help="Do not update the Label Studio project.")
 
 
-def _log(message: str) -> None:
+def log_line(message: str) -> None:
+    """One line of the loop's progress on stderr, as is (no rich markup)."""
     err.print(message, markup=False, highlight=False)
 
 
@@ -75,7 +76,7 @@ def train(config_path: Path | None, names: tuple[str, ...], no_promote: bool, no
         report_failures(get_host())
         trained = retrain.train_all(load_config(config_path), list(names) or None,
                                     promote=not no_promote, push=not no_push, force=force,
-                                    log=_log)
+                                    log=log_line)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
@@ -191,7 +192,7 @@ def promote(config_path: Path | None, version: str, no_push: bool) -> None:
     """Make VERSION current by hand (the gate's verdict stays on its card)."""
     try:
         chosen, previous = retrain.promote(load_config(config_path), version, push=not no_push,
-                                           log=_log)
+                                           log=log_line)
         was = previous.version if previous else "none"
         err.print(f"{chosen.version} is now current (was {was})")
     except ConfigError as exc:
@@ -207,7 +208,7 @@ def rollback(config_path: Path | None, name: str, no_push: bool) -> None:
     unlabeled tasks get that version's predictions back and its model version points at it."""
     try:
         old, restored = retrain.rollback(load_config(config_path), name, push=not no_push,
-                                         log=_log)
+                                         log=log_line)
         err.print(f"rolled back {old.version}: {restored.version} is current again")
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

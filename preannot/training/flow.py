@@ -37,7 +37,7 @@ from ..engine.config import RunConfig
 from ..engine.host import Host
 from ..engine.runner import build_annotators, resolve_specs
 from ..evaluation.corrections import read_corrections
-from ..lsjson import region_to_result
+from ..lsjson import region_to_result, task_key
 from . import report
 from .dataset import Dataset, load_dataset
 from .gate import GatePolicy, decide, evaluate
@@ -279,10 +279,14 @@ def due(config: RunConfig, spec: Mapping[str, Any]) -> tuple[bool, int, int]:
     """Whether ``[training] retrain_after`` newly reviewed tasks have come in since the last
     version of ``spec``'s model was trained: (due, reviewed now, reviewed then)."""
     every = config.training.retrain_after
-    path = config.training.corrections
-    if every <= 0 or not path.exists():
+    if every <= 0:
         return False, 0, 0
-    reviewed = sum(1 for r in read_corrections(path, []) if r.get("status") == "annotated")
+    keys = set()  # counted as load_examples counts them: the harvest's and the review's
+    for path in (config.training.corrections, config.review.output_dir / REVIEWED):
+        if path.exists():
+            keys |= {task_key(r.get("preannot_id"), r.get("task"))
+                     for r in read_corrections(path, []) if r.get("status") == "annotated"}
+    reviewed = len(keys)
     versions = Registry(config.registry_dir).versions(spec["name"])
     then = max((v.card.get("harvest", {}).get("reviewed", 0) for v in versions), default=0)
     return reviewed - then >= every, reviewed, then
