@@ -116,6 +116,10 @@ def test_the_prediction_score_is_a_feature_and_the_fit_learns_from_it():
     assert features(result, [], 0.999)[FEATURES.index("doubt")] == pytest.approx(-3.0)
     assert features(result, [])[FEATURES.index("doubt")] == pytest.approx(math.log10(0.2))
     assert features([], [], 1.0)[FEATURES.index("doubt")] == -9.0
+    # a fusion that dropped candidates (its sources disagreed) says so on every kept region
+    fused = [{**r, "preannot": {"fused": {"dropped": 3}}} for r in result]
+    assert features(fused, [])[FEATURES.index("dropped")] == pytest.approx(math.log(4))
+    assert features(result, [])[FEATURES.index("dropped")] == 0.0
     assert task_score([{"score": 0.9}, {"score": 0.99}, {"result": []}]) == 0.9
     assert task_score([{"result": []}]) is None
 

@@ -41,6 +41,7 @@ FEATURES = (
     "annotators",   # how many annotators the regions come from
     "doubt",        # log10(1 - the prediction's own score), floored at -9: an annotator's
                     # confidence in the whole task (spacy-ner: that nothing is missing either)
+    "dropped",      # log(1 + candidates a fusion dropped in the task): its sources disagreed
 )
 FIT_SALT = "preannot-calibrate"
 """Splits the evaluation tasks in two, by task id: one half fits, the other tests."""
@@ -60,7 +61,9 @@ def features(result: Sequence[Mapping[str, Any]], labels: Sequence[str],
     row = [min(scores, default=1.0), sum(scores) / len(scores) if scores else 1.0,
            math.log1p(n), float(n == 0), (n - len(scores)) / n if n else 0.0,
            agreeing / n if n else 0.0, float(len(annotators)),
-           math.log10(max(1.0 - whole, 1e-9))]
+           math.log10(max(1.0 - whole, 1e-9)),
+           math.log1p(max((float((p.get("fused") or {}).get("dropped") or 0) for p in provenance),
+                          default=0.0))]
     found = [label_of(r) for r in result]
     return row + [float(found.count(label)) for label in labels]
 
