@@ -5,7 +5,7 @@ Everything a plugin needs is importable from here; anything else is private to t
 
 from .annotator import (Annotator, ConfigError, Context, Example, Pool, Ranker, Selector,
                         TaskFailed, Trainer, batches, can_embed, digest, file_digest, hold_out,
-                        notice)
+                        notice, read_texts)
 from .hookspecs import hookimpl
 from .images import locate_image, open_image
 from .model import Box, Choice, Mask, Point, Polygon, Prediction, Region, Span, Task
@@ -14,5 +14,5 @@ __all__ = [
     "Annotator", "Box", "Choice", "ConfigError", "Context", "Example", "Mask", "Point", "Polygon",
     "Pool", "Prediction", "Ranker", "Region", "Selector", "Span", "Task", "TaskFailed", "Trainer",
     "batches", "can_embed", "digest", "file_digest", "hold_out", "hookimpl", "locate_image",
-    "notice", "open_image",
+    "notice", "open_image", "read_texts",
 ]

@@ -93,6 +93,23 @@ class TaskFailed(Exception):
     """Return (not raise) one of these in place of a task's result to fail that task alone."""
 
 
+def read_texts(tasks: Sequence[Task], key: str
+               ) -> tuple[list[str], list[int], list[TaskFailed | None]]:
+    """What a text model runs on: the texts under ``key`` in ``tasks``' data, the index of the task
+    each came from, and per task its failure when the field holds no text (None where it
+    does: the slot the caller fills)."""
+    texts, slots, out = [], [], []
+    for i, task in enumerate(tasks):
+        text = task.data.get(key)
+        if isinstance(text, str):
+            texts.append(text)
+            slots.append(i)
+            out.append(None)
+        else:
+            out.append(TaskFailed(f"{key!r} holds a {type(text).__name__}, not text"))
+    return texts, slots, out
+
+
 @dataclass
 class Context:
     """What the host tells an annotator about the run it is part of."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from ..annotator import ConfigError, TaskFailed, file_digest
+from ..annotator import ConfigError, TaskFailed, file_digest, read_texts
 from ..model import Task
 
 FIT_SAMPLE = 50_000
@@ -72,16 +73,8 @@ class TfidfEmbedder:
         return self.__dict__["_digest_value"]
 
     def embed(self, tasks: Sequence[Task]) -> list[list[float] | TaskFailed]:
-        out: list[list[float] | TaskFailed] = []
-        texts, slots = [], []
-        for i, task in enumerate(tasks):
-            text = task.data.get(self.field)
-            if isinstance(text, str):
-                texts.append(text)
-                slots.append(i)
-                out.append([])
-            else:
-                out.append(TaskFailed(f"{self.field!r} holds a {type(text).__name__}, not text"))
+        texts, slots, failed = read_texts(tasks, self.field)
+        out: list[Any] = list(failed)
         if texts:
             for i, row in zip(slots, self.model.transform(texts)):
                 out[i] = row.tolist()

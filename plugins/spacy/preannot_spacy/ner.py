@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from preannot import (Annotator, ConfigError, Prediction, Span, Task, TaskFailed, digest,
-                      file_digest)
+                      file_digest, read_texts)
 
 NER_FACTORIES = {"ner", "beam_ner"}
 
@@ -179,15 +179,8 @@ class SpacyNerAnnotator(Annotator):
         return out
 
     def annotate(self, tasks: Sequence[Task], upstream: Mapping[str, Sequence[Prediction]]):
-        results: list[list[Span] | Prediction | TaskFailed | None] = [None] * len(tasks)
-        texts, slots = [], []
-        for i, task in enumerate(tasks):
-            text = task.data.get(self.field)
-            if isinstance(text, str):
-                texts.append(text)
-                slots.append(i)
-            else:
-                results[i] = TaskFailed(f"{self.field!r} holds a {type(text).__name__}, not text")
+        texts, slots, failed = read_texts(tasks, self.field)
+        results: list[list[Span] | Prediction | TaskFailed | None] = list(failed)
         if self._beamed:
             parsed = self._parse(texts)
         else:
@@ -208,14 +201,8 @@ class SpacyNerAnnotator(Annotator):
         """The pipeline's own view of each text: its word vectors' mean (``doc.vector``) when
         it has word vectors, else the mean of its ``tok2vec`` output (``doc.tensor``), which a
         trained ``spacy-ner`` model has. An empty text is a zero vector."""
-        out: list[list[float] | TaskFailed] = []
-        texts, slots = [], []
-        for i, task in enumerate(tasks):
-            text = task.data.get(self.field)
-            out.append(TaskFailed(f"{self.field!r} holds a {type(text).__name__}, not text"))
-            if isinstance(text, str):
-                texts.append(text)
-                slots.append(i)
+        texts, slots, failed = read_texts(tasks, self.field)
+        out: list[Any] = list(failed)
         vectors = self.nlp.vocab.vectors
         use_vectors = bool(vectors.shape[0] and vectors.shape[1])
         width = None
