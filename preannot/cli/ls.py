@@ -20,8 +20,8 @@ from ..evaluation.suggest import suggest
 from ..labelstudio.client import URL_ENV, Client, Connection
 from ..labelstudio.push import PushSummary
 from ..labelstudio.server import LOCAL_FILES_ROOT, local_server
-from ..loop import retrain, sync
-from .training import log_line, report_outcomes
+from ..loop import sync
+from .training import log_line, retrain_when_due
 
 err = Console(stderr=True)
 config_option = click.option("-c", "--config", "config_path",
@@ -222,12 +222,7 @@ def pull(config_path: Path | None, project: str | None, output_dir: Path | None,
         err.print(line)
     for warning in harvest.warnings:
         err.print(f"[yellow]warning:[/] {warning}")
-    try:
-        trained = retrain.retrain_if_due(config, log=log_line)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    if trained is not None:
-        report_outcomes(trained, promote=True)
+    retrain_when_due(config)
 
 
 @ls.command("suggest-rules")

@@ -13,7 +13,7 @@ from rich.console import Console
 from ..annotator import ConfigError
 from ..engine.config import load_config
 from .ls import config_option, progress_bar
-from .training import log_line, report_outcomes
+from .training import retrain_when_due
 
 err = Console(stderr=True)
 
@@ -173,7 +173,7 @@ def sync_command(config_path: Path | None) -> None:
     `preannot ls pull`.
     """
     _needs_extra()
-    from ..loop import production, retrain, sync
+    from ..loop import production, sync
     try:
         config = load_config(config_path)
         synced = production.sync_reviews(config, sync.connect(config))
@@ -182,12 +182,7 @@ def sync_command(config_path: Path | None) -> None:
     _print_sync(synced)
     if synced.delivery:
         _print_delivery(synced.delivery)
-    try:
-        trained = retrain.retrain_if_due(config, log=log_line)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    if trained is not None:
-        report_outcomes(trained, promote=True)
+    retrain_when_due(config)
 
 
 @review.command("status")

@@ -31,6 +31,17 @@ def log_line(message: str) -> None:
     err.print(message, markup=False, highlight=False)
 
 
+def retrain_when_due(config: RunConfig) -> None:
+    """After a harvest (`ls pull`, `review sync`): retrain what ``[training] retrain_after``
+    says is due, recalibrate a stale pipeline version, and report it."""
+    try:
+        trained = retrain.retrain_if_due(config, log=log_line)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if trained is not None:
+        report_outcomes(trained, promote=True)
+
+
 def report_outcomes(trained: retrain.Trained, *, promote: bool) -> None:
     """Each trained version's verdict, the gate's reasons and where its report is."""
     for outcome in trained.outcomes:

@@ -22,7 +22,7 @@ from ..model import Task
 from ..review import page
 from ..review.calibration import (FEATURES, Calibration, fit, in_fit_half, is_right,
                                   task_score)
-from ..training.flow import REVIEWED
+from ..training.flow import corrections_files
 from ..training.pipeline import fitted_on
 from ..training.registry import Registry, trained_on
 from . import sync
@@ -55,9 +55,7 @@ def evaluation_records(config: RunConfig, built: list[Annotator], version: str
     errors: list[str] = []
     trained = trained_on(config.annotators, Registry(config.registry_dir))
     fitted = fitted_on(config)
-    for path in (config.training.corrections, config.review.output_dir / REVIEWED):
-        if not path.exists():
-            continue
+    for path in corrections_files(config):
         for record in read_corrections(path, errors):
             key = task_key(record.get("preannot_id"), record.get("task"))
             unseen = key not in fitted and (
@@ -88,11 +86,13 @@ def evaluation_records(config: RunConfig, built: list[Annotator], version: str
     return out, failed
 
 
-def calibrate(config: RunConfig, *, host: Host | None = None) -> Calibrated:
+def calibrate(config: RunConfig, *, host: Host | None = None,
+              built: list[Annotator] | None = None) -> Calibrated:
     """Fit the calibration of the pipeline as configured now on the reviewed evaluation tasks,
     predicted by it (never trained on), choose the threshold, and store both in ``[review]
     output_dir`` under the pipeline's version."""
-    built = sync.annotators(config, host or get_host())
+    if built is None:
+        built = sync.annotators(config, host or get_host())
     version = sync.pipeline_version(config, built)
     if not built or not version:
         raise ConfigError("nothing to calibrate: configure [[annotators]] in preannot.toml")
@@ -121,14 +121,15 @@ def calibrate(config: RunConfig, *, host: Host | None = None) -> Calibrated:
     return Calibrated(calibration, verdict, more, failed, out, shown)
 
 
-def recalibrate_if_used(config: RunConfig, log: Log) -> Calibrated | None:
+def recalibrate_if_used(config: RunConfig, log: Log, built: list[Annotator] | None = None
+                        ) -> Calibrated | None:
     """After a promotion or a rollback, when production review is in use (a calibration
     exists): calibrate the new pipeline version at once, so that `review run` never applies a
     threshold fitted on another version."""
     if not (config.review.output_dir / CALIBRATION).exists():
         return None
     try:
-        done = calibrate(config)
+        done = calibrate(config, built=built)
     except (ConfigError, ImportError) as exc:
         log(f"production review not recalibrated ({exc}): run `preannot review calibrate`; "
             "until then every task goes to review")
@@ -143,11 +144,12 @@ def recalibrate_if_stale(config: RunConfig, log: Log) -> Calibrated | None:
     a harvest, an edited config), calibrate it, as a promotion would."""
     if not (config.review.output_dir / CALIBRATION).exists():
         return None
-    version = sync.pipeline_version(config, sync.annotators(config, get_host()))
+    built = sync.annotators(config, get_host())
+    version = sync.pipeline_version(config, built)
     if version is None or load(config, version) is not None:
         return None
     log(f"the pipeline is now {version}, which has no calibration yet")
-    return recalibrate_if_used(config, log)
+    return recalibrate_if_used(config, log, built)
 
 
 def load(config: RunConfig, version: str | None = None) -> Calibration | None:

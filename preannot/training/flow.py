@@ -105,6 +105,13 @@ REVIEWED = Path("harvest") / "corrections.jsonl"
 """Where, in ``[review] output_dir``, `review sync` keeps the production reviews' corrections."""
 
 
+def corrections_files(config: RunConfig) -> list[Path]:
+    """The corrections training learns from that exist: the labeling harvest's, and the
+    production review's."""
+    both = dict.fromkeys((config.training.corrections, config.review.output_dir / REVIEWED))
+    return [path for path in both if path.exists()]
+
+
 def load_examples(config: RunConfig, trainer: Trainer) -> Dataset:
     """The reviewed examples of what ``trainer`` learns, split for it and the gate: the
     harvest's, and the production review's (tasks humans reviewed there; auto-accepted tasks
@@ -282,10 +289,9 @@ def due(config: RunConfig, spec: Mapping[str, Any]) -> tuple[bool, int, int]:
     if every <= 0:
         return False, 0, 0
     keys = set()  # counted as load_examples counts them: the harvest's and the review's
-    for path in (config.training.corrections, config.review.output_dir / REVIEWED):
-        if path.exists():
-            keys |= {task_key(r.get("preannot_id"), r.get("task"))
-                     for r in read_corrections(path, []) if r.get("status") == "annotated"}
+    for path in corrections_files(config):
+        keys |= {task_key(r.get("preannot_id"), r.get("task"))
+                 for r in read_corrections(path, []) if r.get("status") == "annotated"}
     reviewed = len(keys)
     versions = Registry(config.registry_dir).versions(spec["name"])
     then = max((v.card.get("harvest", {}).get("reviewed", 0) for v in versions), default=0)
