@@ -22,17 +22,19 @@ embeddings are; uniform random vectors have no neighbourhood beyond the first). 
 baseline, same run), and recall@10 against it.
 
     python benchmarks/active_learning.py [--start 50] [--step 100] [--rounds 10] [--repeats 3]
-        [--target 1000] [--pool 5000] [--epochs 8] [--index-size 1000000] [--dim 256]
+        [--seeds 0 1 2] [--out curves.json] [--combine a.json b.json ...] [--target 1000] [--pool 5000] [--epochs 8] [--index-size 1000000] [--dim 256]
         [--data uniform|clustered] [--corpus wnut17 --corpus product] [--skip-index] [--skip-rounds]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -195,31 +197,52 @@ def value_at(curve: list[tuple[int, float]], n: int) -> float:
 
 def rounds(args) -> None:
     host = load_host()
+    kept: dict[str, dict[str, Any]] = {}
     for name in args.corpus:
+        seeds = args.seeds if args.seeds is not None else list(range(args.repeats))
         print(f"\n== {name}: start {args.start}, +{args.step} per round, {args.rounds} rounds, "
-              f"{args.repeats} repeat(s), pool {args.pool}, {args.epochs} epochs ==", flush=True)
-        runs = [run_corpus(name, args, host, seed) for seed in range(args.repeats)]
-        mean = {s: [(n, float(np.mean([r[s][i][1] for r in runs])))
-                    for i, (n, _) in enumerate(runs[0][s])] for s in args.strategies}
-        sizes = [n for n, _ in mean[args.strategies[0]]]
-        print(f"\n{name}: F1 by labeled tasks (mean of {args.repeats})")
-        print("labels      " + "".join(f"{s:>12}" for s in args.strategies))
-        for i, n in enumerate(sizes):
-            print(f"{n:<12}" + "".join(f"{mean[s][i][1]:>12.3f}" for s in args.strategies))
-        print("mean F1  " + "".join(f"{np.mean([f for _, f in mean[s]]):>12.3f}"
-                                   for s in args.strategies)
-              + "   (area under the curve: all rounds, less noisy than one crossing)")
-        target = min(args.target, sizes[-1])
-        goal = value_at(mean["random"], target) if "random" in mean else None
-        if goal is None:
-            continue
-        print(f"\n{name}: random reaches F1 {goal:.3f} with {target} labels; labels each "
-              "strategy needs for it (ratio to random):")
-        for s in args.strategies:
-            need = labels_to_reach(mean[s], goal)
-            said = (f"{need:.0f} ({need / target:.2f})" if need is not None
-                    else f"> {sizes[-1]} (not reached)")
-            print(f"  {s:<12} {said}")
+              f"seeds {seeds}, pool {args.pool}, {args.epochs} epochs ==", flush=True)
+        kept[name] = {str(seed): run_corpus(name, args, host, seed) for seed in seeds}
+        summarize(name, list(kept[name].values()), args)
+    if args.out:
+        args.out.write_text(json.dumps(kept))
+
+
+def combine(args) -> None:
+    """Summaries over the runs of several ``--out`` files (seeds run in parallel)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for path in args.combine:
+        for name, runs in json.loads(Path(path).read_text()).items():
+            merged.setdefault(name, {}).update(runs)
+    for name, runs in merged.items():
+        args.strategies = [s for s in STRATEGIES if all(s in r for r in runs.values())]
+        print(f"\n== {name}: seeds {sorted(runs, key=int)} ==")
+        summarize(name, [{s: [tuple(p) for p in c] for s, c in r.items()}
+                         for r in runs.values()], args)
+
+
+def summarize(name: str, runs: list[dict[str, list[tuple[int, float]]]], args) -> None:
+    mean = {s: [(n, float(np.mean([r[s][i][1] for r in runs])))
+                for i, (n, _) in enumerate(runs[0][s])] for s in args.strategies}
+    sizes = [n for n, _ in mean[args.strategies[0]]]
+    print(f"\n{name}: F1 by labeled tasks (mean of {len(runs)})")
+    print("labels      " + "".join(f"{s:>12}" for s in args.strategies))
+    for i, n in enumerate(sizes):
+        print(f"{n:<12}" + "".join(f"{mean[s][i][1]:>12.3f}" for s in args.strategies))
+    print("mean F1  " + "".join(f"{np.mean([f for _, f in mean[s]]):>12.3f}"
+                               for s in args.strategies)
+          + "   (area under the curve: all rounds, less noisy than one crossing)")
+    target = min(args.target, sizes[-1])
+    if "random" not in mean:
+        return
+    goal = value_at(mean["random"], target)
+    print(f"\n{name}: random reaches F1 {goal:.3f} with {target} labels; labels each "
+          "strategy needs for it (ratio to random):")
+    for s in args.strategies:
+        need = labels_to_reach(mean[s], goal)
+        said = (f"{need:.0f} ({need / target:.2f})" if need is not None
+                else f"> {sizes[-1]} (not reached)")
+        print(f"  {s:<12} {said}")
 
 
 def index(args) -> None:
@@ -256,7 +279,7 @@ def index(args) -> None:
     build = time.perf_counter() - t0
     print(f"build (usearch HNSW, incremental adds of 100k): {build:.1f} s "
           f"({n / build:,.0f} vectors/s)")
-    for expansion in sorted({args.expansion, 64, 256, 512}):  # speed against recall
+    for expansion in sorted({args.expansion, 64, 128, 512}):  # speed against recall
         vi.index.expansion_search = expansion
         t0 = time.perf_counter()
         keys, _ = vi.search(queries, 10)
@@ -277,6 +300,12 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seeds", type=int, nargs="+",
+                        help="run these seeds (default: 0 .. repeats - 1); to run seeds in "
+                             "parallel processes, each with --out, then --combine the files")
+    parser.add_argument("--out", type=Path, help="write each seed's curves here (JSON)")
+    parser.add_argument("--combine", nargs="+", metavar="JSON",
+                        help="summarize the curves of earlier --out files; runs nothing")
     parser.add_argument("--target", type=int, default=1000)
     parser.add_argument("--pool", type=int, default=5000)
     parser.add_argument("--epochs", type=int, default=8)
@@ -284,7 +313,7 @@ def main() -> None:
     parser.add_argument("--dim-text", type=int, default=128)
     parser.add_argument("--index-size", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=256)
-    parser.add_argument("--expansion", type=int, default=128)
+    parser.add_argument("--expansion", type=int, default=256)
     parser.add_argument("--data", choices=["uniform", "clustered"], default="uniform",
                         help="uniform: i.i.d. normal (no neighbour structure: the hardest case); "
                              "clustered: 1,000 Gaussian clusters, as embeddings are")
@@ -294,6 +323,8 @@ def main() -> None:
     args.corpus = args.corpus or ["wnut17", "product"]
     if "random" not in args.strategies:
         args.strategies.insert(0, "random")
+    if args.combine:
+        return combine(args)
     if not args.skip_rounds:
         rounds(args)
     if not args.skip_index:

@@ -53,7 +53,19 @@ def test_selectors_are_built_ins_and_hybrid_prefers_the_uncertain():
     # uncertain (0.2, 9.0) (6.25 x 0.91 against 7.22 x 0.1)
     assert HOST.selector(SelectionSettings("diversity")).select(pool, 1) == [4]
     assert HOST.selector(SelectionSettings("hybrid", options={"weight": 0.9})).select(pool, 1) == [5]
-    assert HOST.selector(SelectionSettings("hybrid", options={"weight": 0})).select(pool, 1) == [4]
+    assert HOST.selector(SelectionSettings("hybrid", options={"weight": 0, "candidates": 0})
+                         ).select(pool, 1) == [4]
+    # by default among the 3k least sure only: for k = 1, (0.2, 9.0) then the first two in
+    # pool order, (0, 0) and (0.3, 0.1); with no weight the farthest of them from the labeled
+    # middle is the origin (7.07 against 6.25 and 6.90)
+    assert HOST.selector(SelectionSettings("hybrid", options={"weight": 0})).select(pool, 1) == [0]
+    pool.uncertainty = [0.0, 0, 0, 0.5, 0.6, 0.9, 0, 0.8, 0, 0.7]
+    # the 6 least sure for k = 2: 5, 7, 9, 4, 3 (and 0); from the labeled middle k-center
+    # weighs (0.2, 9.0) 6.25 x 0.95 = 5.94 first, then (10.4, 0.2) 7.22 x 0.8 = 5.78 before
+    # (9.2, 9.7) 6.30 x 0.9 = 5.67
+    assert HOST.selector(SelectionSettings("hybrid")).select(pool, 2) == [5, 4]
+    with pytest.raises(ConfigError, match="candidates = 0.5"):
+        HOST.selector(SelectionSettings("hybrid", options={"candidates": 0.5}))
     pool.labels = [["A"], ["A"], ["A"], ["A"], ["A"], ["RARE", "A"], ["A"], ["A"], [], ["A"]]
     pool.labeled_counts = {"A": 99}
     # A is common (weight 0.1), RARE never labeled (1), no label counts as rare (1): the far
@@ -235,8 +247,12 @@ def test_embeddings_are_cached_by_content_and_resume_after_an_interruption(tmp_p
     assert third.asked == [["t1", "new"]]
     assert failures == [("new", "not embedded: 'text' holds a int, not text")]
     assert vectors[4] is None and np.isclose(np.linalg.norm(vectors[3]), 1.0)
-    # a fit kept on disk gives the same model version: the cache stays valid across runs
-    assert TfidfEmbedder(tmp_path / "index", "text", 16).model_version == tfidf.model_version
+    # a fit kept on disk (plain arrays, no pickle) gives the same model version and the same
+    # vectors: the cache stays valid across runs
+    kept = TfidfEmbedder(tmp_path / "index", "text", 16)
+    assert kept.model_version == tfidf.model_version
+    assert np.allclose(kept.embed(tasks[:20]), tfidf.embed(tasks[:20]), atol=1e-6)
+    assert [p.name for p in (tmp_path / "index").iterdir()] == ["tfidf-text-16.npz"]
 
 
 def test_similar_to_a_weak_label_starts_from_where_humans_added_it(corpus, tmp_path):
@@ -319,3 +335,37 @@ def test_without_usearch_the_exact_numpy_search_answers_the_same(tmp_path):
     assert keys.tolist() == np.argsort(-brute[[3, 7]], axis=1)[:, :3].tolist()
     assert np.allclose(sims, np.sort(brute[[3, 7]], axis=1)[:, ::-1][:, :3], atol=1e-6)
     assert 7 in exact and 50 not in exact and len(exact) == 50
+
+
+def test_ls_pull_counts_the_near_duplicates_humans_labeled_twice(labelstudio, tmp_path):
+    """With [selection], `ls pull` groups the annotated tasks that are near-duplicates (labels
+    paid twice): a copy annotated beside its original is a group; a copy left unlabeled, or
+    only skipped (a cancelled annotation), is not; metrics.json, the report and the CLI say so."""
+    rng = random.Random(11)
+    texts = [(f"f{i}", filler(rng)) for i in range(30)]
+    texts += [("copy-3", texts[3][1]), ("near-5", texts[5][1] + " !"),
+              ("copy-7", texts[7][1]), ("copy-9", texts[9][1])]
+    write_run_output(tmp_path, texts)
+    (tmp_path / "label.xml").write_text(
+        '<View><Labels name="label" toName="text"><Label value="PLACE"/></Labels>'
+        '<Text name="text" value="$text"/></View>')
+    with open(tmp_path / "preannot.toml", "a") as f:
+        f.write('label_config = "label.xml"\n[selection]\ndim = 16\nduplicates = 0.95\n')
+    config = load_config(tmp_path / "preannot.toml")
+    client = labelstudio.client()
+    summary = sync.push(config, client, input_file=config.output, host=HOST)
+    ids = {t["meta"]["preannot_id"]: t["id"] for t in client.export(summary.project_id)}
+    for name in ("f3", "copy-3", "f5", "near-5", "f7", "f9", "f10", "f11"):
+        client.sdk.annotations.create(id=ids[name], result=[])
+    client.sdk.annotations.create(id=ids["copy-9"], result=[], was_cancelled=True)
+    result = run_cli(["ls", "pull", "-c", str(tmp_path / "preannot.toml"), "-p",
+                      str(summary.project_id), "--no-progress"], env=labelstudio.env())
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stderr.split())
+    assert ("near-duplicates among the annotated tasks: 2 groups, 2 labels paid twice") in said
+    metrics = json.loads((tmp_path / "harvest" / "metrics.json").read_text())
+    assert metrics["duplicates"] == {"threshold": 0.95, "groups": [[ids["f3"], ids["copy-3"]],
+                                                                   [ids["f5"], ids["near-5"]]]}
+    report = (tmp_path / "harvest" / "report.html").read_text()
+    assert "Near-duplicates labeled more than once (2 groups, 2 labels paid twice" in report
+    assert f"data?task={ids['copy-3']}" in report

@@ -68,18 +68,24 @@ class Diversity(Selector):
 
 
 class Hybrid(Selector):
-    """Uncertainty-weighted k-center: distance times ``(1 - weight) + weight * uncertainty``;
-    ``weight`` 0 is pure diversity, 1 ignores the certain tasks until only they are left."""
+    """Uncertain and spread out: k-center greedy among the ``candidates`` x k least sure tasks
+    (the diverse mini-batch of Zhdanov, 2019, with k-center in place of k-means), each
+    distance weighted by ``(1 - weight) + weight * uncertainty``. ``candidates = 0`` looks at
+    the whole pool; with ``weight = 0`` too it is pure diversity."""
 
     type = "hybrid"
-    description = "uncertain and spread-out tasks first (uncertainty-weighted k-center)"
-    known_options = frozenset({"weight"})
+    description = "uncertain and spread-out tasks first (k-center among the least sure)"
+    known_options = frozenset({"weight", "candidates"})
 
     def __init__(self, options=None) -> None:
         super().__init__(options)
         self.weight = float(self.options.get("weight", 0.5))
+        self.candidates = float(self.options.get("candidates", 3))
         if not 0 <= self.weight <= 1:
             raise ConfigError(f"[selection] weight = {self.weight}: must be between 0 and 1")
+        if self.candidates != 0 and self.candidates < 1:
+            raise ConfigError(f"[selection] candidates = {self.candidates}: must be 0 (the "
+                              "whole pool) or at least 1 (times k)")
 
     def select(self, pool: Pool, k: int) -> list[int]:
         import numpy as np
@@ -87,8 +93,13 @@ class Hybrid(Selector):
         if pool.uncertainty is None:
             return k_center_greedy(pool.vectors, k, pool.labeled)
         u = np.clip(np.asarray(pool.uncertainty, dtype=np.float32), 0.0, 1.0)
-        return k_center_greedy(pool.vectors, k, pool.labeled,
-                               (1 - self.weight) + self.weight * u + 1e-6)
+        weights = (1 - self.weight) + self.weight * u + 1e-6
+        among = int(np.ceil(self.candidates * k))
+        if not among or among >= len(u):
+            return k_center_greedy(pool.vectors, k, pool.labeled, weights)
+        top = np.argsort(-u, kind="stable")[:among]
+        picked = k_center_greedy(np.asarray(pool.vectors)[top], k, pool.labeled, weights[top])
+        return [int(top[i]) for i in picked]
 
 
 class Balance(Selector):

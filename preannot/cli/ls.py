@@ -166,6 +166,11 @@ def quality_lines(metrics: dict, tabs: dict) -> list[str]:
         lines.append(f"  annotator {name}: {', '.join(said)}{flag}")
     for title, (_, count) in tabs.items():
         lines.append(f"  Data Manager tab [bold]{title}[/]: {count} tasks")
+    groups = (metrics.get("duplicates") or {}).get("groups")
+    if groups:
+        lines.append(f"  near-duplicates among the annotated tasks: {len(groups)} groups, "
+                     f"{sum(len(g) - 1 for g in groups)} labels paid twice (report.html lists "
+                     "them; `preannot duplicates` finds the unlabeled ones)")
     return lines
 
 

@@ -227,7 +227,9 @@ class SelectionSettings:
     :meth:`~preannot.Annotator.embed` gives the vectors (default: the first configured one that
     can embed, else TF-IDF + SVD of the task data key ``field`` (``data_field``), default
     "text"); ``dim`` the TF-IDF + SVD size; ``duplicates`` the cosine from which two tasks
-    are near-duplicates (above 1: off). Other keys are the selector's options."""
+    are near-duplicates (above 1: off). Other keys are the selector's options. ``configured``:
+    the config has a ``[selection]`` table (``ls pull`` then counts near-duplicates among the
+    annotated tasks)."""
 
     selector: str | None = None
     k: int = 200
@@ -236,6 +238,7 @@ class SelectionSettings:
     duplicates: float = 0.98
     data_field: str = "text"
     options: dict[str, Any] = field(default_factory=dict)
+    configured: bool = False
 
 
 @dataclass
@@ -414,7 +417,7 @@ def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
         config.selection = SelectionSettings(
             table.pop("selector", None), int(table.pop("k", 200)), table.pop("embedder", None),
             int(table.pop("dim", 128)), float(table.pop("duplicates", 0.98)),
-            str(table.pop("field", "text")), table)
+            str(table.pop("field", "text")), table, "selection" in raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: [selection]: k and dim must be whole numbers, duplicates a "
                           f"number ({exc})") from None

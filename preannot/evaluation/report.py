@@ -187,6 +187,13 @@ def quality_sections(metrics: dict[str, Any]) -> list[str]:
                      f"{metrics['adjudication']['threshold']}; {len(adjudicate)} tasks, the "
                      "Data Manager tab of that name holds them all)</h3><table><tr><th>task</th>"
                      f"<th>disagreement</th><th>annotators</th></tr>{body}</table>")
+    duplicates = metrics.get("duplicates") or {}
+    if duplicates.get("groups"):
+        groups = duplicates["groups"]
+        lists.append(f"<h3>Near-duplicates labeled more than once ({len(groups)} groups, "
+                     f"{sum(len(g) - 1 for g in groups)} labels paid twice; cosine at least "
+                     f"{duplicates['threshold']})</h3><ul>" + "".join(
+                         f"<li>{task_links(link, g)}</li>" for g in groups[:50]) + "</ul>")
     if metrics.get("churn"):
         lists.append("<h3>Changed back and forth across pulls</h3><ul>" + "".join(
             f"<li>task {task_links(link, [c['task']])}: annotation {c['annotation']} changed "

@@ -113,9 +113,30 @@ def candidates(path: Path, skip: set[str] = frozenset()) -> Candidates:
     return out
 
 
-def open_space(config: RunConfig, annotators: Sequence[Annotator], fit_on: Sequence[Task]
-               ) -> Space:
+def open_space(config: RunConfig, annotators: Sequence[Annotator],
+               fit_on: Sequence[Task] | Callable[[], Sequence[Task]]) -> Space:
     return Space(config, choose_embedder(config, annotators, fit_on))
+
+
+def duplicates_among(config: RunConfig, annotators: Sequence[Annotator], tasks: Sequence[Task]
+                     ) -> tuple[list[list[int]], list[tuple[str, str]]]:
+    """Near-duplicate groups (indices into ``tasks``) among ``tasks`` only, and the tasks
+    that could not be embedded: for the harvest, the labels paid for twice. A TF-IDF fit not
+    kept yet is made on them and the run output's tasks, as a push's would be."""
+    if len(tasks) < 2 or config.selection.duplicates > 1:
+        return [], []
+
+    def fit_on() -> list[Task]:
+        unlabeled = (candidates(config.output).tasks
+                     if config.output is not None and config.output.exists() else [])
+        return [*unlabeled, *tasks]
+
+    space = open_space(config, annotators, fit_on)
+    try:
+        vectors, failures = space.add(tasks)
+        return duplicate_groups(space, tasks, vectors, config.selection.duplicates), failures
+    finally:
+        space.close()
 
 
 def run_selection(config: RunConfig, selector: Selector, annotators: Sequence[Annotator],

@@ -24,6 +24,8 @@ from ..labelstudio.labeling_config import labels_of
 from ..labelstudio.push import (Engine, PushSummary, annotate_project, ensure_project,
                                 model_version_of, push_tasks, read_import_file)
 from ..labelstudio.server import LOCAL_FILES_ROOT, running_local
+from ..lsjson import task_key
+from ..model import Task
 from ..training.registry import Registry
 from . import select
 
@@ -170,6 +172,29 @@ def repredict(config: RunConfig, progress: Progress = _quiet, log: Log = _quiet
     return None
 
 
+def _annotated_duplicates(config: RunConfig, store: HarvestStore, warnings: list[str]
+                          ) -> dict[str, Any] | None:
+    """Near-duplicate groups (Label Studio task ids) among the annotated tasks: what was
+    labeled twice. None, with a warning, when the embedder cannot be built."""
+    tasks, ids = [], []
+    for item in store.tasks():
+        if any(not a.get("was_cancelled") for a in item.get("annotations") or []):
+            key = task_key((item.get("meta") or {}).get("preannot_id"), item["id"])
+            tasks.append(Task(key, item.get("data") or {}, source=f"task {item['id']}"))
+            ids.append(item["id"])
+    try:
+        groups, failures = select.duplicates_among(config, annotators(config, get_host()), tasks)
+    except ConfigError as exc:
+        warnings.append(f"near-duplicates among annotated tasks not counted: {exc}")
+        return None
+    if failures:
+        source, reason = failures[0]
+        warnings.append(f"near-duplicates: {len(failures)} annotated tasks could not be "
+                        f"embedded ({source}: {reason}{' ...' if len(failures) > 1 else ''})")
+    return {"threshold": config.selection.duplicates,
+            "groups": [[ids[i] for i in group] for group in groups]}
+
+
 @dataclass
 class Harvest:
     """What a pull fetched and the metrics it wrote."""
@@ -268,6 +293,8 @@ def pull(config: RunConfig, client: Client, *, project: str | None = None,
                                else frozenset()),
             churn=store.churn(), link=f"{client.url}/projects/{found.id}/data?task={{task}}",
             spec=_spec_change(fetched))
+        if config.selection.configured and config.selection.duplicates <= 1:
+            options.duplicates = _annotated_duplicates(config, store, warnings)
         metrics = write_outputs(store.tasks, out, model_version=model_version,
                                 thresholds=config.harvest.thresholds,
                                 title=f"preannot harvest: {found.title}", options=options)

@@ -16,9 +16,10 @@ from .text import TfidfEmbedder
 
 
 def choose_embedder(config: RunConfig, annotators: Sequence[Annotator],
-                    fit_on: Sequence[Task] = ()) -> Embedder:
+                    fit_on: Sequence[Task] | Callable[[], Sequence[Task]] = ()) -> Embedder:
     """``[selection] embedder`` (an annotator's name), else the first configured annotator
-    that can embed, else TF-IDF + SVD of ``[selection] field`` fitted on ``fit_on``."""
+    that can embed, else TF-IDF + SVD of ``[selection] field`` fitted on ``fit_on`` (a
+    function giving them: read only when no fit is kept yet)."""
     wanted = config.selection.embedder
     if wanted and wanted not in ("tfidf", "tfidf-svd"):
         found = [a for a in annotators if a.name == wanted]
@@ -36,7 +37,8 @@ def choose_embedder(config: RunConfig, annotators: Sequence[Annotator],
                 return annotator
     embedder = TfidfEmbedder(config.state_dir / "index", config.selection.data_field,
                              config.selection.dim)
-    embedder.fit(list(fit_on))
+    if embedder.model is None:
+        embedder.fit(list(fit_on() if callable(fit_on) else fit_on))
     return embedder
 
 

@@ -167,6 +167,26 @@ class SamAnnotator(Annotator):
         return [self._region(masks[best], label, float(scores[best]), provenance,
                              box or _extent(points, width, height))]
 
+    def embed(self, tasks: Sequence[Task]) -> list[list[float] | TaskFailed]:
+        """The image encoder's embedding of each image, average-pooled over the cells that hold
+        the image (SAM pads it to a square; the padding is left out): 256 numbers. It comes
+        from the caches prompts and chained masks use, so selecting images a run has segmented
+        encodes nothing again."""
+        import math
+
+        out: list[list[float] | TaskFailed] = []
+        for task in tasks:
+            with self.lock:
+                embedding = self._embedding(task)
+            if isinstance(embedding, TaskFailed):
+                out.append(embedding)
+                continue
+            features = embedding.features[0]  # channels x grid x grid
+            scale = features.shape[-1] / self.sam.image_encoder.img_size
+            height, width = (math.ceil(side * scale) for side in embedding.input_size)
+            out.append(features[:, :height, :width].float().mean(dim=(1, 2)).cpu().tolist())
+        return out
+
     def _embedding(self, task: Task) -> Any:
         """The task's image embedding: from memory, else from disk, else from the encoder.
 

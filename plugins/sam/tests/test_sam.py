@@ -188,3 +188,31 @@ def test_gpu_autocast_matches_cpu(sam_checkpoint, tmp_path, image_and_boxes):
     assert [r.label for r in gpu] == [r.label for r in cpu]
     for a, b in zip(cpu, gpu):
         assert (a.mask == b.mask).mean() >= 0.98  # bf16/fp16 rounding flips only edge pixels
+
+
+def test_embed_is_the_encoders_embedding_pooled_over_the_image(sam_checkpoint, tmp_path,
+                                                               image_and_boxes):
+    """``embed``: 256 numbers per image, the mean of the encoder's output over the 48 x 64
+    cells that hold a 320 x 240 image (its 1024 x 768 resize; the padding rows left out), from
+    the embedding cache a chained run filled; a copy embeds the same, a missing file fails alone."""
+    from segment_anything import SamPredictor
+
+    from preannot import can_embed
+
+    path, boxes = image_and_boxes
+    (tmp_path / "copy.png").write_bytes(path.read_bytes())
+    tasks = [Task("t", {"image": str(path)}), Task("copy", {"image": str(tmp_path / "copy.png")}),
+             Task("gone", {"image": str(tmp_path / "gone.png")})]
+    sam = _sam(sam_checkpoint, tmp_path)
+    sam.annotate(tasks[:1], _upstream(boxes))
+    calls = _count_encoder_calls(sam)
+    vectors = sam.embed(tasks)
+    assert can_embed(sam) and calls[0] == 0  # the run's embedding, and the copy's from disk
+    assert [len(v) for v in vectors[:2]] == [256, 256] and vectors[0] == vectors[1]
+    assert isinstance(vectors[2], TaskFailed) and "gone.png" in str(vectors[2])
+    predictor = SamPredictor(sam.sam)
+    predictor.set_image(np.asarray(Image.open(path).convert("RGB")))
+    assert tuple(predictor.input_size) == (768, 1024)
+    own = predictor.features[0, :, :48, :64].mean(dim=(1, 2))
+    assert np.allclose(vectors[0], own.numpy(), atol=1e-5)
+    assert not np.allclose(vectors[0], predictor.features[0].mean(dim=(1, 2)).numpy(), atol=1e-5)
