@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import random
+import sqlite3
 import uuid
 
 import numpy as np
 import pytest
 
-from helpers import run_cli
+from helpers import ROOT, run_cli
 from preannot import ConfigError, Pool
 from preannot.builtins.selection import k_center_greedy
 from preannot.engine.config import SelectionSettings, load_config
@@ -369,3 +370,36 @@ def test_ls_pull_counts_the_near_duplicates_humans_labeled_twice(labelstudio, tm
     report = (tmp_path / "harvest" / "report.html").read_text()
     assert "Near-duplicates labeled more than once (2 groups, 2 labels paid twice" in report
     assert f"data?task={ids['copy-3']}" in report
+
+
+def test_a_run_with_selection_embeds_its_tasks_and_embed_then_has_nothing_to_do(tmp_path):
+    """`preannot run` with [selection] embeds and indexes its output (TF-IDF + SVD here);
+    `preannot embed` afterwards finds every vector cached; a task without text is named."""
+    from preannot.selection.store import EmbeddingStore
+
+    rng = random.Random(2)
+    records = [{"id": f"m{i}", "text": filler(rng)} for i in range(24)]
+    records.append({"id": "empty", "text": ""})
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    rules = ROOT / "rules" / "product-ner"
+    (tmp_path / "preannot.toml").write_text(
+        '[input]\npaths = ["in.jsonl"]\n[output]\npath = "out.json"\n'
+        f'[[annotators]]\nname = "rules"\ntype = "rules"\nrules = "{rules.as_posix()}"\n'
+        '[selection]\ndim = 8\n')
+    result = run_cli(["run", "-c", str(tmp_path / "preannot.toml"), "--no-progress"])
+    assert result.returncode == 3, result.stderr  # the empty task cannot be embedded
+    said = " ".join(result.stderr.split())
+    assert "wrote" in said and "25 tasks (25 annotated now" in said
+    assert "embedded 24 tasks with tfidf-svd-8-" in said
+    assert "left out out.json[24]: not embedded: its vector is all zeros" in said
+    config = load_config(tmp_path / "preannot.toml")
+
+    def stored():  # INSERT OR REPLACE gives a re-saved vector a new rowid
+        with sqlite3.connect(config.state_dir / "embeddings.sqlite") as db:
+            return db.execute("SELECT count(*), max(rowid) FROM vectors").fetchone()
+
+    before = stored()
+    assert before[0] == 24
+    again = run_cli(["embed", "-c", str(tmp_path / "preannot.toml"), "--no-progress"])
+    assert again.returncode == 3 and "embedded 24 tasks" in " ".join(again.stderr.split())
+    assert stored() == before

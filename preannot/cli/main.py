@@ -18,6 +18,7 @@ from ..annotator import ConfigError
 from ..engine.config import check_encoding, load_config
 from ..engine.host import ENV_VAR, get_host, report_failures
 from ..loop import sync
+from .select import embed_output
 
 err = Console(stderr=True)
 
@@ -73,7 +74,8 @@ def run(inputs: tuple[Path, ...], config_path: Path | None, output: Path | None,
     A rerun skips records already done with the same annotators and input; --force redoes
     them. Bad records are reported with file and line, and the rest goes on; the exit status
     is then 3 (the output holds every record that worked). Settings come from the config
-    file; flags override it for one run.
+    file; flags override it for one run. With a [selection] table the output's tasks are then
+    embedded and indexed too (as `preannot embed` does), ready for selection and `similar`.
     """
     try:
         config = load_config(config_path)
@@ -105,13 +107,15 @@ def run(inputs: tuple[Path, ...], config_path: Path | None, output: Path | None,
                 bar.update(bar_task, advance=advance, total=total)
 
             summary = sync.pre_annotate(config, host=host, force=force, progress=progress)
+        _print_summary(summary)
+        embedded = (embed_output(config, sync.annotators(config, host), no_progress)
+                    if config.selection.configured else None)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         err.print("interrupted: finished batches are saved; run the same command again to resume")
         sys.exit(130)
-    _print_summary(summary)
-    if summary.failed:
+    if summary.failed or (embedded and embedded.failures):
         sys.exit(3)
 
 

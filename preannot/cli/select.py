@@ -145,25 +145,23 @@ def embed(config_path, no_progress):
     """
     try:
         config = load_config(config_path)
-        built = _annotators(config)
-        if config.output is None or not config.output.exists():
-            raise ConfigError(f"{config.output}: no such file; run `preannot run` first")
-        pool = select.candidates(config.output)
-        space = select.open_space(config, built, pool.tasks)
-        try:
-            with progress_bar("embedding", no_progress) as bar:
-                job = bar.add_task("embed", total=len(pool.tasks))
-                vectors, failures = space.add(pool.tasks, lambda n: bar.update(job, advance=n))
-        finally:
-            space.close()
+        embedded = embed_output(config, _annotators(config), no_progress)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         err.print("interrupted: finished batches are saved; run the same command again to resume")
         sys.exit(130)
-    done = sum(v is not None for v in vectors)
-    err.print(f"[green]embedded[/] {done} tasks with {space.version} (index {space.path})",
-              highlight=False)
-    _failures(pool.failures + failures)
-    if pool.failures or failures:
+    if embedded.failures:
         sys.exit(3)
+
+
+def embed_output(config, annotators, no_progress: bool) -> select.Embedded:
+    """Embed the run output with a progress bar and say what was done (``embed``, ``run``)."""
+    with progress_bar("embedding", no_progress) as bar:
+        job = bar.add_task("embed", total=None)
+        embedded = select.embed_output(
+            config, annotators, lambda n, total: bar.update(job, advance=n, total=total))
+    err.print(f"[green]embedded[/] {embedded.done} tasks with {embedded.version} (index "
+              f"{embedded.index})", highlight=False)
+    _failures(embedded.failures)
+    return embedded

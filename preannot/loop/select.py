@@ -118,6 +118,35 @@ def open_space(config: RunConfig, annotators: Sequence[Annotator],
     return Space(config, choose_embedder(config, annotators, fit_on))
 
 
+@dataclass
+class Embedded:
+    """What :func:`embed_output` did: the model version, the index file, the tasks embedded
+    and those that could not be (source, why), the output's unreadable records included."""
+
+    version: str
+    index: Path
+    done: int
+    failures: list[tuple[str, str]]
+
+
+def embed_output(config: RunConfig, annotators: Sequence[Annotator],
+                 progress: Callable[[int, int], None] | None = None) -> Embedded:
+    """Embed and index the run output's tasks (``preannot embed``, and ``preannot run`` with
+    ``[selection]``): only what the cache lacks, so an interrupted one resumes.
+    ``progress(advance, total)``."""
+    if config.output is None or not config.output.exists():
+        raise ConfigError(f"{config.output}: no such file; run `preannot run` first")
+    pool = candidates(config.output)
+    space = open_space(config, annotators, pool.tasks)
+    try:
+        vectors, failures = space.add(
+            pool.tasks, progress and (lambda n: progress(n, len(pool.tasks))))
+    finally:
+        space.close()
+    return Embedded(space.version, space.path, sum(v is not None for v in vectors),
+                    pool.failures + failures)
+
+
 def duplicates_among(config: RunConfig, annotators: Sequence[Annotator], tasks: Sequence[Task]
                      ) -> tuple[list[list[int]], list[tuple[str, str]]]:
     """Near-duplicate groups (indices into ``tasks``) among ``tasks`` only, and the tasks

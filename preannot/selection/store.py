@@ -135,11 +135,14 @@ def embed_tasks(tasks: Sequence[Task], embedder: Embedder, store: EmbeddingStore
             made = [TaskFailed(f"{type(exc).__name__}: {exc}")] * len(batch)
         fresh = {}
         for task, vector in zip(batch, made):
+            if not isinstance(vector, TaskFailed) and not (vector := unit(vector)).any():
+                vector = TaskFailed("its vector is all zeros: nothing in it that the embedder "
+                                    "knows (an empty text?); it has no direction to compare")
             if isinstance(vector, TaskFailed):
                 failures.append((task.source or task.id, f"not embedded: {vector}"))
                 failed.add(task.checksum)
             else:
-                fresh[task.checksum] = unit(vector)
+                fresh[task.checksum] = vector
         store.save(version, fresh)
         have.update(fresh)
         if progress:
