@@ -205,7 +205,7 @@ def pull(config_path: Path | None, project: str | None, output_dir: Path | None,
         with progress_bar("pulling", no_progress) as bar:
             task = bar.add_task("pull", total=None)
             harvest = sync.pull(config, client, project=project, output_dir=output_dir,
-                                model_version=model_version, full=full,
+                                model_version=model_version, full=full, duplicates=True,
                                 progress=lambda n: bar.update(task, advance=n))
     except (ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -263,9 +263,12 @@ def _spec_change(fetched: PullSummary) -> dict[str, Any] | None:
 
 def pull(config: RunConfig, client: Client, *, project: str | None = None,
          output_dir: Path | None = None, model_version: str | None = None, full: bool = False,
-         progress: Progress = _quiet) -> Harvest:
+         duplicates: bool = False, progress: Progress = _quiet) -> Harvest:
     """Fetch the tasks changed since the last pull (all with ``full``) and rewrite, from every
-    task pulled so far, corrections.jsonl, metrics.json and report.html."""
+    task pulled so far, corrections.jsonl, metrics.json and report.html. ``duplicates`` (the
+    ``ls pull`` command, not a server's background harvest, which would build the annotators
+    a second time): with ``[selection]`` configured, also group the near-duplicates among the
+    annotated tasks."""
     project = project or config.labelstudio.project
     if project is None:
         raise ConfigError("which project? pass --project or set [labelstudio] project")
@@ -293,7 +296,7 @@ def pull(config: RunConfig, client: Client, *, project: str | None = None,
                                else frozenset()),
             churn=store.churn(), link=f"{client.url}/projects/{found.id}/data?task={{task}}",
             spec=_spec_change(fetched))
-        if config.selection.configured and config.selection.duplicates <= 1:
+        if duplicates and config.selection.configured and config.selection.duplicates <= 1:
             options.duplicates = _annotated_duplicates(config, store, warnings)
         metrics = write_outputs(store.tasks, out, model_version=model_version,
                                 thresholds=config.harvest.thresholds,
