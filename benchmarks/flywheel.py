@@ -56,6 +56,7 @@ start; WNUT-17 with ``--pool 800 --k 250 --rounds 3 --test 500 --epochs 12`` abo
     python benchmarks/flywheel.py [--pool 800] [--k 100] [--rounds 3] [--test 300] [--seed 0]
                                   [--epochs 30] [--out results.json] [--workdir DIR]
                                   [--corpus products|wnut17] [--no-grow] [--no-rare] [--refit]
+                                  [--no-silence]
 
 With ``LABEL_STUDIO_URL`` and ``LABEL_STUDIO_API_KEY`` set, that server is used (a new project per
 run); otherwise a local one is started in the work folder and stopped at the end. spaCy's
@@ -118,6 +119,7 @@ type = "fusion"
 after = ["rules", "model"]
 policy = "learned"
 min_weight = 0.5
+silence = {silence}
 
 [[trainers]]
 name = "ner"
@@ -323,6 +325,8 @@ def main() -> None:
     parser.add_argument("--no-rare", dest="rare", action="store_false",
                         help="products: the dictionary does not know the test-only products")
     parser.add_argument("--refit", action="store_true", help="[training] refit = true")
+    parser.add_argument("--no-silence", dest="silence", action="store_false",
+                        help="the fusion's silence = false: a source's silence is no veto")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--workdir", type=Path, help="work folder to use and keep "
                         "(default: a temporary one, removed at the end)")
@@ -370,6 +374,7 @@ def main() -> None:
         config_path.write_text(CONFIG.format(epochs=args.epochs, seed=args.seed, project=title,
                                              eval_fraction=args.eval_fraction,
                                              refit=str(args.refit).lower(),
+                                             silence=str(args.silence).lower(),
                                              connection=connection), encoding="utf-8")
         config = load_config(config_path)
         host = get_host()
