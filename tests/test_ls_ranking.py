@@ -45,6 +45,11 @@ def test_uncertainty_puts_the_least_confident_task_first():
     assert r.priority(task, sure) == pytest.approx(0.2)
     assert r.priority(task, [Prediction("t", "a", "v", [])]) == 0.25
     assert priority_to_score(0.9) < priority_to_score(0.2)
+    # a task score (spacy-ner's beam: the whole entity set is right) counts, so a likely miss
+    # is seen: sure regions, or none, with a doubtful whole
+    missed = [Prediction("t", "a", "v", [span("A", 0, 3, 0.9)], score=0.3)]
+    assert r.priority(task, missed) == pytest.approx(0.7)
+    assert r.priority(task, [Prediction("t", "a", "v", [], score=0.6)]) == pytest.approx(0.4)
 
 
 def test_disagreement_grows_as_annotators_part_ways():

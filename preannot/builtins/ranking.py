@@ -23,13 +23,17 @@ def priority_to_score(priority: float) -> float:
 
 
 class Uncertainty(Ranker):
-    """Lowest region confidence first; ``empty`` is the priority of a task with no scored region."""
+    """Least sure first: 1 - the lowest prediction score of the task. A prediction's score is
+    its own task score where the annotator gives one (``spacy-ner`` with a beam: the
+    probability that its whole entity set is right, so a likely miss counts too, even in a
+    task where nothing was found), else its weakest region's. ``empty``: the priority of a
+    task with no score at all."""
 
     type = "uncertainty"
     description = "least confident predictions first"
 
     def priority(self, task: Task, predictions: Sequence[Prediction]) -> float:
-        scores = [r.score for p in predictions for r in p.regions if r.score is not None]
+        scores = [p.score for p in predictions if p.score is not None]
         return 1.0 - min(scores) if scores else float(self.options.get("empty", 0.5))
 
 
