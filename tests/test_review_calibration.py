@@ -156,6 +156,10 @@ def test_calibration_takes_every_review_the_current_models_never_learned_from(pr
     records, failed = evaluation_records(config, built, "v")
     expected = {e.task.id for e in data.eval} | {f"doc{i}" for i in range(60, 90)}
     assert failed == 0 and {r["preannot_id"] for r in records} == expected
+    # so each further review counts once, not 1 / eval_fraction times
+    calibrated = review.calibrate(config, built=built)
+    assert calibrated.calibration.threshold is None
+    assert calibrated.more_reviews == calibrated.calibration.needed - len(expected)
     (registry.current("terms").folder / "trained.txt").unlink()  # unknown: the split alone
     records, _ = evaluation_records(config, built, "v")
     split = {f"doc{i}" for i in range(90) if in_eval_split(f"doc{i}", 0.3)}

@@ -101,7 +101,11 @@ def calibrate(config: RunConfig, *, host: Host | None = None,
     calibration = fit(records, version, target=settings.target_precision, delta=settings.delta)
     more = None
     if calibration.threshold is None and calibration.needed is not None:
-        more = math.ceil(max(0, calibration.needed - len(records)) / config.training.eval_fraction)
+        # every new review is unseen while the models say what they learned from; else only
+        # the evaluation split's share of them counts (see evaluation_records)
+        known = trained_on(config.annotators, Registry(config.registry_dir)) is not None
+        share = 1.0 if known else config.training.eval_fraction
+        more = math.ceil(max(0, calibration.needed - len(records)) / share)
     verdict = _verdict(calibration, more, len(records))
     out = settings.output_dir / CALIBRATION
     stored = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {"versions": {}}
