@@ -112,7 +112,7 @@ def _load(path: Path) -> tuple[list[Any], Any]:
 
     with np.load(path, allow_pickle=False) as arrays:
         vectorizers = []
-        for n, analyzer in enumerate(("word", "char_wb")):
+        for n, analyzer in enumerate(ANALYZERS):  # the order fit made them in
             terms = arrays[f"terms{n}"].tolist()
             vectorizer = TfidfVectorizer(analyzer=analyzer, ngram_range=ANALYZERS[analyzer],
                                          sublinear_tf=True,
