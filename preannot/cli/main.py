@@ -106,10 +106,12 @@ def run(inputs: tuple[Path, ...], config_path: Path | None, output: Path | None,
             def progress(advance: int, total: int | None) -> None:
                 bar.update(bar_task, advance=advance, total=total)
 
-            summary = sync.pre_annotate(config, host=host, force=force, progress=progress)
+            # with [selection] the embedding after the run uses the run's annotators
+            built = sync.configured(config, host) if config.selection.configured else None
+            summary = sync.pre_annotate(config, host=host, force=force, progress=progress,
+                                        built=built)
         _print_summary(summary)
-        embedded = (embed_output(config, sync.annotators(config, host), no_progress)
-                    if config.selection.configured else None)
+        embedded = embed_output(config, built[1], no_progress) if built else None
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:

@@ -298,15 +298,17 @@ class _Run:
 
 
 def run(config: RunConfig, *, host: Host | None = None, models: ModelSource | None = None,
-        force: bool = False, progress: Callable[[int, int | None], None] | None = None) -> Summary:
+        force: bool = False, progress: Callable[[int, int | None], None] | None = None,
+        configured: tuple[list[dict[str, Any]], list[Annotator]] | None = None) -> Summary:
     """Pre-annotate every input of ``config`` and write ``config.output``; returns the summary.
 
     ``models`` resolves options that name trained models (the registry); ``progress`` is
-    called as ``progress(advance, total)`` after each batch.
+    called as ``progress(advance, total)`` after each batch. ``configured``: the specs and
+    annotators :func:`configured_annotators` gave, built already (not built again).
     """
     _check_runnable(config)
     host = host or get_host()
-    specs, annotators = configured_annotators(config, host, models)
+    specs, annotators = configured or configured_annotators(config, host, models)
     with output_lock(config.output):  # type: ignore[arg-type]
         ledger = Ledger(config.state_dir / "ledger.sqlite", str(config.output.resolve()))
         try:

@@ -162,9 +162,10 @@ class Options:
     link: str | None = None
     spec: dict[str, Any] | None = None
     """The labeling config's version, and what changed in it since the last pull."""
-    duplicates: dict[str, Any] | None = None
-    """Near-duplicate groups among the annotated tasks ({"threshold", "groups": task ids}),
-    when ``[selection]`` is configured."""
+    duplicates: Callable[[Path], dict[str, Any] | None] | None = None
+    """Called with the corrections file once it is written: the near-duplicate groups among
+    its annotated tasks ({"threshold", "groups": task ids}), when ``[selection]`` is
+    configured (the embedding is the caller's: evaluation knows no embedder)."""
 
 
 def _feed(quality: Quality, task: dict[str, Any], model_version: str | None,
@@ -228,7 +229,8 @@ def write_outputs(tasks: Iterable[dict[str, Any]] | Callable[[], Iterable[dict[s
     result["churn"] = options.churn
     result["link"] = options.link
     result["spec"] = options.spec
-    result["duplicates"] = options.duplicates
+    result["duplicates"] = (options.duplicates(out_dir / CORRECTIONS) if options.duplicates
+                            else None)
     (out_dir / METRICS).write_text(json.dumps(result, indent=2), encoding="utf-8")
     report.write(result, out_dir / REPORT, title)
     return result

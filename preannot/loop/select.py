@@ -42,6 +42,8 @@ class Labeled:
     """What humans labeled so far (from the last ``ls pull``'s corrections file)."""
 
     tasks: list[Task] = field(default_factory=list)
+    task_ids: list[Any] = field(default_factory=list)
+    """The Label Studio id of each of ``tasks``."""
     counts: Counter = field(default_factory=Counter)
     weak: dict[str, list[Task]] = field(default_factory=dict)
     """label -> the tasks where humans added it or corrected a prediction of it."""
@@ -55,9 +57,10 @@ def _label(item: dict[str, Any]) -> str | None:
     return str(values[0]) if isinstance(values, list) and values else None
 
 
-def labeled(config: RunConfig) -> Labeled:
+def labeled(config: RunConfig, path: Path | None = None) -> Labeled:
+    """The annotated tasks of a corrections file (default: the harvest's)."""
     out = Labeled()
-    path = config.harvest.output_dir / CORRECTIONS
+    path = path or config.harvest.output_dir / CORRECTIONS
     if not path.exists():
         return out
     for record in read_corrections(path, out.errors):
@@ -66,6 +69,7 @@ def labeled(config: RunConfig) -> Labeled:
         task = Task(task_key(record.get("preannot_id"), record.get("task")), record["data"],
                     source=f"{path.name} task {record.get('task')}")
         out.tasks.append(task)
+        out.task_ids.append(record.get("task"))
         weak = set()
         for item in record.get("human") or []:
             if (label := _label(item)) is not None:

@@ -24,8 +24,6 @@ from ..labelstudio.labeling_config import labels_of
 from ..labelstudio.push import (Engine, PushSummary, annotate_project, ensure_project,
                                 model_version_of, push_tasks, read_import_file)
 from ..labelstudio.server import LOCAL_FILES_ROOT, running_local
-from ..lsjson import task_key
-from ..model import Task
 from ..training.registry import Registry
 from . import select
 
@@ -42,15 +40,24 @@ def models(config: RunConfig) -> Registry:
     return Registry(config.registry_dir)
 
 
+def configured(config: RunConfig, host: Host) -> tuple[list[dict[str, Any]], list[Annotator]]:
+    """The config's annotators, built, registry models resolved, and their specs (none
+    configured: none)."""
+    return configured_annotators(config, host, models(config)) if config.annotators else ([], [])
+
+
 def annotators(config: RunConfig, host: Host) -> list[Annotator]:
     """The config's annotators, built, registry models resolved (none configured: [])."""
-    return configured_annotators(config, host, models(config))[1] if config.annotators else []
+    return configured(config, host)[1]
 
 
 def pre_annotate(config: RunConfig, *, host: Host | None = None, force: bool = False,
-                 progress: Callable[[int, int | None], None] | None = None) -> Summary:
-    """``preannot run``: the batch run, with registry models resolved."""
-    return run(config, host=host, models=models(config), force=force, progress=progress)
+                 progress: Callable[[int, int | None], None] | None = None,
+                 built: tuple[list[dict[str, Any]], list[Annotator]] | None = None) -> Summary:
+    """``preannot run``: the batch run, with registry models resolved; ``built``: what
+    :func:`configured` gave, when the caller uses the annotators after the run too."""
+    return run(config, host=host, models=models(config), force=force, progress=progress,
+               configured=built)
 
 
 def connect(config: RunConfig) -> Client:
@@ -172,18 +179,15 @@ def repredict(config: RunConfig, progress: Progress = _quiet, log: Log = _quiet
     return None
 
 
-def _annotated_duplicates(config: RunConfig, store: HarvestStore, warnings: list[str]
+def _annotated_duplicates(config: RunConfig, corrections: Path, warnings: list[str]
                           ) -> dict[str, Any] | None:
-    """Near-duplicate groups (Label Studio task ids) among the annotated tasks: what was
-    labeled twice. None, with a warning, when the embedder cannot be built."""
-    tasks, ids = [], []
-    for item in store.tasks():
-        if any(not a.get("was_cancelled") for a in item.get("annotations") or []):
-            key = task_key((item.get("meta") or {}).get("preannot_id"), item["id"])
-            tasks.append(Task(key, item.get("data") or {}, source=f"task {item['id']}"))
-            ids.append(item["id"])
+    """Near-duplicate groups (Label Studio task ids) among the annotated tasks of the
+    corrections file: what was labeled twice. None, with a warning, when the embedder cannot
+    be built."""
+    done = select.labeled(config, corrections)
     try:
-        groups, failures = select.duplicates_among(config, annotators(config, get_host()), tasks)
+        groups, failures = select.duplicates_among(config, annotators(config, get_host()),
+                                                   done.tasks)
     except ConfigError as exc:
         warnings.append(f"near-duplicates among annotated tasks not counted: {exc}")
         return None
@@ -192,7 +196,7 @@ def _annotated_duplicates(config: RunConfig, store: HarvestStore, warnings: list
         warnings.append(f"near-duplicates: {len(failures)} annotated tasks could not be "
                         f"embedded ({source}: {reason}{' ...' if len(failures) > 1 else ''})")
     return {"threshold": config.selection.duplicates,
-            "groups": [[ids[i] for i in group] for group in groups]}
+            "groups": [[done.task_ids[i] for i in group] for group in groups]}
 
 
 @dataclass
@@ -297,7 +301,7 @@ def pull(config: RunConfig, client: Client, *, project: str | None = None,
             churn=store.churn(), link=f"{client.url}/projects/{found.id}/data?task={{task}}",
             spec=_spec_change(fetched))
         if duplicates and config.selection.configured and config.selection.duplicates <= 1:
-            options.duplicates = _annotated_duplicates(config, store, warnings)
+            options.duplicates = lambda path: _annotated_duplicates(config, path, warnings)
         metrics = write_outputs(store.tasks, out, model_version=model_version,
                                 thresholds=config.harvest.thresholds,
                                 title=f"preannot harvest: {found.title}", options=options)
