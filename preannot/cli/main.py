@@ -125,7 +125,8 @@ def _print_summary(summary) -> None:
     done = summary.annotated + summary.skipped
     err.print(f"[green]wrote[/] {summary.output} : {done} tasks "
               f"({summary.annotated} annotated now, {summary.skipped} already done), "
-              f"{summary.failed} failed of {summary.read} records read")
+              f"{summary.failed} failed of {summary.read} records read",
+              soft_wrap=True)  # one line in a log or a pipe too, however long the path
     if summary.failed:
         table = Table("failure", "count", "first examples", title="failed records")
         examples: dict[str, list[str]] = {}
