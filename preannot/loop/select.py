@@ -164,10 +164,21 @@ def duplicates_among(config: RunConfig, annotators: Sequence[Annotator], tasks: 
                      if config.output is not None and config.output.exists() else [])
         return [*unlabeled, *tasks]
 
+    groups, _, failures = near_duplicates(config, annotators, tasks, fit_on,
+                                          config.selection.duplicates)
+    return groups, failures
+
+
+def near_duplicates(config: RunConfig, annotators: Sequence[Annotator], tasks: Sequence[Task],
+                    fit_on: Sequence[Task] | Callable[[], Sequence[Task]], limit: float,
+                    progress: Progress | None = None
+                    ) -> tuple[list[list[int]], list[Any], list[tuple[str, str]]]:
+    """Embed ``tasks`` (what the cache lacks) and group those at least ``limit`` similar: the
+    groups (indices into ``tasks``), the vectors, and the tasks that could not be embedded."""
     space = open_space(config, annotators, fit_on)
     try:
-        vectors, failures = space.add(tasks)
-        return duplicate_groups(space, tasks, vectors, config.selection.duplicates), failures
+        vectors, failures = space.add(tasks, progress)
+        return duplicate_groups(space, tasks, vectors, limit), vectors, failures
     finally:
         space.close()
 
@@ -348,18 +359,11 @@ def duplicates(config: RunConfig, annotators: Sequence[Annotator],
         raise ConfigError(f"{config.output or 'the run output'}: no such file; run "
                           "`preannot run` first")
     pool = candidates(config.output)
-    space = open_space(config, annotators, pool.tasks)
-    try:
-        vectors, failures = space.add(pool.tasks, progress)
-        limit = config.selection.duplicates if threshold is None else threshold
-        groups = duplicate_groups(space, pool.tasks, vectors, limit)
-        out = []
-        for group in groups:
-            first = vectors[group[0]]
-            out.append([{"id": pool.tasks[i].id, "source": pool.tasks[i].source,
-                         "similarity": round(float(np.dot(first, vectors[i])), 4)}
-                        for i in group])
-        return out, pool.failures + failures
-    finally:
-        space.close()
+    limit = config.selection.duplicates if threshold is None else threshold
+    groups, vectors, failures = near_duplicates(config, annotators, pool.tasks, pool.tasks, limit,
+                                                progress)
+    out = [[{"id": pool.tasks[i].id, "source": pool.tasks[i].source,
+             "similarity": round(float(np.dot(vectors[group[0]], vectors[i])), 4)}
+            for i in group] for group in groups]
+    return out, pool.failures + failures
 
