@@ -26,6 +26,11 @@ class LabelStudioFixture:
     """The process when the fixture started it (None for a reused server): tests that stop and
     restart it skip without it."""
 
+    @property
+    def files_root(self):
+        """The folder it serves files from (Local Files storages go in sub-folders of it)."""
+        return self.server.files_root if self.server else None
+
     def client(self, **kwargs) -> Client:
         return Client(Connection(self.url, self.api_key), **kwargs)
 
@@ -46,7 +51,8 @@ def labelstudio(tmp_path_factory):
     if url and token:
         yield LabelStudioFixture(url.rstrip("/"), token, None)
         return
-    server = local_server(tmp_path_factory.mktemp("labelstudio")).start()
+    server = local_server(tmp_path_factory.mktemp("labelstudio"),
+                          files_root=tmp_path_factory.mktemp("served")).start()
     try:
         yield LabelStudioFixture(server.url, server.api_key, server)
     finally:

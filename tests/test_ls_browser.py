@@ -331,22 +331,21 @@ def test_an_image_from_a_folder_is_shown_with_its_predicted_box(browser, labelst
     if labelstudio.server is None:
         pytest.skip("needs a server this session started: its login and file serving are known")
     from preannot.labelstudio.push import LOCAL_FILES
-    from preannot.labelstudio.server import LOCAL_FILES_ROOT
     from preannot.model import Box
 
-    folder = tmp_path / "photos"
+    folder = labelstudio.files_root / f"photos-{tmp_path.name}"  # what the server serves
     folder.mkdir()
     Image.new("RGB", (320, 240), (235, 235, 235)).save(folder / "car.png")  # plain grey
     box = Box(label="car", x=100, y=60, width=120, height=120, image_width=320, image_height=240,
               score=0.9, from_name="box", to_name="image")
     task = task_to_ls(Task("car", {"image": str(folder / "car.png")}),
                       [Prediction("car", "det", MODEL_VERSION, [box])])
-    client = labelstudio.client(local_files_root=LOCAL_FILES_ROOT)
+    client = labelstudio.client(local_files_root=str(labelstudio.files_root))
     project = labelstudio.project(IMAGE_CONFIG, title="image browser test")
     summary = push_tasks(client, project, [("car.png", task)])
     assert (summary.created, summary.failures, summary.notices) == (1, [], [])
     [pushed] = client.export(project)
-    assert pushed["data"]["image"] == LOCAL_FILES + (folder / "car.png").as_posix().lstrip("/")
+    assert pushed["data"]["image"] == LOCAL_FILES + f"{folder.name}/car.png"
     assert pushed["meta"]["preannot_image"] == str(folder / "car.png")
     storages = client.sdk.import_storage.local.list(project=project)
     assert [s.path for s in storages] == [str(folder)]

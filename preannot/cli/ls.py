@@ -19,7 +19,7 @@ from ..evaluation.split import training_side
 from ..evaluation.suggest import suggest
 from ..labelstudio.client import URL_ENV, Client, Connection
 from ..labelstudio.push import PushSummary
-from ..labelstudio.server import LOCAL_FILES_ROOT, local_server
+from ..labelstudio.server import local_server
 from ..loop import sync
 from .training import log_line, retrain_when_due
 
@@ -113,11 +113,13 @@ def up(config_path: Path | None, detach: bool, port: int | None, no_progress: bo
         if os.environ.get(URL_ENV) or config.labelstudio.url:
             client = sync.connect(config)
         else:
+            files_root = sync.local_files_root(config)
             err.print("starting a local Label Studio (about 30 s)...")
-            server = local_server(config.state_dir / "labelstudio", port=port).start()
+            server = local_server(config.state_dir / "labelstudio", port=port,
+                                  files_root=files_root).start()
             connection = Connection(server.url, server.api_key)
             sync.serve_images_from(connection)
-            client = Client(connection, local_files_root=LOCAL_FILES_ROOT)
+            client = Client(connection, local_files_root=str(files_root) if files_root else None)
         summary = _push(config, client, no_progress)
         _report(summary, client.url)
         if server is None:
@@ -128,6 +130,9 @@ def up(config_path: Path | None, detach: bool, port: int | None, no_progress: bo
                   f"[/]\n  log in as {server.username}; the password is in "
                   f"{server.data_dir / 'preannot-credentials.json'} (readable by you only)",
                   soft_wrap=True)
+        served = (f"the files under {server.files_root} to its users (its Local Files root)"
+                  if server.files_root else "no file of this machine (no image input)")
+        err.print(f"  it serves {served}", soft_wrap=True, markup=False, highlight=False)
         if detach:
             err.print(f"  detached: stop it with `kill {server.process.pid}`")
             server = None

@@ -79,10 +79,11 @@ class LabelStudioSettings:
     """A labeling config file (default: generated from the annotators)."""
     model_version: str | None = None
     combine_versions: bool = True
-    local_files_root: str | None = None
-    """A remote server's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``, when it serves files from
-    this machine's disk: local images are then pushed as ``/data/local-files/`` paths."""
     """Name the pushed prediction after every annotator's version (else after what the file says)."""
+    local_files_root: str | None = None
+    """The server's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT`` when it serves files from this
+    machine's disk (local images are then pushed as ``/data/local-files/`` paths); for the
+    server `ls up` starts, the folder it serves (default: the one just above the images)."""
 
 
 IOU_KEYS = ("span_iou", "box_iou", "mask_iou", "polygon_iou")

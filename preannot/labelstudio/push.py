@@ -26,6 +26,7 @@ from ..lsjson import iter_json_array, ls_to_predictions, ls_to_task, prediction_
 from ..model import Prediction, Task
 from .client import Client, LabelStudioError, Unreachable
 from .labeling_config import check, generate
+from .local_files import refuse_escaping_links
 
 Engine = Callable[[Iterable[tuple[int, list[Task]]]], Iterable[tuple[int, list[Annotated]]]]
 """Annotates ``(key, tasks)`` chunks, yielding ``(key, annotated tasks)`` (the Ray engine's
@@ -166,29 +167,47 @@ def local_images(data: dict[str, Any]) -> dict[str, Path]:
 
 
 def serve_local_images(client: Client, project_id: int, items: Sequence[Item],
-                       root: str) -> None:
+                       root: str) -> tuple[list[Item], list[tuple[str, str]], int]:
     """Point the items' local images at Label Studio's local-files serving (``root`` is its
     document root) and make sure a Local Files storage covers each folder, which Label Studio
-    requires before it serves a file; the original path stays in ``meta.preannot_image``."""
-    folders = set()
-    base = Path(root)
-    for item in items:
+    requires before it serves a file; the original path stays in ``meta.preannot_image``.
+
+    Returns the items to push, the failures (an image folder holding a link out of ``root``:
+    Label Studio would serve the link's target, so no storage is made and its tasks fail) and
+    how many items hold images outside ``root`` (pushed as they are: the editor cannot show
+    them)."""
+    base = Path(root).resolve()
+    folder_of: dict[int, Path] = {}
+    outside = set()
+    for index, item in enumerate(items):
         for key, path in local_images(item.data).items():
             try:
                 relative = path.resolve().relative_to(base)
             except ValueError:
-                continue  # outside what the server may serve: left as it is
+                outside.add(index)
+                continue
             item.meta.setdefault("preannot_image", str(path))
             item.data[key] = LOCAL_FILES + quote(relative.as_posix(), safe="/")
-            folders.add(path.resolve().parent)
-    if not folders:
-        return
-    have = {s.path for s in client.call(client.sdk.import_storage.local.list,
-                                        project=project_id, what="listing Local Files storages")}
-    for folder in sorted(folders - {Path(p) for p in have if p}):
+            folder_of[index] = path.resolve().parent
+    if not folder_of:
+        return list(items), [], len(outside)
+    have = {Path(s.path) for s in client.call(client.sdk.import_storage.local.list,
+                                              project=project_id,
+                                              what="listing Local Files storages") if s.path}
+    refused: dict[Path, str] = {}
+    for folder in sorted(set(folder_of.values()) - have):
+        try:
+            refuse_escaping_links(folder, base)
+        except ConfigError as exc:
+            refused[folder] = str(exc)
+            continue
         client.call(client.sdk.import_storage.local.create, project=project_id, path=str(folder),
                     title=f"preannot {folder.name}", use_blob_urls=False,
                     what=f"adding a Local Files storage for {folder}")
+    failures = [(item.source, refused[folder_of[i]]) for i, item in enumerate(items)
+                if folder_of.get(i) in refused]
+    kept = [item for i, item in enumerate(items) if folder_of.get(i) not in refused]
+    return kept, failures, len(outside)
 
 
 class Pusher:
@@ -285,7 +304,7 @@ def push_tasks(client: Client, project_id: int, tasks: Iterable[tuple[str, Any]]
     pusher: Pusher | None = None
     failures: list[tuple[str, str]] = []
     names = {a.model_version: a.name for a in annotators}
-    unseen = 0
+    unseen = outside = 0
     for batch in batches(tasks, batch_size):
         items: list[Item] = []
         seen: set[str] = set()
@@ -303,7 +322,10 @@ def push_tasks(client: Client, project_id: int, tasks: Iterable[tuple[str, Any]]
             pusher = Pusher(client, project_id, model_version or items[0].prediction["model_version"],
                             progress)
         if client.local_files_root:
-            serve_local_images(client, project_id, items, client.local_files_root)
+            items, refused, elsewhere = serve_local_images(client, project_id, items,
+                                                           client.local_files_root)
+            failures += refused
+            outside += elsewhere
         else:
             unseen += sum(1 for i in items if local_images(i.data))
         if pusher:
@@ -315,6 +337,12 @@ def push_tasks(client: Client, project_id: int, tasks: Iterable[tuple[str, Any]]
     else:
         summary = pusher.finish(ranked=ranker is not None)
     summary.failures = failures
+    if outside:
+        summary.notices.append(
+            f"{outside} tasks hold images outside {client.local_files_root}, the folder Label "
+            f"Studio at {client.url} serves files from: its editor will not show them. Add "
+            "their folder to [input] paths and restart `preannot ls up`, or set [labelstudio] "
+            "local_files_root to a folder above them that holds only images")
     if unseen:
         summary.notices.append(
             f"{unseen} tasks hold image paths on this machine, which Label Studio at "

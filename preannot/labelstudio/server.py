@@ -29,8 +29,6 @@ CREDENTIALS = "preannot-credentials.json"
 LABEL_STUDIO_REQUIREMENTS = ("label-studio", "sentry-sdk<3")
 """What a local Label Studio is installed with: Label Studio 1.23 passes sentry-sdk options that
 sentry-sdk 3.0 refuses at start-up (``Unknown option 'send_default_pii'``), and does not pin it."""
-LOCAL_FILES_ROOT = "/"
-"""The local server's ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT``."""
 
 
 def find_binary(venv_dir: Path = DEFAULT_VENV, install: bool = True) -> Path:
@@ -71,6 +69,9 @@ class LocalServer:
     username: str
     password: str = field(repr=False)
     api_key: str = field(repr=False)
+    files_root: Path | None = None
+    """Its ``LOCAL_FILES_DOCUMENT_ROOT`` (see :mod:`.local_files`); None: it serves no file of
+    this machine."""
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -86,15 +87,20 @@ class LocalServer:
                "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
                "LABEL_STUDIO_USERNAME": self.username, "LABEL_STUDIO_PASSWORD": self.password,
                "LABEL_STUDIO_USER_TOKEN": self.api_key,
-               # images on this machine are shown through Local Files storages (push makes one
-               # per image folder: Label Studio serves nothing outside them)
-               "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
-               "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": LOCAL_FILES_ROOT,
                # `preannot serve` runs beside it on this machine: its ML-backend connection
                # and its annotation webhooks go to a loopback address, which Label Studio
                # refuses by default (the server itself listens on loopback only)
                "ML_BLOCK_LOCAL_IP": "false", "SSRF_PROTECTION_ENABLED": "false"}
         env.pop("DJANGO_DB", None)
+        # images on this machine are shown through Local Files storages (push makes one per
+        # image folder); every user can add one on any folder under the root, so the root is
+        # the least that shows the images (.local_files), and serving is off without them
+        for prefix in ("", "LABEL_STUDIO_", "HEARTEX_"):  # what the user's shell says: not ours
+            for name in ("LOCAL_FILES_DOCUMENT_ROOT", "LOCAL_FILES_SERVING_ENABLED"):
+                env.pop(prefix + name, None)
+        env["LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED"] = "true" if self.files_root else "false"
+        if self.files_root:
+            env["LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT"] = str(self.files_root)
         log = (self.data_dir / "server.log").open("ab")
         self.process = subprocess.Popen(
             [str(self.binary), "start", "--no-browser", "--host", "127.0.0.1",
@@ -111,7 +117,9 @@ class LocalServer:
             if _answers(self.url, self.api_key):
                 creds_file = self.data_dir / CREDENTIALS  # so later commands find it running
                 creds = json.loads(creds_file.read_text())
-                creds_file.write_text(json.dumps({**creds, "url": self.url}))
+                creds_file.write_text(json.dumps({
+                    **creds, "url": self.url,
+                    "local_files_root": str(self.files_root) if self.files_root else None}))
                 return self
             time.sleep(0.5)
         self.stop()
@@ -133,8 +141,10 @@ class LocalServer:
         return self.process.wait() if self.process else 0
 
 
-def local_server(data_dir: Path, *, port: int | None = None, binary: Path | None = None) -> LocalServer:
-    """A (not yet started) server over ``data_dir``; its login is made once and kept there
+def local_server(data_dir: Path, *, port: int | None = None, binary: Path | None = None,
+                 files_root: Path | None = None) -> LocalServer:
+    """A (not yet started) server over ``data_dir``, serving the files under ``files_root``
+    (checked by the caller: :mod:`.local_files`); its login is made once and kept there
     (file mode 0600, in a folder of mode 0700), so the same user, password and token work on
     every start."""
     data_dir = data_dir.resolve()
@@ -150,7 +160,7 @@ def local_server(data_dir: Path, *, port: int | None = None, binary: Path | None
         creds_file.touch(mode=0o600)
         creds_file.write_text(json.dumps(creds))
     return LocalServer(data_dir=data_dir, binary=binary or find_binary(), port=port or free_port(),
-                       **creds)
+                       files_root=files_root, **creds)
 
 
 def _answers(url: str, api_key: str) -> bool:
@@ -162,12 +172,13 @@ def _answers(url: str, api_key: str) -> bool:
         return False
 
 
-def running_local(data_dir: Path) -> Connection | None:
-    """The connection to the server `preannot ls up` started over ``data_dir``, if it still runs."""
+def running_local(data_dir: Path) -> tuple[Connection, str | None] | None:
+    """The connection to the server `preannot ls up` started over ``data_dir``, if it still
+    runs, and the folder it serves files from (None: none)."""
     creds_file = data_dir / CREDENTIALS
     if not creds_file.exists():
         return None
     creds = json.loads(creds_file.read_text())
     if creds.get("url") and _answers(creds["url"], creds["api_key"]):
-        return Connection(creds["url"], creds["api_key"])
+        return Connection(creds["url"], creds["api_key"]), creds.get("local_files_root")
     return None

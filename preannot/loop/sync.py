@@ -22,8 +22,11 @@ from ..labelstudio.client import (KEY_ENV, URL_ENV, Client, Connection, LabelStu
 from ..labelstudio.harvest import HarvestStore, PullSummary, pull as fetch
 from ..labelstudio.labeling_config import labels_of
 from ..labelstudio.push import (Engine, PushSummary, annotate_project, ensure_project,
-                                model_version_of, push_tasks, read_import_file)
-from ..labelstudio.server import LOCAL_FILES_ROOT, running_local
+                                local_images, model_version_of, push_tasks, read_import_file)
+from ..engine.readers import IMAGE_SUFFIXES, read_inputs
+from ..labelstudio.local_files import SETTING, check_root, refuse_escaping_links, root_above
+from ..labelstudio.server import running_local
+from ..model import Task
 from ..training.registry import Registry
 from . import select
 
@@ -65,8 +68,9 @@ def connect(config: RunConfig) -> Client:
     config, while it runs."""
     if not (os.environ.get(URL_ENV) or config.labelstudio.url):
         if local := running_local(config.state_dir / "labelstudio"):
-            serve_images_from(local)
-            return Client(local, local_files_root=LOCAL_FILES_ROOT)  # its token just checked
+            connection, files_root = local
+            serve_images_from(connection)
+            return Client(connection, local_files_root=files_root)  # its token just checked
     client = connect_to(config.labelstudio)
     client.local_files_root = config.labelstudio.local_files_root
     return client
@@ -81,6 +85,45 @@ def connect_later(config: RunConfig) -> tuple[Client, str | None]:
         client = Client(Connection.resolve(config.labelstudio),
                         local_files_root=config.labelstudio.local_files_root)
         return client, str(exc)
+
+
+def image_folders(config: RunConfig) -> set[Path]:
+    """The folders holding the images of the config's inputs: those of an input folder (walked,
+    not read) and the local image paths named in input files."""
+    folders = set()
+    for path in config.inputs:
+        if path.is_dir():
+            folders.update(Path(parent) for parent, _, files in os.walk(path)
+                           if any(Path(f).suffix.lower() in IMAGE_SUFFIXES for f in files))
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            folders.add(path.parent)
+        else:
+            for record in read_inputs([path], None, config.base_dir, config.encoding):
+                if isinstance(record, Task):
+                    folders.update(image.parent for image in local_images(record.data).values())
+    return {f.resolve() for f in folders}
+
+
+def local_files_root(config: RunConfig) -> Path | None:
+    """The folder the local Label Studio may serve files from: ``[labelstudio]
+    local_files_root``, else the folder just above the inputs' image folders; None (serving
+    off) when there is no image. Refused (:class:`ConfigError`, one line) when it would expose
+    the machine, a home folder, preannot's state or a token file, or holds a link out of it."""
+    settings = config.labelstudio
+    if settings.local_files_root:
+        root, why = config.path(settings.local_files_root), f"{SETTING}"
+    else:
+        folders = image_folders(config)
+        if not (root := root_above(folders)):
+            return None
+        why = f"the folder above the images in {min(folders)}"
+    protected = {"preannot's state (.preannot: the Label Studio login, models, caches)":
+                 config.state_dir, "the model registry": config.registry_dir}
+    if settings.api_key_file:
+        protected["the Label Studio token file (api_key_file)"] = settings.api_key_file
+    root = check_root(root, protected, why)
+    refuse_escaping_links(root, root)
+    return root
 
 
 def serve_images_from(connection: Connection) -> None:
