@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from helpers import (GATED, pip_install, run_cli, start_server, wait_for, wait_up,
                      write_plugin)
@@ -29,6 +30,11 @@ TEXTS = ["Please send 2 Acme drill to Lyon.", "Is the Nova grinder in stock?",
 KEYS = ["mail-b", "mail-d", "mail-f"]
 """Stable ids for the tasks imported into Label Studio, all on the training side of the fixed
 evaluation and dev splits (the first is the one annotated, which the trainer then learns from)."""
+
+
+PRODUCTS_ONLY = ('<View><Text name="text" value="$text"/><Labels name="label" toName="text">'
+                 '<Label value="PRODUCT"/></Labels></View>')
+"""A project labeling only PRODUCT, of the PRODUCT and TOOL the served rules emit."""
 
 
 def spans(result: list[dict]) -> list[tuple[str, str, int, int]]:
@@ -160,16 +166,66 @@ def test_bad_requests_get_a_json_error_that_says_why(served):
     assert broken.status_code == 400
     assert broken.json()["error"].startswith("/predict: the body is not JSON")
     assert served.post("/predict", {"tasks": "x"}).json() == {
-        "error": "/predict: 'tasks' must be a list of Label Studio tasks"}
+        "error": "/predict: 'tasks' must be a list of Label Studio tasks, not a string"}
     other = served.post("/predict", {"tasks": [], "project": f"{served.project + 1000}.5"})
     assert other.status_code == 400 and other.json()["error"] == (
         f"this backend serves project {served.project} ([labelstudio] project in preannot.toml),"
         f" not project {served.project + 1000}")
     misfit = served.post("/setup", {"project": f"{served.project}.1", "schema":
-                                    '<View><Text name="text" value="$text"/><Labels name="label" '
-                                    'toName="text"><Label value="PRODUCT"/></Labels></View>'})
-    assert misfit.status_code == 400
-    assert "TOOL" in misfit.json()["error"]
+                                    PRODUCTS_ONLY.replace("PRODUCT", "COLOUR")})
+    assert misfit.status_code == 400 and misfit.json()["error"] == (
+        "the project's labeling config does not fit the served annotators: it has none of the "
+        "labels the annotators emit: it lacks label(s) 'PRODUCT', 'TOOL' (from_name 'label')")
+
+
+SEEN_AS_500 = [
+    ("/predict", "[" * 100_000 + "]" * 100_000, "/predict: the body is nested too deeply"),
+    ("/setup", "[" * 100_000 + "]" * 100_000, "/setup: the body is nested too deeply"),
+    ("/webhook", "[" * 100_000 + "]" * 100_000, "/webhook: the body is nested too deeply"),
+    ("/predict", {"tasks": [], "project": "\u00b2.1"},
+     "/predict: 'project' must be a Label Studio project id (\"<id>.<timestamp>\"), not '\u00b2.1'"),
+    ("/setup", {"project": "\u00b2.1"},
+     "/setup: 'project' must be a Label Studio project id (\"<id>.<timestamp>\"), not '\u00b2.1'"),
+    ("/setup", {"schema": ["<View/>"]},
+     "/setup: 'schema' must be a string (the labeling config), not a list"),
+    ("/predict", {"tasks": [], "label_config": 5},
+     "/predict: 'label_config' must be a string (the labeling config), not a number"),
+    ("/predict", {"tasks": [{"data": {"text": TEXTS[0]}}], "params": {"context": {"result": [
+        {"type": "labels", "from_name": "label", "to_name": "text",
+         "value": {"start": 14, "end": "x", "labels": ["PRODUCT"]}}]}}},
+     "/predict: context.result[0]: 'end' must be a number, not a string"),
+    ("/webhook", {"action": ["ANNOTATION_CREATED"]},
+     "/webhook: 'action' must be a string (a Label Studio webhook action), not a list"),
+    ("/predict", '{"tasks": [], "note": "\\ud800"}',
+     "/predict: the body holds '\\ud800', which is not UTF-8 text"),
+]
+
+
+@pytest.mark.parametrize("path,body,error", SEEN_AS_500)
+def test_requests_once_answered_500_get_a_named_400_and_the_server_goes_on(served, path, body,
+                                                                           error):
+    content = body if isinstance(body, str) else json.dumps(body)
+    reply = httpx.post(f"{served.url}{path}", content=content.encode(), timeout=30)
+    assert (reply.status_code, reply.json()) == (400, {"error": error})
+    assert served.process.poll() is None
+    assert httpx.get(f"{served.url}/health", timeout=5).json()["status"] == "UP"
+
+
+def test_a_config_with_some_of_the_labels_gets_those_and_says_which_it_lacks(served):
+    """Label Studio ML backends predict the labels the project has: TOOL is left out, once
+    said in /setup's answer and in the log."""
+    notice = ("the labeling config lacks label(s) 'TOOL' (from_name 'label'): predictions of "
+              "them are left out")
+    for _ in range(2):
+        setup = served.post("/setup", {"project": f"{served.project}.1", "schema": PRODUCTS_ONLY})
+        assert setup.status_code == 200 and setup.json() == {
+            "model_version": served.version(), "notice": notice}
+    reply = served.post("/predict", {"tasks": [{"id": 1, "data": {"text": TEXTS[0]}},
+                                               {"id": 2, "data": {"text": TEXTS[1]}}],
+                                     "label_config": PRODUCTS_ONLY})
+    assert [spans(r["result"]) for r in reply.json()["results"]] == [
+        [("Acme drill", "PRODUCT", 14, 24)], []]
+    assert served.log().count(notice) == 1
 
 
 def test_label_studio_retrieves_predictions_from_the_connected_backend(served):
@@ -369,3 +425,117 @@ def test_events_are_debounced_and_a_learning_failure_is_reported(tmp_path):
     assert learner.status["harvests"] == 0 and learner.status["busy"] is None
     assert all(line.startswith("learning failed: Unreachable") for line in logged)
     assert "not-a-real-token" not in " ".join(logged)
+
+
+@pytest.fixture(scope="module")
+def titled(labelstudio, tmp_path_factory):
+    """A server configured with its project's title (as the README's example is), learning
+    off, for a project labeling PRODUCT only."""
+    folder = tmp_path_factory.mktemp("titled")
+    (folder / "rules").mkdir()
+    (folder / "rules" / "products.csv").write_text(
+        "term,label\nAcme drill,PRODUCT\nNova grinder,TOOL\n")
+    project = labelstudio.project(PRODUCTS_ONLY, "Product NER")
+    title = labelstudio.client().project(project).title
+    port = free_port()
+    (folder / "preannot.toml").write_text(
+        f'[[annotators]]\nname = "products"\ntype = "rules"\nrules = "rules"\n\n'
+        f'[labelstudio]\nproject = "{title}"\n\n[serve]\nport = {port}\nlearn = false\n')
+    process = start_server(folder / "preannot.toml", labelstudio.env())
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_up(url, process, folder / "serve.log")
+        yield Served(folder, url, project, process, labelstudio, PRODUCTS_ONLY, folder)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_a_project_configured_by_title_is_served_and_no_other(titled):
+    title = titled.ls.client().project(titled.project).title
+    refusal = (f"this backend serves project {titled.project} ({title!r}) ([labelstudio] "
+               f"project in preannot.toml), not project 999")
+    for path, body in (("/setup", {"schema": PRODUCTS_ONLY}),
+                       ("/predict", {"tasks": [{"data": {"text": TEXTS[0]}}]})):
+        other = titled.post(path, {**body, "project": "999.1"})
+        assert (other.status_code, other.json()) == (400, {"error": refusal})
+        own = titled.post(path, {**body, "project": f"{titled.project}.1700000000"})
+        assert own.status_code == 200
+    assert spans(own.json()["results"][0]["result"]) == [("Acme drill", "PRODUCT", 14, 24)]
+    assert titled.log().count(f"serving project {titled.project} ({title!r})") == 1
+
+
+def test_connect_and_push_to_a_project_with_some_of_the_labels(titled):
+    """`ls connect` and `ls push` accept a project labeling PRODUCT only, say that TOOL is left
+    out, and Label Studio gets no TOOL span, from the backend or from the push."""
+    notice = ("the labeling config lacks label(s) 'TOOL' (from_name 'label'): predictions of "
+              "them are left out")
+    connected = run_cli(["ls", "connect", "-c", str(titled.config)], env=titled.ls.env())
+    assert connected.returncode == 0, connected.stderr
+    assert notice in " ".join(connected.stderr.split())
+    client = titled.ls.client()
+    text = "Acme drill and Nova grinder"
+    ids = sorted(client.sdk.projects.import_tasks(titled.project, request=[
+        {"data": {"text": text}}, {"data": {"text": text + "."}}], return_task_ids=True).task_ids)
+    client.retrieve_predictions(titled.project, ids[:1])
+    run_cli(["ls", "disconnect", "-c", str(titled.config)], env=titled.ls.env())
+    pushed = run_cli(["ls", "push", "--existing", "-c", str(titled.config)],
+                     env=titled.ls.env())
+    assert pushed.returncode == 0, pushed.stderr
+    assert notice in " ".join(pushed.stderr.split())
+    got = {t["id"]: t["predictions"] for t in client.annotated_tasks(titled.project)}
+    assert [[spans(p["result"]) for p in got[i]] for i in ids] == [
+        [[("Acme drill", "PRODUCT", 0, 10)]], [[("Acme drill", "PRODUCT", 0, 10)]]]
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                    | st.text(), lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(max_size=5), inner, max_size=4), max_leaves=12)
+
+
+def shaped(value: st.SearchStrategy) -> st.SearchStrategy:
+    """A field as Label Studio sends it, or any JSON value in its place."""
+    return st.one_of(value, JSON)
+
+
+def fields(**values: st.SearchStrategy) -> st.SearchStrategy:
+    return shaped(st.fixed_dictionaries({k: shaped(v) for k, v in values.items()}))
+
+
+def bodies(project: int) -> dict[str, st.SearchStrategy]:
+    """Per endpoint: any JSON value, or a body of Label Studio's shape with any field wrong."""
+    projects = st.sampled_from([f"{project}.1700000000", f"{project + 1}.1", str(project),
+                                project, "\u00b2.1"])
+    configs = st.sampled_from([PRODUCTS_ONLY, PRODUCTS_ONLY.replace("PRODUCT", "X"), "<View",
+                               '<?xml version="1.0" encoding="nope"?><View/>'])
+    coordinates = st.floats(0, 100)
+    value = fields(start=st.integers(0, 30), end=st.integers(0, 30), text=st.text(max_size=12),
+                   labels=st.lists(st.sampled_from(["PRODUCT", "TOOL"]), max_size=2),
+                   x=coordinates, y=coordinates, width=coordinates, height=coordinates,
+                   rle=st.lists(st.integers(0, 255), max_size=8),
+                   points=st.lists(st.lists(coordinates, min_size=2, max_size=2), max_size=3))
+    result = fields(type=st.sampled_from(["labels", "rectanglelabels", "brushlabels", "choices",
+                                          "polygonlabels", "keypointlabels", "textarea"]),
+                    from_name=st.just("label"), to_name=st.just("text"), value=value,
+                    original_width=st.integers(1, 40), original_height=st.integers(1, 40))
+    task = fields(id=st.integers(1, 99), data=fields(text=st.sampled_from(TEXTS)))
+    return {
+        "/setup": fields(project=projects, schema=configs, hostname=st.just("http://x")),
+        "/predict": fields(tasks=st.lists(task, max_size=3), project=projects,
+                           label_config=configs,
+                           params=fields(context=fields(result=st.lists(result, max_size=2)))),
+        "/webhook": fields(action=st.sampled_from(["ANNOTATION_CREATED", "START_TRAINING"]),
+                           project=fields(id=projects)),
+        "/train": fields(project=projects),
+    }
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzz_every_endpoint_answers_json_and_never_a_5xx(titled, data):
+    path = data.draw(st.sampled_from(["/setup", "/predict", "/webhook", "/train"]))
+    body = data.draw(bodies(titled.project)[path])
+    reply = httpx.post(f"{titled.url}{path}", content=json.dumps(body).encode(), timeout=30)
+    assert reply.status_code < 500, (path, body, reply.text)
+    answer = reply.json()
+    assert reply.status_code == 200 or set(answer) == {"error"}, (path, body, answer)

@@ -67,7 +67,7 @@ def _finite(text: str) -> float:
     return value
 
 
-def _loads(text: str) -> object:
+def strict_loads(text: str) -> object:
     """``json.loads`` that refuses NaN and Infinity; raises ValueError or RecursionError."""
     return json.loads(text, parse_constant=_no_constants, parse_float=_finite)
 
@@ -127,7 +127,7 @@ def read_jsonl(path: Path, label: str, text_field: str | None,
                 yield BadRecord(source, "wrong encoding", _encoding_hint(encoding, exc))
                 continue
             try:
-                record = _loads(line)
+                record = strict_loads(line)
             except (ValueError, RecursionError) as exc:
                 yield _json_error(source, exc)
                 continue
@@ -138,7 +138,7 @@ def read_json(path: Path, label: str, text_field: str | None,
               encoding: str = DEFAULT_ENCODING) -> Iterator[Record]:
     """A Label Studio import file: a JSON list of tasks (read whole: such files are small)."""
     try:
-        records = _loads(path.read_text(encoding=_text_encoding(encoding)))
+        records = strict_loads(path.read_text(encoding=_text_encoding(encoding)))
     except UnicodeDecodeError as exc:
         yield BadRecord(label, "wrong encoding", _encoding_hint(encoding, exc))
         return

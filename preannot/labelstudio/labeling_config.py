@@ -15,11 +15,12 @@ import hashlib
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from ..annotator import Annotator, ConfigError
+from ..model import Prediction
 
 CONTROL_TAGS = {"labels": "Labels", "rectanglelabels": "RectangleLabels",
                 "brushlabels": "BrushLabels", "polygonlabels": "PolygonLabels",
@@ -109,37 +110,92 @@ def generate(annotators: Sequence[Annotator]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def check(label_config: str, annotators: Sequence[Annotator]) -> list[str]:
-    """What in ``label_config`` does not fit what the annotators emit (empty when all fits)."""
+@dataclass
+class Fit:
+    """How a labeling config fits what the annotators emit: why it cannot serve them at all
+    (``problems``), and the labels it lacks, whose predictions are left out (Label Studio would
+    not show them; its ML backends predict the labels a project has)."""
+
+    problems: list[str] = field(default_factory=list)
+    lacking: dict[str, list[str]] = field(default_factory=dict)
+    """from_name -> the labels the annotators emit there that the config lacks."""
+
+    @property
+    def note(self) -> str:
+        """One line saying which predictions are left out ('' when none)."""
+        if not self.lacking:
+            return ""
+        return f"the labeling config lacks {self._lacking()}: predictions of them are left out"
+
+    def _lacking(self) -> str:
+        return "; ".join(f"label(s) {', '.join(map(repr, labels))} (from_name {name!r})"
+                         for name, labels in self.lacking.items())
+
+    def keeps(self, from_name: str | None, labels: Sequence[Any]) -> bool:
+        """Whether a region of these labels shows in the project."""
+        lacking = self.lacking.get(from_name or "", ())
+        return not any(label in lacking for label in labels)
+
+    def predictions(self, predictions: Sequence[Prediction]) -> list[Prediction]:
+        """The predictions without the regions the config has no label for."""
+        return [replace(p, regions=[r for r in p.regions if self.keeps(r.from_name, [r.label])])
+                for p in predictions]
+
+    def task(self, item: Any) -> Any:
+        """A Label Studio import task without the predicted results the config has no label
+        for (anything else as it is: the push names what it cannot read)."""
+        if not self.lacking or not isinstance(item, dict) or not isinstance(
+                item.get("predictions"), list):
+            return item
+        return {**item, "predictions": [
+            {**p, "result": [r for r in p.get("result") or [] if self._keeps_result(r)]}
+            if isinstance(p, dict) else p for p in item["predictions"]]}
+
+    def _keeps_result(self, result: Any) -> bool:
+        value = result.get("value") if isinstance(result, dict) else None
+        labels = value.get(result.get("type")) if isinstance(value, dict) else None
+        return not isinstance(labels, list) or self.keeps(result.get("from_name"), labels)
+
+
+def fit(label_config: str, annotators: Sequence[Annotator]) -> Fit:
+    """How ``label_config`` fits what the annotators emit. A config that lacks some labels
+    fits; one with none of the labels, or without a control or object they write, does not."""
     try:
         root = ET.fromstring(label_config)
-    except ET.ParseError as exc:
-        return [f"labeling config is not valid XML: {exc}"]
+    except (ET.ParseError, ValueError, LookupError) as exc:
+        return Fit([f"labeling config is not valid XML: {exc}"])
     found: dict[str, ET.Element] = {el.get("name"): el for el in root.iter() if el.get("name")}
     controls, objects = expected_controls(annotators)
-    problems = []
+    result = Fit()
     for to_name, (tag, _) in objects.items():
         if to_name not in found:
-            problems.append(f"no <{tag} name=\"{to_name}\"> for annotators to annotate "
-                            f"(to_name {to_name!r})")
+            result.problems.append(f"no <{tag} name=\"{to_name}\"> for annotators to annotate "
+                                   f"(to_name {to_name!r})")
     for from_name, control in controls.items():
         who = ", ".join(control.users)
         el = found.get(from_name)
         if el is None:
-            problems.append(f"no <{control.tag} name=\"{from_name}\"> (from_name of {who})")
+            result.problems.append(f"no <{control.tag} name=\"{from_name}\"> (from_name of {who})")
             continue
         if el.tag != control.tag:
-            problems.append(f"from_name {from_name!r} is a <{el.tag}>, but {who} emit "
-                            f"{control.tag}")
+            result.problems.append(f"from_name {from_name!r} is a <{el.tag}>, but {who} emit "
+                                   f"{control.tag}")
         if el.get("toName") != control.to_name:
-            problems.append(f"from_name {from_name!r} has toName={el.get('toName')!r}, but {who} "
-                            f"write to_name {control.to_name!r}")
+            result.problems.append(f"from_name {from_name!r} has toName={el.get('toName')!r}, "
+                                   f"but {who} write to_name {control.to_name!r}")
         have = {child.get("value") for child in el}
-        missing = [label for label in control.labels if label not in have]
-        if missing:
-            problems.append(f"<{el.tag} name=\"{from_name}\"> lacks label(s) "
-                            f"{', '.join(map(repr, missing))} that {who} emit")
-    return problems
+        if missing := [label for label in control.labels if label not in have]:
+            result.lacking[from_name] = missing
+    emitted = [label for control in controls.values() for label in control.labels]
+    if emitted and len(emitted) == sum(map(len, result.lacking.values())):
+        result.problems.append(f"it has none of the labels the annotators emit: it lacks "
+                               f"{result._lacking()}")
+    return result
+
+
+def check(label_config: str, annotators: Sequence[Annotator]) -> list[str]:
+    """Why ``label_config`` cannot show what the annotators emit (empty when it can)."""
+    return fit(label_config, annotators).problems
 
 
 def spec(label_config: str) -> dict[str, Any]:

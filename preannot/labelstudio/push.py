@@ -25,7 +25,7 @@ from ..engine.runner import Annotated, annotate
 from ..lsjson import iter_json_array, ls_to_predictions, ls_to_task, prediction_to_ls, task_key
 from ..model import Prediction, Task
 from .client import Client, LabelStudioError, Unreachable
-from .labeling_config import check, generate
+from .labeling_config import Fit, fit, generate
 from .local_files import refuse_escaping_links
 
 Engine = Callable[[Iterable[tuple[int, list[Task]]]], Iterable[tuple[int, list[Annotated]]]]
@@ -358,7 +358,7 @@ def annotate_project(client: Client, project_id: int, annotators: Sequence[Annot
                      ranker: Ranker | None = None, batch_size: int = 256,
                      unlabeled_only: bool = False,
                      progress: Callable[[int], None] | None = None,
-                     engine: Engine | None = None) -> PushSummary:
+                     engine: Engine | None = None, fits: Fit | None = None) -> PushSummary:
     """Pre-annotate the tasks already in a project with ``annotators``; predictions go in bulk.
     ``unlabeled_only`` leaves out tasks a human has annotated or skipped; ``engine`` annotates
     the batches elsewhere (the Ray engine), else here, in order."""
@@ -388,8 +388,9 @@ def annotate_project(client: Client, project_id: int, annotators: Sequence[Annot
             if done.failure is not None:
                 failures.append((task.source, f"{done.failure[0]} {done.failure[1] or ''}".strip()))
                 continue
-            item = prepare(task, [prediction_to_ls(p) for p in done.predictions],
-                           lambda done=done: done.predictions, version, ranker)
+            shown = fits.predictions(done.predictions) if fits else done.predictions
+            item = prepare(task, [prediction_to_ls(p) for p in shown],
+                           lambda shown=shown: shown, version, ranker)
             if isinstance(item, str):
                 failures.append((task.source, item))
             else:
@@ -401,11 +402,13 @@ def annotate_project(client: Client, project_id: int, annotators: Sequence[Annot
 
 
 def ensure_project(client: Client, project: int | str | None, *, title: str,
-                   annotators: Sequence[Annotator], label_config: str | None = None) -> int:
+                   annotators: Sequence[Annotator], label_config: str | None = None,
+                   log: Callable[[str], None] = lambda line: None) -> int:
     """The id of an existing project (by id or title) or of a new one titled ``title``.
 
     The labeling config (given, or generated from the annotators) is checked against what the
-    annotators emit, so predictions do not silently vanish from the editor.
+    annotators emit, so predictions do not silently vanish from the editor; the labels it lacks
+    are said (``log``): their predictions are left out.
     """
     if project is not None:
         try:
@@ -415,9 +418,9 @@ def ensure_project(client: Client, project: int | str | None, *, title: str,
                 raise
             found = None
         if found is not None:
-            if annotators and (problems := check(found.label_config or "", annotators)):
-                raise ConfigError(f"project {found.id} ({found.title!r}) does not fit the "
-                                  "annotators:\n  " + "\n  ".join(problems))
+            if annotators:
+                _fitting(fit(found.label_config or "", annotators), log,
+                         f"project {found.id} ({found.title!r}) does not fit the annotators")
             return found.id
         title = str(project)
     if len(title) < 3:
@@ -427,9 +430,18 @@ def ensure_project(client: Client, project: int | str | None, *, title: str,
             raise ConfigError("cannot create a project without a labeling config: configure "
                               "[[annotators]] or set [labelstudio] label_config")
         label_config = generate(annotators)
-    elif annotators and (problems := check(label_config, annotators)):
-        raise ConfigError("the labeling config does not fit the annotators:\n  "
-                          + "\n  ".join(problems))
+    elif annotators:
+        _fitting(fit(label_config, annotators), log,
+                 "the labeling config does not fit the annotators")
     created = client.call(client.sdk.projects.create, title=title, label_config=label_config,
                           what=f"creating project {title!r}")
     return created.id
+
+
+def _fitting(found: Fit, log: Callable[[str], None], refusal: str) -> None:
+    """Refuse a labeling config that cannot show the annotators' predictions; say which
+    labels it lacks."""
+    if found.problems:
+        raise ConfigError(refusal + ":\n  " + "\n  ".join(found.problems))
+    if found.note:
+        log(found.note)

@@ -50,7 +50,7 @@ def connect_backend(config: RunConfig, client: Client, *, interactive: bool = Fa
     version before it accepts it."""
     url = config.serve.backend_url
     built = sync.annotators(config, host or get_host())
-    project_id = sync.project_for(config, client, built, project)
+    project_id = sync.project_for(config, client, built, project, log)
     version = sync.pipeline_version(config, built) or "preannot"
     for old in ours(client, project_id, url):
         client.remove_ml_backend(old["id"])

@@ -20,7 +20,7 @@ from ..evaluation.labels import LabelMap
 from ..labelstudio.client import (KEY_ENV, URL_ENV, Client, Connection, LabelStudioError,
                                   Unreachable, connect as connect_to)
 from ..labelstudio.harvest import HarvestStore, PullSummary, pull as fetch
-from ..labelstudio.labeling_config import labels_of
+from ..labelstudio.labeling_config import Fit, fit, labels_of
 from ..labelstudio.push import (Engine, PushSummary, annotate_project, ensure_project,
                                 local_images, model_version_of, push_tasks, read_import_file)
 from ..engine.readers import IMAGE_SUFFIXES, read_inputs
@@ -145,7 +145,8 @@ def push(config: RunConfig, client: Client, *, project: str | None = None,
     host = host or get_host()
     built = annotators(config, host)
     ranker = host.ranker(config.ranking)
-    project_id = project_for(config, client, built, project)
+    project_id = project_for(config, client, built, project, log)
+    fits = label_fit(client, project_id, built)
     selector = host.selector(config.selection)
     if existing:
         if not built:
@@ -154,7 +155,7 @@ def push(config: RunConfig, client: Client, *, project: str | None = None,
             ranker = select.ranker_for_project(config, selector, built, client, project_id, log)
         return annotate_project(client, project_id, built, ranker=ranker,
                                 batch_size=config.batch_size, unlabeled_only=unlabeled,
-                                progress=progress, engine=engine(config, host, built))
+                                progress=progress, engine=engine(config, host, built), fits=fits)
     if input_file is None:
         summary = pre_annotate(config, host=host)
         if summary.failed:
@@ -163,13 +164,14 @@ def push(config: RunConfig, client: Client, *, project: str | None = None,
         input_file = config.output
     if selector is not None:
         ranker = select.ranker_for_file(config, selector, built, input_file, log)
-    return push_tasks(client, project_id, read_import_file(input_file),
+    return push_tasks(client, project_id,
+                      ((source, fits.task(task)) for source, task in read_import_file(input_file)),
                       model_version=pipeline_version(config, built), ranker=ranker,
                       annotators=built, progress=progress)
 
 
 def project_for(config: RunConfig, client: Client, built: list[Annotator],
-                project: str | None = None) -> int:
+                project: str | None = None, log: Log = _quiet) -> int:
     """The id of the project a command works on: ``project``, else ``[labelstudio] project``,
     else the one with the config's title (a rerun finds what the last one made), created with
     a labeling config that fits the annotators when there is none."""
@@ -179,7 +181,14 @@ def project_for(config: RunConfig, client: Client, built: list[Annotator],
         label_config = settings.label_config.read_text(encoding="utf-8")
     title = settings.title or f"preannot {config.base_dir.name}"
     return ensure_project(client, project or settings.project or title, title=title,
-                          annotators=built, label_config=label_config)
+                          annotators=built, label_config=label_config, log=log)
+
+
+def label_fit(client: Client, project_id: int, built: list[Annotator]) -> Fit:
+    """How the project's labeling config fits the annotators: what a push leaves out."""
+    if not built:
+        return Fit()
+    return fit(client.project(project_id).label_config or "", built)
 
 
 def engine(config: RunConfig, host: Host, built: list[Annotator]) -> Engine | None:

@@ -11,12 +11,12 @@ them.
 
 from __future__ import annotations
 
-import json
 import time
-from typing import Any
+import traceback
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
@@ -24,22 +24,17 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .auth import authorized, credentials
-from .backend import Backend, project_id
-from .pipeline import BadRequest, interact, predict
+from .backend import Backend
+from .pipeline import interact, predict
+from .request import BadRequest, Body, parse
 
 ANNOTATION_EVENTS = frozenset({"ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED",
                                "ANNOTATIONS_DELETED"})
 """Label Studio's webhook actions for saved and deleted annotations (deletes are plural)."""
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"{request.url.path}: the body is not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequest(f"{request.url.path}: the body must be a JSON object")
-    return body
+async def _body(request: Request) -> Body:
+    return parse(request.url.path, await request.body())
 
 
 def create_app(backend: Backend) -> Starlette:
@@ -50,41 +45,35 @@ def create_app(backend: Backend) -> Starlette:
 
     async def setup(request: Request) -> JSONResponse:
         body = await _body(request)
-        backend.check_project(body.get("project"))
+        await run_in_threadpool(backend.check_project, body.project())
         pipeline = backend.pipeline
-        if problems := pipeline.misfits(body.get("schema")):
-            raise BadRequest("the project's labeling config does not fit the served annotators: "
-                             + "; ".join(problems))
-        return JSONResponse({"model_version": pipeline.version})
+        fits = pipeline.fit(body.text("schema", "a string (the labeling config)"), log)
+        answer = {"model_version": pipeline.version}
+        return JSONResponse({**answer, "notice": fits.note} if fits.note else answer)
 
     async def predict_route(request: Request) -> JSONResponse:
         body = await _body(request)
-        tasks = body.get("tasks")
-        if not isinstance(tasks, list):
-            raise BadRequest("/predict: 'tasks' must be a list of Label Studio tasks")
-        backend.check_project(body.get("project"))
+        tasks = body.get("tasks", list, "a list of Label Studio tasks", required=True)
+        await run_in_threadpool(backend.check_project, body.project())
         pipeline = backend.pipeline  # one version for the whole request
-        if problems := pipeline.misfits(body.get("label_config")):
-            raise BadRequest("the project's labeling config does not fit the served annotators: "
-                             + "; ".join(problems))
-        params = body.get("params") if isinstance(body.get("params"), dict) else {}
-        context = params.get("context") or body.get("context")
+        fits = pipeline.fit(body.text("label_config", "a string (the labeling config)"), log)
+        prompts = body.prompts(body.context())
         begin = time.monotonic()
-        if isinstance(context, dict) and context.get("result"):
+        if prompts:
             if len(tasks) != 1:
                 raise BadRequest("/predict: an interactive request holds one task")
-            results = [await run_in_threadpool(interact, pipeline, tasks[0], context, log)]
+            results = [await run_in_threadpool(interact, pipeline, tasks[0], prompts, fits, log)]
             backend.timed("interactive", time.monotonic() - begin)
         else:
-            results = await run_in_threadpool(predict, pipeline, tasks, log)
+            results = await run_in_threadpool(predict, pipeline, tasks, fits, log)
             backend.timed("predict", time.monotonic() - begin)
             backend.counts["tasks"] += len(tasks)
         return JSONResponse({"results": results, "model_version": pipeline.version})
 
     async def webhook(request: Request) -> JSONResponse:
         body = await _body(request)
-        action = body.get("action")
-        project = project_id(body.get("project"))
+        action = body.text("action", "a string (a Label Studio webhook action)")
+        project = body.project()
         backend.counts[f"webhook {action}"] += 1
         if backend.learner is None:
             return JSONResponse({"status": "ignored", "reason": "learning is off ([serve] learn)"})
@@ -100,7 +89,7 @@ def create_app(backend: Backend) -> Starlette:
         body = await _body(request)
         if backend.learner is None:
             return JSONResponse({"status": "ignored", "reason": "learning is off ([serve] learn)"})
-        backend.learner.train_now(project_id(body.get("project")))
+        backend.learner.train_now(body.project())
         return JSONResponse({"status": "ok"})
 
     async def versions(request: Request) -> JSONResponse:
@@ -117,9 +106,20 @@ def create_app(backend: Backend) -> Starlette:
                                 headers={"WWW-Authenticate": 'Basic realm="preannot"'})
         return await call_next(request)
 
-    async def refused(request: Request, exc: Exception) -> JSONResponse:
+    async def refused(request: Request, exc: BadRequest) -> JSONResponse:
         log(f"{request.method} {request.url.path}: refused: {exc}")
-        return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": f"{request.method} {request.url.path}: {exc.detail}"},
+                            status_code=exc.status_code, headers=exc.headers)
+
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        """A bug, not a bad request: logged with its traceback, answered in JSON all the same."""
+        log(f"{request.method} {request.url.path}: failed: "
+            + "".join(traceback.format_exception(exc)))
+        return JSONResponse({"error": f"{request.url.path}: internal error "
+                             f"({type(exc).__name__}); see the server's log"}, status_code=500)
 
     return Starlette(
         routes=[Route("/", health), Route("/health", health),
@@ -129,7 +129,7 @@ def create_app(backend: Backend) -> Starlette:
                 Route("/train", train, methods=["POST"]),
                 Route("/versions", versions), Route("/metrics", metrics)],
         middleware=[Middleware(BaseHTTPMiddleware, dispatch=guard)] if expected else [],
-        exception_handlers={BadRequest: refused})
+        exception_handlers={BadRequest: refused, HTTPException: http_error, Exception: failed})
 
 
 def serve(backend: Backend, host: str, port: int) -> None:

@@ -12,11 +12,12 @@ from typing import Any
 from ..annotator import ConfigError
 from ..engine.config import RunConfig
 from ..engine.host import Host
-from ..labelstudio.client import Connection
+from ..labelstudio.client import Connection, Unreachable
 from ..loop import serving, sync
 from .auth import credentials
 from .learning import Learner
-from .pipeline import BadRequest, Pipeline, load, specs_key
+from .pipeline import Pipeline, load, specs_key
+from .request import BadRequest, Unavailable
 
 Log = Callable[[str], None]
 POLL_SECONDS = 1.0
@@ -36,11 +37,17 @@ class Backend:
         self.reload_error: str | None = None
         self.project_id: int | None = None
         """The project Label Studio last called from (for renaming our entry on a swap)."""
+        self.served_id: int | None = None
+        """The id of ``[labelstudio] project`` (a title is looked up once, when it exists)."""
         self._reloading = threading.Lock()
         self._stopped = threading.Event()
         learn = config.serve.learn if learn is None else learn
         self.learner = Learner(config, self.refresh, log) if learn else None
         self._media_access()
+        try:
+            self.served()
+        except BadRequest as exc:  # asked again when a request names a project
+            log(f"not known yet which project this backend serves: {exc}")
         threading.Thread(target=self._watch, name="preannot-registry-watch", daemon=True).start()
 
     def _media_access(self) -> None:
@@ -116,26 +123,38 @@ class Backend:
         found = [v.version for name in registry.names() for v in registry.versions(name)]
         return [self.pipeline.version, *found]
 
-    def check_project(self, project: Any) -> None:
-        """Note the project a request comes from (Label Studio sends ``"<id>.<created>"``);
-        one other than the configured project (by id) is refused."""
-        sent = project_id(project)
+    def served(self) -> int | None:
+        """The id of the configured project (None: any project is served). A title is looked
+        up in Label Studio until it is found, then kept: one lookup, not one per request."""
+        wanted = self.config.labelstudio.project
+        if wanted is None or self.served_id is not None:
+            return self.served_id
+        if isinstance(wanted, int) or str(wanted).isdecimal() and str(wanted).isascii():
+            self.served_id = int(wanted)
+            return self.served_id
+        try:
+            self.served_id = sync.connect(self.config).project(wanted).id
+        except Unreachable as exc:
+            raise Unavailable(f"cannot tell which project is {wanted!r} ([labelstudio] project "
+                              f"in preannot.toml): {exc}") from None
+        except ConfigError as exc:
+            raise BadRequest(f"this backend serves project {wanted!r} ([labelstudio] project in "
+                             f"preannot.toml): {exc}") from None
+        self.log(f"serving project {self.served_id} ({wanted!r})")
+        return self.served_id
+
+    def check_project(self, sent: int | None) -> None:
+        """Note the project a request comes from; one other than the configured project is
+        refused (a request that names none is answered)."""
         if sent is None:
             return
-        wanted = self.config.labelstudio.project
-        if wanted is not None and str(wanted).isdigit() and sent != int(wanted):
-            raise BadRequest(f"this backend serves project {wanted} ([labelstudio] project in "
+        wanted = self.served()
+        if wanted is not None and sent != wanted:
+            named = self.config.labelstudio.project
+            which = wanted if str(named) == str(wanted) else f"{wanted} ({named!r})"
+            raise BadRequest(f"this backend serves project {which} ([labelstudio] project in "
                              f"preannot.toml), not project {sent}")
         self.project_id = sent
-
-
-def project_id(project: Any) -> int | None:
-    """A request's project: Label Studio sends ``"<id>.<created timestamp>"``, a webhook the
-    project object."""
-    if isinstance(project, dict):
-        project = project.get("id")
-    head = str(project or "").split(".")[0]
-    return int(head) if head.isdigit() else None
 
 
 def started(config: RunConfig, host: Host, log: Log, **kwargs: Any) -> Backend:

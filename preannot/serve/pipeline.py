@@ -16,18 +16,14 @@ from ..engine.config import RunConfig
 from ..engine.host import Host
 from ..engine.runner import annotate, as_prediction, configured_annotators, resolve_specs
 from ..evaluation.match import iou
-from ..labelstudio.labeling_config import check
+from ..labelstudio.labeling_config import Fit, fit
 from ..labelstudio.push import prepare
 from ..loop import sync
-from ..lsjson import ls_to_task, prediction_to_ls, region_to_result, result_to_region
+from ..lsjson import ls_to_task, prediction_to_ls, region_to_result
 from ..model import Region, Span, Task
+from .request import BadRequest
 
 Log = Callable[[str], None]
-
-
-class BadRequest(ValueError):
-    """A request the backend cannot answer at all; the message says why (sent back as JSON)."""
-
 
 @dataclass
 class Pipeline:
@@ -40,17 +36,24 @@ class Pipeline:
     ranker: Ranker | None
     lock: threading.Lock = field(default_factory=threading.Lock)
     """One batch at a time through the annotators (not every model is safe to share)."""
-    fitting: dict[str, list[str]] = field(default_factory=dict)
-    """Labeling config digest -> what in it does not fit the annotators (checked once each)."""
+    fitting: dict[str, Fit] = field(default_factory=dict)
+    """Labeling config digest -> how it fits the annotators (checked once each)."""
 
-    def misfits(self, label_config: str | None) -> list[str]:
-        """Why predictions would not show in a project with this labeling config ([]: fine)."""
+    def fit(self, label_config: str | None, log: Log) -> Fit:
+        """How a project's labeling config fits the annotators (no config: all of it); refused
+        when it cannot show their predictions; the labels it lacks are logged once."""
         if not label_config:
-            return []
+            return Fit()
         key = digest(label_config)
         if key not in self.fitting:
-            self.fitting[key] = check(label_config, self.annotators)
-        return self.fitting[key]
+            self.fitting[key] = fit(label_config, self.annotators)
+            if self.fitting[key].note and not self.fitting[key].problems:
+                log(self.fitting[key].note)
+        found = self.fitting[key]
+        if found.problems:
+            raise BadRequest("the project's labeling config does not fit the served annotators: "
+                             + "; ".join(found.problems))
+        return found
 
 
 def specs_key(config: RunConfig, host: Host) -> str:
@@ -75,10 +78,12 @@ def empty(version: str) -> dict[str, Any]:
     return {"result": [], "score": 0.0, "model_version": version}
 
 
-def predict(pipeline: Pipeline, items: Sequence[Any], log: Log) -> list[dict[str, Any]]:
+def predict(pipeline: Pipeline, items: Sequence[Any], fits: Fit, log: Log
+            ) -> list[dict[str, Any]]:
     """One Label Studio prediction per task, in order (the batch runner's own annotation and
-    the push's own prediction format). A task that cannot be read or annotated gets an empty
-    prediction and a logged reason; the others are not affected."""
+    the push's own prediction format), without the labels the project lacks (``fits``). A task
+    that cannot be read or annotated gets an empty prediction and a logged reason; the others
+    are not affected."""
     answers: list[dict[str, Any] | None] = [None] * len(items)
     tasks: list[tuple[int, Task]] = []
     for index, item in enumerate(items):
@@ -94,8 +99,10 @@ def predict(pipeline: Pipeline, items: Sequence[Any], log: Log) -> list[dict[str
             log(f"{task.source}: not predicted: {' '.join(item.failure).strip()}")
             answers[index] = empty(pipeline.version)
             continue
-        ready = prepare(task, [prediction_to_ls(p) for p in item.predictions],
-                        lambda item=item: item.predictions, pipeline.version, pipeline.ranker)
+        predictions = fits.predictions(item.predictions)
+        ready = prepare(task, [prediction_to_ls(p) for p in predictions],
+                        lambda predictions=predictions: predictions, pipeline.version,
+                        pipeline.ranker)
         if isinstance(ready, str):
             log(f"{task.source}: not predicted: {ready}")
             answers[index] = empty(pipeline.version)
@@ -104,22 +111,16 @@ def predict(pipeline: Pipeline, items: Sequence[Any], log: Log) -> list[dict[str
     return answers  # type: ignore[return-value]
 
 
-def interact(pipeline: Pipeline, item: Any, context: dict[str, Any], log: Log
+def interact(pipeline: Pipeline, item: Any, prompts: list[Region], fits: Fit, log: Log
              ) -> dict[str, Any]:
-    """The answer to what a user just drew in the editor (``context["result"]``): each
-    interactive annotator answers the prompts of the types it takes (a click or a box: SAM's
-    mask); for a labeled span, also the pipeline's own spans that overlap nothing the user
-    labeled ("label one, get all")."""
+    """The answer to what a user just drew in the editor (``prompts``): each interactive
+    annotator answers the prompts of the types it takes (a click or a box: SAM's mask); for a
+    labeled span, also the pipeline's own spans that overlap nothing the user labeled ("label
+    one, get all"); none of a label the project lacks (``fits``)."""
     try:
         task = ls_to_task(item, source=_name(item, 0))
     except (ValueError, AttributeError, TypeError) as exc:
         raise BadRequest(f"the task is not a Label Studio task: {exc}") from None
-    prompts: list[Region] = []
-    for raw in context.get("result") or []:
-        try:
-            prompts.append(result_to_region(raw))
-        except (KeyError, ValueError, TypeError) as exc:
-            log(f"{task.source}: prompt {str(raw)[:80]} left out: {exc}")
     regions: list[Region] = []
     for annotator in pipeline.annotators:
         mine = [p for p in prompts if p.type in annotator.prompts
@@ -146,6 +147,7 @@ def interact(pipeline: Pipeline, item: Any, context: dict[str, Any], log: Log
             [done] = annotate(pipeline.annotators, [task])
         regions.extend(r for p in done.predictions for r in p.regions
                        if not any(iou(r, t) > 0 for t in taken if isinstance(t, Span)))
+    regions = [r for r in regions if fits.keeps(r.from_name, [r.label])]
     scores = [r.score for r in regions if r.score is not None]
     answer = {"result": [region_to_result(r) for r in regions], "model_version": pipeline.version}
     if scores:
