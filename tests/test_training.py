@@ -5,11 +5,12 @@ import json
 import random
 
 import pytest
+import spacy
 from click.testing import CliRunner
 
 from preannot import Example, Task, hold_out
 from preannot.engine.config import load_config, parse_config
-from preannot.engine.host import load_host
+from preannot.engine.host import get_host, load_host
 from preannot.engine.runner import run
 from preannot.cli import training as training_cli
 from preannot.training import flow
@@ -143,10 +144,56 @@ def test_refit_retrains_the_promoted_configuration_on_train_and_dev(project, hos
     assert outcome.refit.version == refit.version == "terms-v2"
     gated = outcome.version.card["harvest"]
     assert refit.card["refit_of"] == "terms-v1"
-    assert refit.card["harvest"]["train"] == gated["train"] + gated["dev"]  # never the eval split
-    assert refit.card["harvest"]["eval"] == gated["eval"]
-    assert f"from {gated['train'] + gated['dev']} tasks" in " ".join(messages)
+    stop = refit.card["harvest"]["dev"]  # early-stopping slice: part of dev, never trained on
+    assert 0 < stop < gated["dev"]
+    assert refit.card["harvest"]["train"] == gated["train"] + gated["dev"] - stop
+    assert refit.card["harvest"]["eval"] == gated["eval"]  # never the eval split
+    assert f"from {refit.card['harvest']['train']} tasks" in " ".join(messages)
     assert refit.card["evaluation"]["tasks"] == gated["eval"]
+    assert refit.card["gate"]["baseline"] == "terms-v1" and refit.card["gate"]["promote"]
+
+
+SPACY_REFIT = """
+[[annotators]]
+name = "ner"
+type = "spacy-ner"
+model = "registry:products"
+[[trainers]]
+name = "products"
+type = "spacy-ner"
+epochs = 40
+[training]
+eval_fraction = 0.3
+refit = true
+"""
+
+
+def test_the_refit_early_stops_on_dev_tasks_it_never_trains_on(tmp_path):
+    """Real spaCy training. The refit used to train on all of dev and stop on it (ENTS_F 100):
+    the stopping slice's tasks here carry a label of their own, STOP, which spaCy must score
+    (it stopped on them) and the refit's model must not know (it never trained on them)."""
+    (tmp_path / "preannot.toml").write_text(SPACY_REFIT)
+    write_corrections(tmp_path, 60)
+    path = tmp_path / "harvest" / "corrections.jsonl"
+    data = load_dataset(path, learns=["labels"], field="text", eval_fraction=0.3)
+    stop = {e.task.id for e in flow.refit_split(data)[1]}
+    assert len(stop) == 1 and len(data.dev) == 4
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in records:
+        if r["preannot_id"] in stop:
+            r["human"][0]["value"]["labels"] = ["STOP"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = load_config(tmp_path / "preannot.toml")
+    outcome = flow.train(config, get_host(), flow.trainer_specs(config)[0], log=lambda m: None)
+    assert outcome.promoted and outcome.refit.card["refit_of"] == outcome.version.version
+    model = outcome.refit.artifact
+    assert "STOP" not in spacy.load(model).get_pipe("ner").labels
+    scored = json.loads((model / "meta.json").read_text())["performance"]["ents_per_type"]
+    assert scored["STOP"] == {"p": 0.0, "r": 0.0, "f": 0.0}  # stopped on STOP, never learned it
+    gate = outcome.refit.card["gate"]
+    assert gate["baseline"] == outcome.version.version
+    current = Registry(config.registry_dir).current("products").version
+    assert current == (outcome.refit.version if gate["promote"] else outcome.version.version)
 
 
 def test_first_version_is_promoted_and_runs_through_the_registry(project, host):
