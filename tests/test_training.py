@@ -338,3 +338,40 @@ eval_fraction = 0.3
     assert result.returncode in (0, 4), result.stderr
     assert "products-v1" in result.stderr and "E    #" in result.stdout  # spaCy's table
     assert "\x1b[" not in result.stdout + result.stderr
+
+
+def test_train_measures_a_precedence_fusion_against_its_sources(project, host):
+    """A precedence fusion was left out of `train`: nothing measured the pipeline that goes
+    to Label Studio. Here a dictionary knowing only the brand "Acme" outranks the model, so on
+    each "Acme drill" task the fusion keeps the brand: a false positive and a miss."""
+    (project / "dict").mkdir()
+    (project / "dict" / "terms.csv").write_text("term,label\nAcme,BRAND\n")
+    (project / "preannot.toml").write_text((project / "preannot.toml").read_text().replace(
+        "[[trainers]]", """[[annotators]]
+name = "dict"
+type = "rules"
+rules = "dict"
+
+[[annotators]]
+name = "fused"
+type = "fusion"
+after = ["learned", "dict"]
+policy = "precedence"
+order = ["dict", "learned"]
+
+[[trainers]]"""))
+    write_corrections(project, 60)
+    outcome = train(project, host)
+    data = load_dataset(project / "harvest" / "corrections.jsonl", learns=["labels"],
+                        field="text", eval_fraction=0.3)
+    texts = [e.regions[0].text for e in data.eval]
+    n, brand, drill = len(texts), texts.count("Acme"), texts.count("Acme drill")
+    [pipeline] = outcome.pipelines
+    assert pipeline.fusion == pipeline.use == "fused"
+    counts = {name: {k: e["overall"][k] for k in ("tp", "fp", "fn")}
+              for name, e in pipeline.evaluations.items()}
+    assert counts == {"learned": {"tp": n, "fp": 0, "fn": 0},
+                      "dict": {"tp": brand, "fp": drill, "fn": n - brand},
+                      "fused": {"tp": n - drill, "fp": drill, "fn": drill}}
+    assert "learned alone does better" in pipeline.reasons[-1]
+    assert outcome.version.card["pipelines"]["fused"]["use"] == "fused"

@@ -18,8 +18,8 @@ refit = false             # after the gate, retrain the promoted configuration o
 fusion_margin = 0.0       # a learned fusion is used only when it beats each source by this
 ```
 
-A learned ``fusion`` chained after the trained model's annotator is fitted and gated with it
-(:mod:`preannot.training.pipeline`).
+A ``fusion`` chained after the trained model's annotator is measured against its sources with
+it, and a learned one fitted and gated (:mod:`preannot.training.pipeline`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from ..lsjson import region_to_result, task_key
 from . import report
 from .dataset import Dataset, load_dataset
 from .gate import GatePolicy, decide, evaluate
-from .pipeline import PipelineOutcome, gate_fusion, learned_fusions
+from .pipeline import PipelineOutcome, fusions_after, gate_fusion
 from .registry import REGISTRY_PREFIX, TRAINED, Registry, Version, registry_reference
 
 Log = Callable[[str], None]
@@ -234,7 +234,7 @@ def train(config: RunConfig, host: Host, spec: Mapping[str, Any], *, promote: bo
     pipelines = [] if chosen is None else [
         gate_fusion(config, host, fusion, data, learns=trainer.learns, policy=policy, log=log,
                     overrides={spec["annotator"]: (chosen.artifact, chosen.version)})
-        for fusion in learned_fusions(config, spec["annotator"])]
+        for fusion in fusions_after(config, spec["annotator"])]
     if pipelines:
         registry.update(version, pipelines={
             p.fusion: {"use": p.use, "reasons": p.reasons, "evaluations": p.evaluations}
