@@ -162,7 +162,8 @@ class Outcome:
     reused: bool = False
     """The same data and options were trained on before: that version was gated again."""
     pipelines: list[PipelineOutcome] = field(default_factory=list)
-    """The learned fusions over this model, fitted and gated against their sources."""
+    """The fusions over this model measured against their sources (learned ones fitted and
+    gated too)."""
     refit: Version | None = None
     """With ``[training] refit``: the promoted configuration retrained on train + dev (current
     only when its own gate passed: its card's status says)."""
@@ -245,8 +246,7 @@ def train(config: RunConfig, host: Host, spec: Mapping[str, Any], *, promote: bo
     if decision.promote and promote:
         registry.promote(version)
         if config.training.refit:
-            refit = _refit(config, host, spec, trainer, data, version, current, policy,
-                           log)
+            refit = _refit(config, host, spec, trainer, data, version, current, policy, log)
     elif not decision.promote:
         registry.update(version, status="rejected")
     return Outcome(version, decision.promote, decision.reasons, current, page, reused,
