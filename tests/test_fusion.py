@@ -11,6 +11,7 @@ from preannot.engine.config import RunConfig
 from preannot.builtins.fusion import FusionAnnotator
 from preannot.engine.host import load_host
 from preannot.engine.runner import run
+from helpers import run_cli
 from test_ls_push import KeywordsPlugin
 
 TEXT = "Send two Acme drill kits and a Zeta saw"
@@ -270,3 +271,37 @@ def test_each_source_is_judged_on_its_own_candidates_whether_or_not_it_won():
     # the winners-only view, named as such: only the model's regions reached the human
     assert result["winners"] == {"ner": {"predicted": 2, "accepted": 1, "modified": 0,
                                          "deleted": 1, "precision": 0.5}}
+
+
+def test_a_precedence_fusion_runs_before_its_model_has_a_version(tmp_path):
+    """`order = ["model", "rules"]` with no promoted model yet used to stop the run: the
+    left-out model dropped out of `after` but not out of `order`."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "terms.csv").write_text("term,label\nZeta saw,PRODUCT\n")
+    (tmp_path / "in.jsonl").write_text(json.dumps({"id": "d1", "text": TEXT}) + "\n")
+    (tmp_path / "preannot.toml").write_text("""
+[input]
+paths = ["in.jsonl"]
+[output]
+path = "out.json"
+[[annotators]]
+name = "rules"
+type = "rules"
+rules = "rules"
+[[annotators]]
+name = "model"
+type = "spacy-ner"
+model = "registry:ner"
+[[annotators]]
+name = "fused"
+type = "fusion"
+after = ["rules", "model"]
+policy = "precedence"
+order = ["model", "rules"]
+""")
+    result = run_cli(["run", "-c", str(tmp_path / "preannot.toml"), "--no-progress"])
+    assert result.returncode == 0, result.stderr
+    assert "annotator 'model' left out: model 'ner' has no promoted version" in result.stderr
+    task = json.loads((tmp_path / "out.json").read_text())[0]
+    assert [(r["value"]["text"], r["preannot"]["annotator"])
+            for p in task["predictions"] for r in p["result"]] == [("Zeta saw", "rules")]

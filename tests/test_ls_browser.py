@@ -63,7 +63,7 @@ def chromium_binary() -> str | None:
 # Decided before any fixture, so that a machine without Chromium does not start Label Studio for it.
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow, pytest.mark.skipif(
     chromium_binary() is None,
-    reason="no Chromium: install Debian's `chromium` or set CHROMIUM (.ci/run installs it)")]
+    reason="needs Chromium: apt-get install chromium, or set CHROMIUM to its binary")]
 
 
 class Chromium:

@@ -12,7 +12,7 @@ from preannot.cli import cli
 from preannot.evaluation.corrections import classify, write_outputs
 from preannot.evaluation.metrics import compute
 from preannot.labelstudio.harvest import HarvestStore, pull
-from preannot.lsjson import region_to_result, result_to_region, task_to_ls
+from preannot.lsjson import prediction_to_ls, region_to_result, result_to_region, task_to_ls
 
 CONFIG = ('<View><Text name="text" value="$text"/><Labels name="label" toName="text">'
           '<Label value="PRODUCT"/><Label value="BRAND"/><Label value="COLOR"/></Labels></View>')
@@ -289,3 +289,36 @@ def test_boxes_and_masks_go_to_label_studio_and_come_back_classified(labelstudio
     back = {h["id"]: result_to_region(h) for h in record["human"]}
     assert back["b2"].xyxy == pytest.approx((110, 10, 150, 50), abs=1e-9)
     assert np.array_equal(back["m1"].mask, eroded.mask)
+
+
+def test_a_source_new_in_round_two_is_measured_on_the_tasks_it_predicted(labelstudio, tmp_path):
+    """Round one: the rules predicted three tasks; round two: the model, new, predicted only
+    the third (its prediction is the newest there). The model's recall used to divide by the
+    human regions of all three tasks (1/5); it saw two of them."""
+    client = labelstudio.client()
+    project = labelstudio.project(CONFIG, "two rounds")
+    texts = {"r1": "Acme widget and Zeta bolt", "r2": "Zeta bolt ships",
+             "r3": "Omega drill and Acme widget"}
+    rules = {k: [span(t, sub, "PRODUCT", f"{k}p")]
+             for (k, t), sub in zip(texts.items(), ["Acme widget", "Zeta bolt", "Acme widget"])}
+    ids = dict(zip(texts, client.sdk.projects.import_tasks(project, return_task_ids=True, request=[
+        task_to_ls(Task(k, {"text": t}), [Prediction(k, "rules", "rules-v1", rules[k])])
+        for k, t in texts.items()]).task_ids))
+    model = span(texts["r3"], "Omega drill", "PRODUCT", "r3m", annotator="model", rule_file="",
+                 rule="")
+    client.sdk.projects.import_predictions(project, request=[{
+        "task": ids["r3"], **prediction_to_ls(Prediction("r3", "model", "model-v1", [model]))}])
+
+    def result(key, *subs):
+        return [region_to_result(span(texts[key], sub, "PRODUCT", f"h{i}"))
+                for i, sub in enumerate(subs)]
+
+    client.sdk.annotations.create(ids["r1"], result=result("r1", "Acme widget", "Zeta bolt"))
+    client.sdk.annotations.create(ids["r2"], result=result("r2", "Zeta bolt"))
+    client.sdk.annotations.create(ids["r3"], result=result("r3", "Omega drill", "Acme widget"))
+    store = HarvestStore(tmp_path / "ledger.sqlite", f"{client.url}#{project}")
+    assert pull(client, project, store).fetched == 3
+    measured = compute(classify(task) for task in store.tasks())["annotators"]
+    assert {name: (m["predicted"], m["accepted"], m["human"], m["precision"], m["recall"])
+            for name, m in measured.items()} == {"model": (1, 1, 2, 1.0, 0.5),
+                                                 "rules": (2, 2, 3, 1.0, 0.6667)}

@@ -57,3 +57,25 @@ def test_per_rule_precision_and_task_without_prediction():
     rules = {r["rule"]: (r["predicted"], r["precision"], r["misfires"]) for r in m["rules"]}
     assert rules == {"1": (1, 1.0, 0), "2": (2, 0.0, 2)}
     assert m["tasks"]["annotated without prediction"] == 1
+
+
+def test_a_source_is_measured_only_on_the_tasks_it_predicted():
+    """A second round: the model predicted only the two newest tasks, the rules the three of
+    round one. The model's recall used to divide by the human regions of all five (1/9)."""
+    def rules(kind):
+        return {**item(kind, "PRODUCT", "rules"), "preannot": {"annotator": "rules"}}
+
+    def model(kind):
+        return {**item(kind, "PRODUCT", "model"), "preannot": {"annotator": "model"}}
+
+    one = [record([rules("accepted")], [human("PRODUCT"), human("PRODUCT", added=True)],
+                  model_version="rules-v1") for _ in range(3)]
+    two = [record([model("accepted"), model("deleted")],
+                  [human("PRODUCT"), human("PRODUCT", added=True)], model_version="model-v1"),
+           record([], [human("PRODUCT", added=True)], model_version="model-v1")]
+    m = compute(one + two)["annotators"]
+    assert {k: m["model"][k] for k in ("human", "added", "tasks", "precision", "recall")} == {
+        "human": 3, "added": 2, "tasks": 2, "precision": 0.5, "recall": 0.3333}
+    assert m["model"]["edits_per_task"] == 1.5  # (1 deleted + 2 added) / 2 tasks
+    assert {k: m["rules"][k] for k in ("human", "tasks", "precision", "recall")} == {
+        "human": 6, "tasks": 3, "precision": 1.0, "recall": 0.5}

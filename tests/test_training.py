@@ -5,11 +5,12 @@ import json
 import random
 
 import pytest
+import spacy
 from click.testing import CliRunner
 
 from preannot import Example, Task, hold_out
 from preannot.engine.config import load_config, parse_config
-from preannot.engine.host import load_host
+from preannot.engine.host import get_host, load_host
 from preannot.engine.runner import run
 from preannot.cli import training as training_cli
 from preannot.training import flow
@@ -143,10 +144,56 @@ def test_refit_retrains_the_promoted_configuration_on_train_and_dev(project, hos
     assert outcome.refit.version == refit.version == "terms-v2"
     gated = outcome.version.card["harvest"]
     assert refit.card["refit_of"] == "terms-v1"
-    assert refit.card["harvest"]["train"] == gated["train"] + gated["dev"]  # never the eval split
-    assert refit.card["harvest"]["eval"] == gated["eval"]
-    assert f"from {gated['train'] + gated['dev']} tasks" in " ".join(messages)
+    stop = refit.card["harvest"]["dev"]  # early-stopping slice: part of dev, never trained on
+    assert 0 < stop < gated["dev"]
+    assert refit.card["harvest"]["train"] == gated["train"] + gated["dev"] - stop
+    assert refit.card["harvest"]["eval"] == gated["eval"]  # never the eval split
+    assert f"from {refit.card['harvest']['train']} tasks" in " ".join(messages)
     assert refit.card["evaluation"]["tasks"] == gated["eval"]
+    assert refit.card["gate"]["baseline"] == "terms-v1" and refit.card["gate"]["promote"]
+
+
+SPACY_REFIT = """
+[[annotators]]
+name = "ner"
+type = "spacy-ner"
+model = "registry:products"
+[[trainers]]
+name = "products"
+type = "spacy-ner"
+epochs = 40
+[training]
+eval_fraction = 0.3
+refit = true
+"""
+
+
+def test_the_refit_early_stops_on_dev_tasks_it_never_trains_on(tmp_path):
+    """Real spaCy training. The refit used to train on all of dev and stop on it (ENTS_F 100):
+    the stopping slice's tasks here carry a label of their own, STOP, which spaCy must score
+    (it stopped on them) and the refit's model must not know (it never trained on them)."""
+    (tmp_path / "preannot.toml").write_text(SPACY_REFIT)
+    write_corrections(tmp_path, 60)
+    path = tmp_path / "harvest" / "corrections.jsonl"
+    data = load_dataset(path, learns=["labels"], field="text", eval_fraction=0.3)
+    stop = {e.task.id for e in flow.refit_split(data)[1]}
+    assert len(stop) == 1 and len(data.dev) == 4
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in records:
+        if r["preannot_id"] in stop:
+            r["human"][0]["value"]["labels"] = ["STOP"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    config = load_config(tmp_path / "preannot.toml")
+    outcome = flow.train(config, get_host(), flow.trainer_specs(config)[0], log=lambda m: None)
+    assert outcome.promoted and outcome.refit.card["refit_of"] == outcome.version.version
+    model = outcome.refit.artifact
+    assert "STOP" not in spacy.load(model).get_pipe("ner").labels
+    scored = json.loads((model / "meta.json").read_text())["performance"]["ents_per_type"]
+    assert scored["STOP"] == {"p": 0.0, "r": 0.0, "f": 0.0}  # stopped on STOP, never learned it
+    gate = outcome.refit.card["gate"]
+    assert gate["baseline"] == outcome.version.version
+    current = Registry(config.registry_dir).current("products").version
+    assert current == (outcome.refit.version if gate["promote"] else outcome.version.version)
 
 
 def test_first_version_is_promoted_and_runs_through_the_registry(project, host):
@@ -291,3 +338,40 @@ eval_fraction = 0.3
     assert result.returncode in (0, 4), result.stderr
     assert "products-v1" in result.stderr and "E    #" in result.stdout  # spaCy's table
     assert "\x1b[" not in result.stdout + result.stderr
+
+
+def test_train_measures_a_precedence_fusion_against_its_sources(project, host):
+    """A precedence fusion was left out of `train`: nothing measured the pipeline that goes
+    to Label Studio. Here a dictionary knowing only the brand "Acme" outranks the model, so on
+    each "Acme drill" task the fusion keeps the brand: a false positive and a miss."""
+    (project / "dict").mkdir()
+    (project / "dict" / "terms.csv").write_text("term,label\nAcme,BRAND\n")
+    (project / "preannot.toml").write_text((project / "preannot.toml").read_text().replace(
+        "[[trainers]]", """[[annotators]]
+name = "dict"
+type = "rules"
+rules = "dict"
+
+[[annotators]]
+name = "fused"
+type = "fusion"
+after = ["learned", "dict"]
+policy = "precedence"
+order = ["dict", "learned"]
+
+[[trainers]]"""))
+    write_corrections(project, 60)
+    outcome = train(project, host)
+    data = load_dataset(project / "harvest" / "corrections.jsonl", learns=["labels"],
+                        field="text", eval_fraction=0.3)
+    texts = [e.regions[0].text for e in data.eval]
+    n, brand, drill = len(texts), texts.count("Acme"), texts.count("Acme drill")
+    [pipeline] = outcome.pipelines
+    assert pipeline.fusion == pipeline.use == "fused"
+    counts = {name: {k: e["overall"][k] for k in ("tp", "fp", "fn")}
+              for name, e in pipeline.evaluations.items()}
+    assert counts == {"learned": {"tp": n, "fp": 0, "fn": 0},
+                      "dict": {"tp": brand, "fp": drill, "fn": n - brand},
+                      "fused": {"tp": n - drill, "fp": drill, "fn": drill}}
+    assert "learned alone does better" in pipeline.reasons[-1]
+    assert outcome.version.card["pipelines"]["fused"]["use"] == "fused"

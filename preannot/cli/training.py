@@ -56,7 +56,9 @@ def report_outcomes(trained: retrain.Trained, *, promote: bool) -> None:
             err.print(f"  pipeline {p.fusion}: {'; '.join(p.reasons)} ({used} goes to Label "
                       "Studio)", markup=False, highlight=False)
         if outcome.refit is not None:
-            err.print(f"  refit on train + dev: {outcome.refit.version} is current")
+            state = ("is current" if outcome.refit.status == "promoted" else
+                     f"not promoted, {outcome.version.version} stays current")
+            err.print(f"  refit on train + dev: {outcome.refit.version} {state}")
         err.print(f"  report: {outcome.report}")
 
 

@@ -6,6 +6,9 @@ apart and measure nothing):
 - precision = accepted / predicted (accepted: same label, overlap within the threshold);
 - recall = accepted / human regions of the labels in play (per label: that label; per
   annotator: the labels it predicted anywhere in the harvest; per rule: not defined);
+- a source (annotator) is measured only on the tasks it predicted: those where a fusion says
+  it ran, else those whose measured prediction has a model version it spoke in (a region of
+  its own), so its recall does not count the tasks of an older round it never saw;
 - F1 = harmonic mean of the two;
 - edited = accepted regions whose geometry the human changed (a box moved within the IoU
   threshold, a mask eroded): accepted, but an edit cost the human time;
@@ -59,8 +62,14 @@ class Metrics:
         """The fused output's regions by the source that won them (the winners-only view)."""
         self.task_outcomes: Counter[tuple[str, bool, frozenset[str]]] = Counter()
         """(annotator, all its regions accepted, labels added) of the tasks it predicted on."""
-        self.task_adds: Counter[frozenset[str]] = Counter()
-        """Labels added, of every measured task (an annotator silent on a task is judged too)."""
+        self.task_adds: Counter[tuple[str, frozenset[str]]] = Counter()
+        """(scope, labels added) of every measured task (an annotator silent on a task
+        it saw is judged too)."""
+        self.scope_human: dict[str, Counter[str]] = defaultdict(Counter)
+        """Human regions per label ("added:" + label for the added ones) per scope: the tasks of
+        one model version, or where a fusion says the same sources ran."""
+        self.scope_sources: dict[str, set[str]] = defaultdict(set)
+        """The sources that saw the tasks of each scope (ran, or spoke in its version)."""
         self.agreements: list[float] = []
         self.hist: dict[str, list[int]] = {"accepted": [0] * BINS, "rejected": [0] * BINS}
         self.confusion: Counter[tuple[str, str]] = Counter()
@@ -77,19 +86,22 @@ class Metrics:
             return
         if record.get("agreement") is not None:
             self.agreements.append(record["agreement"])
-        # sources a fusion says ran on this task: their recall counts the human regions here
-        ran = {source for item in record["predicted"]
-               for source in ((item.get("preannot") or {}).get("fused") or {}).get("ran") or []}
+        ran = sorted({source for item in record["predicted"] for source in
+                      ((item.get("preannot") or {}).get("fused") or {}).get("ran") or []})
+        # who saw the task: the sources a fusion says ran, else whoever spoke in its version
+        scope = f"ran:{','.join(ran)}" if ran else f"version:{record['model_version']}"
+        speakers = self.scope_sources[scope] if not ran else set()  # ran: exactly those
+        self.scope_sources[scope] |= set(ran)
         added = Counter()
         humans = [h for h in record["human"] if h.get("classification") != "deleted"]
         judged: set[tuple[Any, ...]] = set()  # a candidate is judged once per task
         for item in record["human"]:
             label = _label(item)
             self.by_label[label]["human"] += 1
-            for source in ran:
-                self.by_annotator_label[(source, label)]["human"] += 1
+            self.scope_human[scope][label] += 1
             if item["classification"] == "added":
                 added[label] += 1
+                self.scope_human[scope][f"added:{label}"] += 1
                 self.by_label[label]["added"] += 1
                 self.confusion[(NOTHING, label)] += 1
         ok: dict[str, bool] = {}
@@ -98,6 +110,7 @@ class Metrics:
             edited = bool(item.get("edited"))
             ok[annotator] = ok.get(annotator, True) and kind == "accepted" and not edited
             self.annotator_labels[annotator].add(label)
+            speakers.add(annotator)
             counters = [self.by_label[label]]
             if not ((item.get("preannot") or {}).get("fused") or {}).get("candidates"):
                 counters.append(self.by_annotator[annotator])  # else: counted per candidate
@@ -122,6 +135,7 @@ class Metrics:
             self.winners[annotator][kind] += 1
             for source, its_label, its_kind in _candidates(item, kind, fused, humans, judged):
                 self.annotator_labels[source].add(its_label)
+                speakers.add(source)
                 self.by_annotator_label[(source, its_label)]["predicted"] += 1
                 self.by_annotator_label[(source, its_label)][its_kind] += 1
                 if fused.get("candidates"):
@@ -135,7 +149,7 @@ class Metrics:
                 b = min(BINS - 1, max(0, int(float(item["score"]) * BINS)))
                 self.hist["accepted" if kind == "accepted" else "rejected"][b] += 1
         self.tasks["measured"] += 1
-        self.task_adds[frozenset(added)] += 1
+        self.task_adds[(scope, frozenset(added))] += 1
         for annotator, all_ok in ok.items():
             self.task_outcomes[(annotator, all_ok, frozenset(added))] += 1
 
@@ -143,14 +157,21 @@ class Metrics:
         """Rows: the predicted label; columns: what the human made of it."""
         return _confusion_of(self.confusion)
 
+    def _seen(self, name: str, keys: Iterable[str]) -> int:
+        """Human regions (of ``keys``) on the tasks ``name`` predicted."""
+        return sum(c[k] for scope, c in self.scope_human.items()
+                   if name in self.scope_sources[scope] for k in keys)
+
     def result(self) -> dict[str, Any]:
         annotators = {}
         for name, c in sorted(self.by_annotator.items()):
             labels = self.annotator_labels[name]
-            human = sum(self.by_label[lb]["human"] for lb in labels)
-            added = sum(self.by_label[lb]["added"] for lb in labels)
+            human = self._seen(name, labels)
+            added = self._seen(name, [f"added:{lb}" for lb in labels])
             outcomes = [(ok, adds, n) for (a, ok, adds), n in self.task_outcomes.items() if a == name]
-            silent = Counter(self.task_adds)  # tasks where it predicted nothing
+            silent: Counter[frozenset[str]] = Counter()  # tasks where it predicted nothing
+            for (scope, adds), n in self.task_adds.items():
+                silent[adds] += n if name in self.scope_sources[scope] else 0
             for _, adds, n in outcomes:
                 silent[adds] -= n
             outcomes += [(True, adds, n) for adds, n in silent.items() if n > 0]
@@ -171,8 +192,7 @@ class Metrics:
                             "precision": p, "recall": r, "f1": f1_score(p, r)}
         annotator_labels: dict[str, dict[str, Any]] = defaultdict(dict)
         for (name, label), c in sorted(self.by_annotator_label.items()):
-            # over the tasks it ran on when a fusion said so, else over every measured task
-            human = c["human"] or self.by_label[label]["human"]
+            human = self._seen(name, [label])
             annotator_labels[name][label] = {**{k: c[k] for k in ("predicted", *KINDS)},
                                              "human": human,
                                              "precision": ratio(c["accepted"], c["predicted"]),

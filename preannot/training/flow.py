@@ -18,8 +18,8 @@ refit = false             # after the gate, retrain the promoted configuration o
 fusion_margin = 0.0       # a learned fusion is used only when it beats each source by this
 ```
 
-A learned ``fusion`` chained after the trained model's annotator is fitted and gated with it
-(:mod:`preannot.training.pipeline`).
+A ``fusion`` chained after the trained model's annotator is measured against its sources with
+it, and a learned one fitted and gated (:mod:`preannot.training.pipeline`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,12 @@ from ..engine.config import RunConfig
 from ..engine.host import Host
 from ..engine.runner import build_annotators, resolve_specs
 from ..evaluation.corrections import read_corrections
+from ..evaluation.split import fraction
 from ..lsjson import region_to_result, task_key
 from . import report
 from .dataset import Dataset, load_dataset
 from .gate import GatePolicy, decide, evaluate
-from .pipeline import PipelineOutcome, gate_fusion, learned_fusions
+from .pipeline import PipelineOutcome, fusions_after, gate_fusion
 from .registry import REGISTRY_PREFIX, TRAINED, Registry, Version, registry_reference
 
 Log = Callable[[str], None]
@@ -161,9 +162,11 @@ class Outcome:
     reused: bool = False
     """The same data and options were trained on before: that version was gated again."""
     pipelines: list[PipelineOutcome] = field(default_factory=list)
-    """The learned fusions over this model, fitted and gated against their sources."""
+    """The fusions over this model measured against their sources (learned ones fitted and
+    gated too)."""
     refit: Version | None = None
-    """With ``[training] refit``: the promoted configuration retrained on train + dev."""
+    """With ``[training] refit``: the promoted configuration retrained on train + dev (current
+    only when its own gate passed: its card's status says)."""
 
 
 def _trained_version(config: RunConfig, spec: Mapping[str, Any], trainer: Trainer, data: Dataset,
@@ -232,7 +235,7 @@ def train(config: RunConfig, host: Host, spec: Mapping[str, Any], *, promote: bo
     pipelines = [] if chosen is None else [
         gate_fusion(config, host, fusion, data, learns=trainer.learns, policy=policy, log=log,
                     overrides={spec["annotator"]: (chosen.artifact, chosen.version)})
-        for fusion in learned_fusions(config, spec["annotator"])]
+        for fusion in fusions_after(config, spec["annotator"])]
     if pipelines:
         registry.update(version, pipelines={
             p.fusion: {"use": p.use, "reasons": p.reasons, "evaluations": p.evaluations}
@@ -243,7 +246,7 @@ def train(config: RunConfig, host: Host, spec: Mapping[str, Any], *, promote: bo
     if decision.promote and promote:
         registry.promote(version)
         if config.training.refit:
-            refit = _refit(config, host, spec, trainer, data, version, current, log)
+            refit = _refit(config, host, spec, trainer, data, version, current, policy, log)
     elif not decision.promote:
         registry.update(version, status="rejected")
     return Outcome(version, decision.promote, decision.reasons, current, page, reused,
@@ -257,28 +260,53 @@ def _keep_trained(version: Version, data: Dataset) -> None:
         "".join(f"{e.task.id}\n" for e in data.train + data.dev), encoding="utf-8")
 
 
+REFIT_STOP_SALT = "preannot-refit-stop"
+
+
+def refit_split(data: Dataset) -> tuple[list[Example], list[Example]]:
+    """The refit's training examples (train + dev, less a slice) and its early-stopping slice:
+    about half of dev (whole groups), which it never trains on, so its best epoch is chosen on
+    data it did not learn (dev inside its own training set scores 100 and stops on nothing)."""
+    stop = [e for e in data.dev
+            if fraction(data.groups.get(e.task.id, e.task.id), REFIT_STOP_SALT) < 0.5]
+    held = {e.task.id for e in stop}
+    return [*data.train, *(e for e in data.dev if e.task.id not in held)], stop
+
+
 def _refit(config: RunConfig, host: Host, spec: Mapping[str, Any], trainer: Trainer,
-           data: Dataset, gated: Version, parent: Version | None, log: Log) -> Version:
-    """``[training] refit``: the configuration the gate promoted, trained again on train + dev
-    (the evaluation split stays unseen), registered and made current; its evaluation is on the
-    card for the record (the gate has already decided)."""
+           data: Dataset, gated: Version, parent: Version | None, policy: GatePolicy,
+           log: Log) -> Version:
+    """``[training] refit``: the configuration the gate promoted, trained again on train + most
+    of dev (early-stopping on the rest; the evaluation split stays unseen), registered, and made
+    current only when the gate (no margin: same configuration, more data) finds it at least as
+    good as ``gated`` on the evaluation split."""
     registry = Registry(config.registry_dir)
     work_dir = config.state_dir / "training" / spec["name"] / f"refit-{gated.version}"
     work_dir.mkdir(parents=True, exist_ok=True)
-    log(f"refit: training {gated.version}'s configuration on {len(data.train) + len(data.dev)} "
-        "tasks (train + dev)")
-    artifact = trainer.train([*data.train, *data.dev], data.dev, work_dir,
-                             parent=parent.artifact if parent else None, log=log)
+    train, stop = refit_split(data)
+    log(f"refit: training {gated.version}'s configuration on {len(train)} tasks (train + dev), "
+        f"early-stopping on {len(stop)} dev tasks it does not train on")
+    artifact = trainer.train(train, stop, work_dir, parent=parent.artifact if parent else None,
+                             log=log)
     version = registry.add(spec["name"], artifact, {
         **{k: v for k, v in gated.card.items() if k in {"trainer", "annotator", "options"}},
         "parent": gated.card.get("parent"), "refit_of": gated.version,
         "training_key": f"refit-{gated.card.get('training_key')}",
-        "harvest": {**gated.card.get("harvest", {}), "train": len(data.train) + len(data.dev)}})
+        "harvest": {**gated.card.get("harvest", {}), "train": len(train), "dev": len(stop)}})
     _keep_trained(version, data)
     shutil.rmtree(work_dir, ignore_errors=True)
-    registry.update(version, evaluation=measure(config, host, spec, trainer, version, data.eval))
-    registry.promote(version)
-    log(f"registered and promoted {version.version} (refit of {gated.version})")
+    evaluation = measure(config, host, spec, trainer, version, data.eval)
+    decision = decide(evaluation, gated.card.get("evaluation"), replace(policy, margin=0.0))
+    registry.update(version, evaluation=evaluation, gate={
+        "promote": decision.promote, "reasons": decision.reasons, "baseline": gated.version,
+        "baseline_evaluation": gated.card.get("evaluation")})
+    if decision.promote:
+        registry.promote(version)
+        log(f"registered and promoted {version.version} (refit of {gated.version})")
+    else:
+        registry.update(version, status="rejected")
+        log(f"registered {version.version} (refit of {gated.version}), not promoted: "
+            f"{'; '.join(decision.reasons)}; {gated.version} stays current")
     return version
 
 

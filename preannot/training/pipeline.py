@@ -7,7 +7,9 @@ fusion on an evaluation task is the combiner fitted *without* that task's fold (
 so fitting on the split does not flatter the fusion. The sources are run as configured, with
 the model version the flow just chose. A fusion that does not beat each source by
 ``[training] fusion_margin`` on ``metric`` falls back: its combiner file names the best source
-(``use``), whose regions the fusion passes through, and a notice says so.
+(``use``), whose regions the fusion passes through, and a notice says so. A precedence fusion
+has nothing to fit: it and its sources are measured on the split, and the report says when a
+source alone does better.
 
 Rules grown from the harvest (``ls suggest-rules``) should learn from the training side only
 (``ls suggest-rules`` skips the evaluation split): a dictionary that learned the evaluation
@@ -54,10 +56,10 @@ def fitted_on(config: RunConfig) -> set[str]:
     return out
 
 
-def learned_fusions(config: RunConfig, annotator: str) -> list[dict[str, Any]]:
-    """The ``policy = "learned"`` fusions chained directly after ``annotator``."""
+def fusions_after(config: RunConfig, annotator: str) -> list[dict[str, Any]]:
+    """The fusions (learned or precedence) chained directly after ``annotator``."""
     return [a for a in config.annotators if a.get("type") == "fusion"
-            and a.get("policy") == "learned" and annotator in upstream_names(a.get("after"))]
+            and annotator in upstream_names(a.get("after"))]
 
 
 def chain(config: RunConfig, host: Host, target: str,
@@ -97,12 +99,17 @@ def _truth(example: Example, learns: Sequence[str] | None) -> list[Any]:
 def gate_fusion(config: RunConfig, host: Host, spec: Mapping[str, Any], data: Dataset, *,
                 learns: Sequence[str] | None, overrides: Mapping[str, tuple[Path, str]],
                 policy: GatePolicy, log: Log = print) -> PipelineOutcome:
-    """Fit the fusion ``spec``'s combiner, gate it against its sources, write its file."""
+    """Fit the fusion ``spec``'s combiner, gate it against its sources, write its file (a
+    precedence fusion, which has nothing to fit, is measured against its sources)."""
     name = spec["name"]
     annotators = chain(config, host, name, overrides)
     fusion = next(a for a in annotators if a.name == name)
     assert isinstance(fusion, FusionAnnotator)
     sources = [s for s in fusion.after if any(a.name == s for a in annotators)]
+    if fusion.policy == "precedence":
+        return _measure_precedence(annotators, fusion, sources, data, learns=learns,
+                                   thresholds=config.harvest.thresholds, metric=policy.metric,
+                                   log=log)
     thresholds = config.harvest.thresholds
     fit_examples = [*data.dev, *data.eval]
     in_eval = {e.task.id for e in data.eval}
@@ -156,3 +163,31 @@ def gate_fusion(config: RunConfig, host: Host, spec: Mapping[str, Any], data: Da
     fitted.write_text("".join(f"{e.task.id}\n" for e in fit_examples), encoding="utf-8")
     log(f"{name}: " + "; ".join(reasons))
     return PipelineOutcome(name, use, evaluations, reasons, model, path)
+
+
+def _measure_precedence(annotators: Sequence[Annotator], fusion: FusionAnnotator,
+                        sources: Sequence[str], data: Dataset, *, learns: Sequence[str] | None,
+                        thresholds: Mapping[str, float], metric: str,
+                        log: Log) -> PipelineOutcome:
+    """A precedence fusion and each of its sources on the evaluation split: the order is the
+    user's rule, so nothing falls back, but the report says when a source alone does better."""
+    counts: dict[str, dict[str, Counter[str]]] = {
+        n: defaultdict(Counter) for n in [*sources, fusion.name]}
+    for batch in batches(data.eval, 64):
+        outputs, failures = predict(annotators, [e.task for e in batch])
+        for i, example in enumerate(batch):
+            for n in counts:
+                ran = i not in failures and outputs[n][i] is not None
+                predicted = [r for r in outputs[n][i].regions
+                             if learns is None or r.type in learns] if ran else []
+                tally(counts[n], predicted, _truth(example, learns), thresholds)
+    evaluations = {n: scores(c, len(data.eval)) for n, c in counts.items()}
+    reasons = [f"{n} {metric} {evaluations[n]['overall'][metric]:.3f}" for n in counts]
+    fused = evaluations[fusion.name]["overall"][metric]
+    if better := [s for s in sources if evaluations[s]["overall"][metric] > fused + 1e-12]:
+        reasons.append(f"precedence (order {fusion.order}): {', '.join(better)} alone does "
+                       "better; reorder, or use policy = \"learned\"")
+    else:
+        reasons.append(f"precedence (order {fusion.order}): no source alone does better")
+    log(f"{fusion.name}: " + "; ".join(reasons))
+    return PipelineOutcome(fusion.name, fusion.name, evaluations, reasons)

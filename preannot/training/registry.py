@@ -185,6 +185,15 @@ def trained_on(specs: list[dict[str, Any]], registry: Registry) -> set[str] | No
     return out
 
 
+def _without(spec: dict[str, Any], gone: list[str]) -> dict[str, Any]:
+    """A combiner's spec without the upstreams left out: out of ``after``, and out of a
+    precedence ``order`` that ranks them (it may name only what ``after`` holds)."""
+    out = {**spec, "after": [a for a in upstream_names(spec.get("after")) if a not in gone]}
+    if isinstance(spec.get("order"), list):
+        out["order"] = [a for a in spec["order"] if a not in gone]
+    return out
+
+
 def resolve_models(specs: list[dict[str, Any]], registry: Registry,
                    combines: Callable[[dict[str, Any]], bool]) -> tuple[list[dict[str, Any]], list[str]]:
     """Annotator specs with an option ``"registry:NAME"`` pointed at NAME's current version (its
@@ -202,7 +211,7 @@ def resolve_models(specs: list[dict[str, Any]], registry: Registry,
             if not combines(spec):
                 notices.append(f"annotator {name!r} left out: it runs after {', '.join(gone)}")
                 continue
-            spec = {**spec, "after": [a for a in after if a in resolved]}
+            spec = _without(spec, gone)
         key, model = registry_reference(spec)
         if model is not None:
             current = registry.current(model)
