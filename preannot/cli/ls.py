@@ -296,7 +296,7 @@ def connect(config_path: Path | None, project: str | None, interactive: bool) ->
     set, Label Studio is given them to call it. `ls disconnect` undoes it.
     """
     from ..loop import serving
-    from ..serve.app import credentials
+    from ..serve.auth import credentials
 
     try:
         config = load_config(config_path)

@@ -12,19 +12,11 @@ from rich.console import Console
 
 from ..annotator import ConfigError
 from ..engine.config import load_config
+from .extras import need
 from .ls import config_option, progress_bar
 from .training import retrain_when_due
 
 err = Console(stderr=True)
-
-
-def _needs_extra() -> None:
-    try:
-        import scipy  # noqa: F401
-        import sklearn  # noqa: F401
-    except ImportError as exc:
-        raise click.ClickException(f"review needs scikit-learn and scipy ({exc.name} is "
-                                   "missing): pip install 'preannot[review]'") from None
 
 
 @click.group()
@@ -45,7 +37,7 @@ def calibrate(config_path: Path | None) -> None:
     Writes calibration.json (one calibration per pipeline version) and calibration.html in
     [review] output_dir (default review/ beside the config). A promotion recalibrates by itself.
     """
-    _needs_extra()
+    need("review")
     from ..loop import review as operations
     try:
         config = load_config(config_path)
@@ -132,7 +124,7 @@ def run_command(inputs: tuple[Path, ...], config_path: Path | None, watch_dir: P
     (`review sync`). Each task is decided once and released at most once: a rerun, a crash or
     a server that is down loses nothing and releases nothing twice.
     """
-    _needs_extra()
+    need("review")
     from ..loop import production, sync
     try:
         config = load_config(config_path)
@@ -172,7 +164,7 @@ def sync_command(config_path: Path | None) -> None:
     once N more tasks were reviewed (the gate decides; a promotion recalibrates), as after
     `preannot ls pull`.
     """
-    _needs_extra()
+    need("review")
     from ..loop import production, sync
     try:
         config = load_config(config_path)
@@ -191,7 +183,7 @@ def sync_command(config_path: Path | None) -> None:
 def status_command(config_path: Path | None, as_json: bool) -> None:
     """Tasks seen, released, routed, reviewed and waiting; the precision the audits show,
     with its exact interval; whether auto-accept is suspended. Writes review/status.html."""
-    _needs_extra()
+    need("review")
     from ..loop import production
     try:
         config = load_config(config_path)
