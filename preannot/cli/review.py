@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from ..annotator import ConfigError
 from ..engine.config import load_config
@@ -45,27 +46,27 @@ def calibrate(config_path: Path | None) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     c = done.calibration
-    err.print(f"[bold]{c.model_version}[/]: {c.fit_tasks + c.test_tasks} reviewed evaluation "
-              f"tasks ({c.fit_tasks} fitted the calibrator, {c.test_tasks} tested thresholds)",
-              highlight=False)
+    err.print(f"[bold]{escape(c.model_version)}[/]: {c.fit_tasks + c.test_tasks} reviewed "
+              f"evaluation tasks ({c.fit_tasks} fitted the calibrator, {c.test_tasks} tested "
+              "thresholds)", highlight=False)
     err.print(done.verdict, style="green" if c.threshold is not None else "yellow",
-              highlight=False)
+              markup=False, highlight=False)
     if done.failed:
         err.print(f"{done.failed} evaluation tasks failed in an annotator and were left out "
                   "(such tasks always go to review)", highlight=False)
-    err.print(f"wrote {done.path} and {done.page}", highlight=False)
+    err.print(f"wrote {done.path} and {done.page}", markup=False, highlight=False)
 
 
 def _print_run(report) -> None:
     if report.suspended:
-        err.print(report.suspended, style="bold red", highlight=False)
+        err.print(report.suspended, style="bold red", markup=False, highlight=False)
     d = report.decided
     err.print(f"[green]decided {sum(d.values())} new tasks[/]: {d['auto']} released "
               f"automatically, {d['audit']} released and audited, {d['route']} sent to review"
-              + (f" (calibration {report.calibration})" if report.calibration else
+              + (f" (calibration {escape(report.calibration)})" if report.calibration else
                  " (no calibration: run `preannot review calibrate`)"), highlight=False)
     for reason, count in report.reasons.most_common():
-        err.print(f"  to review, {reason}: {count}", highlight=False)
+        err.print(f"  to review, {reason}: {count}", markup=False, highlight=False)
     err.print(f"{report.routed} tasks reached the review project"
               + (f", {report.waiting} wait for it" if report.waiting else ""), highlight=False)
     if report.failed_records:
