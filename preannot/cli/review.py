@@ -67,6 +67,12 @@ def _print_run(report) -> None:
                  " (no calibration: run `preannot review calibrate`)"), highlight=False)
     for reason, count in report.reasons.most_common():
         err.print(f"  to review, {reason}: {count}", markup=False, highlight=False)
+    if report.changed:
+        names = ", ".join(report.changed[:10]) + (
+            f" and {len(report.changed) - 10} more" if len(report.changed) > 10 else "")
+        err.print(f"{len(report.changed)} tasks decided before came back with other content and "
+                  f"kept their first decision (a new id decides them again): {names}",
+                  style="yellow", markup=False, highlight=False)
     err.print(f"{report.routed} tasks reached the review project"
               + (f", {report.waiting} wait for it" if report.waiting else ""), highlight=False)
     if report.failed_records:
@@ -92,6 +98,11 @@ def _print_delivery(delivery) -> None:
     for key, message in delivery.failed[:10]:
         err.print(f"  not released {key}: {message}", style="red", markup=False,
                   highlight=False)
+
+
+def _undelivered(delivery) -> bool:
+    """Records stay in the outbox (refused, or the sink down): the command exits 3."""
+    return bool(delivery and delivery.pending)
 
 
 def _print_sync(synced) -> None:
@@ -123,7 +134,9 @@ def run_command(inputs: tuple[Path, ...], config_path: Path | None, watch_dir: P
     probability, a label or input unlike the calibration, a task an annotator failed on, no
     calibration yet, or auto-accept suspended by failing audits. Then the reviews are synced
     (`review sync`). Each task is decided once and released at most once: a rerun, a crash or
-    a server that is down loses nothing and releases nothing twice.
+    a server that is down loses nothing and releases nothing twice; a task that comes back
+    under its id with other content keeps its first decision, and is named. Exit status 3
+    when records stay undelivered (the sink refused them or is down).
     """
     need("review")
     from ..loop import production, sync
@@ -152,6 +165,8 @@ def run_command(inputs: tuple[Path, ...], config_path: Path | None, watch_dir: P
     except KeyboardInterrupt:
         err.print("stopped: decisions and releases so far are saved; run again to go on")
         sys.exit(130)
+    if _undelivered(report.synced.delivery if report.synced else report.delivery):
+        sys.exit(3)
 
 
 @review.command("sync")
@@ -163,7 +178,8 @@ def sync_command(config_path: Path | None) -> None:
     reviewed it and when; reviewed tasks become training data (review/harvest/corrections.jsonl),
     auto-accepted ones never do. With [training] retrain_after = N, the models are retrained
     once N more tasks were reviewed (the gate decides; a promotion recalibrates), as after
-    `preannot ls pull`.
+    `preannot ls pull`. Exit status 3 when records stay undelivered (the sink refused them or
+    is down): they wait for the next sync.
     """
     need("review")
     from ..loop import production, sync
@@ -176,6 +192,8 @@ def sync_command(config_path: Path | None) -> None:
     if synced.delivery:
         _print_delivery(synced.delivery)
     retrain_when_due(config)
+    if _undelivered(synced.delivery):
+        sys.exit(3)
 
 
 @review.command("status")
