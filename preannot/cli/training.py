@@ -57,8 +57,7 @@ def report_outcomes(trained: retrain.Trained, *, promote: bool) -> None:
             err.print(f"  pipeline {p.fusion}: {'; '.join(p.reasons)} ({used} goes to Label "
                       "Studio)", markup=False, highlight=False)
         if outcome.refit is not None:
-            err.print(f"  refit on train + dev: {outcome.refit.version} is current",
-                      markup=False)
+            err.print(f"  refit on train + dev: {outcome.refit.version} is current")
         err.print(f"  report: {outcome.report}", markup=False)
 
 
