@@ -58,7 +58,7 @@ def report_outcomes(trained: retrain.Trained, *, promote: bool) -> None:
                       "Studio)", markup=False, highlight=False)
         if outcome.refit is not None:
             err.print(f"  refit on train + dev: {outcome.refit.version} is current")
-        err.print(f"  report: {outcome.report}", markup=False)
+        err.print(f"  report: {outcome.report}")
 
 
 @click.command()
