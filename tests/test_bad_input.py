@@ -148,3 +148,13 @@ def test_fuzz_a_whole_run_writes_valid_output(values):
         summary = run(config(folder, ["in.jsonl"]), host=load_host((Plugin(),)))
         written = json.loads((folder / "out.json").read_text(encoding="utf-8"))
         assert len(written) + summary.failed == summary.read
+
+
+def test_the_encoding_hint_is_printed_with_its_config_section(tmp_path):
+    """rich markup once ate "[input]": the hint then said "set  encoding in preannot.toml"."""
+    (tmp_path / "in.csv").write_bytes("text\ncafé crème\nplain\n".encode("cp1252"))
+    result = run_cli(["run", "in.csv", "--rules", str(ROOT / "rules" / "product-ner"), "-o",
+                      "out.json", "--no-progress"], cwd=tmp_path, env={"COLUMNS": "300"})
+    assert result.returncode == 3, result.stderr
+    assert ("in.csv:2 (not UTF-8: set [input] encoding in preannot.toml or pass --encoding "
+            "(e.g. latin-1, cp1252))") in result.stderr

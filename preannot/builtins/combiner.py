@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..evaluation.match import iou, same
+from ..extras import require
 from ..model import Region, Span
 
 FORMAT = 1
@@ -195,14 +196,9 @@ def _rows(tasks: Sequence[TaskCandidates], silence: bool
 
 def _fit_weights(tasks: Sequence[TaskCandidates], sources: Sequence[str], C: float,
                  silence: bool = True) -> dict[str, Any]:
-    try:
-        from sklearn.feature_extraction import DictVectorizer
-        from sklearn.linear_model import LogisticRegression
-    except ImportError:
-        from ..annotator import ConfigError
-
-        raise ConfigError("a learned fusion's combiner is fitted with scikit-learn: "
-                          "pip install 'preannot[review]'") from None
+    require("review", "a learned fusion's combiner")
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.linear_model import LogisticRegression
 
     X, y = _rows(tasks, silence)
     if len(set(y)) < 2:  # all right or all wrong: a constant, a little short of certain

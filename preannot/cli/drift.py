@@ -10,8 +10,8 @@ import click
 
 from ..annotator import ConfigError
 from ..engine.config import load_config
+from .extras import need
 from .ls import config_option
-from .review import _needs_extra
 
 
 @click.command()
@@ -30,7 +30,7 @@ def drift(config_path: Path | None, as_json: bool) -> None:
     alarm are recorded (the dashboard, `review status`). Also lists terms reviewers added that
     the reference never had, for `preannot ls suggest-rules`.
     """
-    _needs_extra()
+    need("review")
     from ..loop import drift as monitor
     from ..loop.review import load
     try:

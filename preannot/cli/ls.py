@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..annotator import ConfigError
@@ -56,7 +57,7 @@ def _report(summary: PushSummary, url: str) -> None:
     for message in summary.notices:
         err.print(f"notice: {message}", style="yellow", markup=False, highlight=False)
     for source, reason in summary.failures[:20]:
-        err.print(f"[red]not pushed[/] {source}: {reason}")
+        err.print("[red]not pushed[/] " + escape(f"{source}: {reason}"))
     if len(summary.failures) > 20:
         err.print(f"... and {len(summary.failures) - 20} more not pushed")
 
@@ -155,7 +156,8 @@ def quality_lines(metrics: dict, tabs: dict) -> list[str]:
     if spec.get("changed"):
         lines.append(f"[yellow]labeling config changed[/] ({spec['previous']} -> {spec['version']}):"
                      f" added {', '.join(spec['added']) or 'none'}; removed "
-                     f"{', '.join(spec['removed']) or 'none'} (map them with [labels] rename/merge)")
+                     f"{', '.join(spec['removed']) or 'none'} (map them with "
+                     r"\[labels] rename/merge)")
     outdated = len(metrics["reannotate"]["tasks"])
     if outdated:
         lines.append(f"[yellow]{outdated} tasks annotated with labels the config no longer has[/]:"
@@ -168,9 +170,9 @@ def quality_lines(metrics: dict, tabs: dict) -> list[str]:
         if q["lead_time_mean"] is not None:
             said.append(f"lead time {q['lead_time_mean']} s")
         flag = " [red]careless?[/]" if q["careless"] else ""
-        lines.append(f"  annotator {name}: {', '.join(said)}{flag}")
+        lines.append(f"  annotator {escape(name)}: {', '.join(said)}{flag}")
     for title, (_, count) in tabs.items():
-        lines.append(f"  Data Manager tab [bold]{title}[/]: {count} tasks")
+        lines.append(f"  Data Manager tab [bold]{escape(title)}[/]: {count} tasks")
     groups = (metrics.get("duplicates") or {}).get("groups")
     if groups:
         lines.append(f"  near-duplicates among the annotated tasks: {len(groups)} groups, "
@@ -224,14 +226,14 @@ def pull(config_path: Path | None, project: str | None, output_dir: Path | None,
               f"{harvest.project_id}{gone}; {tasks.get('annotated', 0)} annotated, "
               f"{tasks.get('skipped', 0)} skipped, {metrics['cancelled_annotations']} cancelled "
               f"annotations, {metrics['errors']} unreadable result items; outputs in "
-              f"{harvest.output_dir}")
+              f"{escape(str(harvest.output_dir))}")
     for name, m in metrics["annotators"].items():
         err.print(f"  {name}: precision {m['precision']}, recall {m['recall']}, "
                   f"acceptance {m['acceptance_rate']}, edits/task {m['edits_per_task']}")
     for line in quality_lines(metrics, harvest.tabs):
         err.print(line)
     for warning in harvest.warnings:
-        err.print(f"[yellow]warning:[/] {warning}")
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
     retrain_when_due(config)
 
 
@@ -273,15 +275,17 @@ def suggest_rules(config_path: Path | None, rules_dir: Path, input_dir: Path | N
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     for message in errors:
-        err.print(f"[red]skipped[/] {message}")
+        err.print(f"[red]skipped[/] {escape(message)}")
     for term, label, n, target in result.terms:
-        err.print(f"add {term!r} as {label} (added by humans {n} times) to {target}")
+        err.print(f"add {term!r} as {label} (added by humans {n} times) to {target}",
+                  markup=False)
     for rule in result.flagged:
         err.print(f"disable {rule['file']} rule {rule['rule']}: precision {rule['precision']} "
-                  f"over {rule['predicted']} predictions")
+                  f"over {rule['predicted']} predictions", markup=False)
     if output:
         output.write_text(result.patch, encoding="utf-8")
-        err.print(f"patch written to {output}: review it, then `git apply {output}`")
+        err.print(f"patch written to {output}: review it, then `git apply {output}`",
+                  markup=False)
     else:
         click.echo(result.patch, nl=False)
 
@@ -301,7 +305,7 @@ def connect(config_path: Path | None, project: str | None, interactive: bool) ->
     set, Label Studio is given them to call it. `ls disconnect` undoes it.
     """
     from ..loop import serving
-    from ..serve.app import credentials
+    from ..serve.auth import credentials
 
     try:
         config = load_config(config_path)
@@ -330,4 +334,4 @@ def disconnect(config_path: Path | None, project: str | None) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     err.print(f"removed {removed} ML backend entr{'y' if removed == 1 else 'ies'} for "
-              f"{config.serve.backend_url}", highlight=False)
+              f"{config.serve.backend_url}", markup=False, highlight=False)

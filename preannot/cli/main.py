@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
                            TimeRemainingColumn)
 from rich.text import Text
@@ -123,7 +124,7 @@ def run(inputs: tuple[Path, ...], config_path: Path | None, output: Path | None,
 
 def _print_summary(summary) -> None:
     done = summary.annotated + summary.skipped
-    err.print(f"[green]wrote[/] {summary.output} : {done} tasks "
+    err.print(f"[green]wrote[/] {escape(str(summary.output))} : {done} tasks "
               f"({summary.annotated} annotated now, {summary.skipped} already done), "
               f"{summary.failed} failed of {summary.read} records read",
               soft_wrap=True)  # one line in a log or a pipe too, however long the path
@@ -133,9 +134,9 @@ def _print_summary(summary) -> None:
         for source, reason, detail in summary.failures:
             examples.setdefault(reason, [])
             if len(examples[reason]) < 3:
-                examples[reason].append(f"{source}" + (f" ({detail})" if detail else ""))
+                examples[reason].append(escape(f"{source}" + (f" ({detail})" if detail else "")))
         for reason, count in summary.failure_reasons().most_common():
-            table.add_row(reason, str(count), "\n".join(examples[reason]))
+            table.add_row(escape(reason), str(count), "\n".join(examples[reason]))
         err.print(table)
 
 
@@ -180,7 +181,8 @@ def plugins(config_path: Path | None, as_json: bool) -> None:
         out.print(f"no plugins loaded ({ENV_VAR}={os.environ[ENV_VAR]!r})"
                   if ENV_VAR in os.environ else "no plugins installed")
     for f in failures:
-        out.print(f"[red]failed to load[/] {f['name']} (distribution {f['distribution']}): {f['error']}")
+        out.print("[red]failed to load[/] " + escape(
+            f"{f['name']} (distribution {f['distribution']}): {f['error']}"))
     if configured:
         table = Table("annotator", "type", "model_version", "reads", "emits", "labels",
                       title=f"annotators in {config_path}")

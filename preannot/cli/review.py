@@ -9,22 +9,15 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from ..annotator import ConfigError
 from ..engine.config import load_config
+from .extras import need
 from .ls import config_option, progress_bar
 from .training import retrain_when_due
 
 err = Console(stderr=True)
-
-
-def _needs_extra() -> None:
-    try:
-        import scipy  # noqa: F401
-        import sklearn  # noqa: F401
-    except ImportError as exc:
-        raise click.ClickException(f"review needs scikit-learn and scipy ({exc.name} is "
-                                   "missing): pip install 'preannot[review]'") from None
 
 
 @click.group()
@@ -45,7 +38,7 @@ def calibrate(config_path: Path | None) -> None:
     Writes calibration.json (one calibration per pipeline version) and calibration.html in
     [review] output_dir (default review/ beside the config). A promotion recalibrates by itself.
     """
-    _needs_extra()
+    need("review")
     from ..loop import review as operations
     try:
         config = load_config(config_path)
@@ -53,27 +46,33 @@ def calibrate(config_path: Path | None) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     c = done.calibration
-    err.print(f"[bold]{c.model_version}[/]: {c.fit_tasks + c.test_tasks} reviewed evaluation "
-              f"tasks ({c.fit_tasks} fitted the calibrator, {c.test_tasks} tested thresholds)",
-              highlight=False)
+    err.print(f"[bold]{escape(c.model_version)}[/]: {c.fit_tasks + c.test_tasks} reviewed "
+              f"evaluation tasks ({c.fit_tasks} fitted the calibrator, {c.test_tasks} tested "
+              "thresholds)", highlight=False)
     err.print(done.verdict, style="green" if c.threshold is not None else "yellow",
-              highlight=False)
+              markup=False, highlight=False)
     if done.failed:
         err.print(f"{done.failed} evaluation tasks failed in an annotator and were left out "
                   "(such tasks always go to review)", highlight=False)
-    err.print(f"wrote {done.path} and {done.page}", highlight=False)
+    err.print(f"wrote {done.path} and {done.page}", markup=False, highlight=False)
 
 
 def _print_run(report) -> None:
     if report.suspended:
-        err.print(report.suspended, style="bold red", highlight=False)
+        err.print(report.suspended, style="bold red", markup=False, highlight=False)
     d = report.decided
     err.print(f"[green]decided {sum(d.values())} new tasks[/]: {d['auto']} released "
               f"automatically, {d['audit']} released and audited, {d['route']} sent to review"
-              + (f" (calibration {report.calibration})" if report.calibration else
+              + (f" (calibration {escape(report.calibration)})" if report.calibration else
                  " (no calibration: run `preannot review calibrate`)"), highlight=False)
     for reason, count in report.reasons.most_common():
-        err.print(f"  to review, {reason}: {count}", highlight=False)
+        err.print(f"  to review, {reason}: {count}", markup=False, highlight=False)
+    if report.changed:
+        names = ", ".join(report.changed[:10]) + (
+            f" and {len(report.changed) - 10} more" if len(report.changed) > 10 else "")
+        err.print(f"{len(report.changed)} tasks decided before came back with other content and "
+                  f"kept their first decision (a new id decides them again): {names}",
+                  style="yellow", markup=False, highlight=False)
     err.print(f"{report.routed} tasks reached the review project"
               + (f", {report.waiting} wait for it" if report.waiting else ""), highlight=False)
     if report.failed_records:
@@ -99,6 +98,11 @@ def _print_delivery(delivery) -> None:
     for key, message in delivery.failed[:10]:
         err.print(f"  not released {key}: {message}", style="red", markup=False,
                   highlight=False)
+
+
+def _undelivered(delivery) -> bool:
+    """Records stay in the outbox (refused, or the sink down): the command exits 3."""
+    return bool(delivery and delivery.pending)
 
 
 def _print_sync(synced) -> None:
@@ -130,9 +134,11 @@ def run_command(inputs: tuple[Path, ...], config_path: Path | None, watch_dir: P
     probability, a label or input unlike the calibration, a task an annotator failed on, no
     calibration yet, or auto-accept suspended by failing audits. Then the reviews are synced
     (`review sync`). Each task is decided once and released at most once: a rerun, a crash or
-    a server that is down loses nothing and releases nothing twice.
+    a server that is down loses nothing and releases nothing twice; a task that comes back
+    under its id with other content keeps its first decision, and is named. Exit status 3
+    when records stay undelivered (the sink refused them or is down).
     """
-    _needs_extra()
+    need("review")
     from ..loop import production, sync
     try:
         config = load_config(config_path)
@@ -159,6 +165,8 @@ def run_command(inputs: tuple[Path, ...], config_path: Path | None, watch_dir: P
     except KeyboardInterrupt:
         err.print("stopped: decisions and releases so far are saved; run again to go on")
         sys.exit(130)
+    if _undelivered(report.synced.delivery if report.synced else report.delivery):
+        sys.exit(3)
 
 
 @review.command("sync")
@@ -170,9 +178,10 @@ def sync_command(config_path: Path | None) -> None:
     reviewed it and when; reviewed tasks become training data (review/harvest/corrections.jsonl),
     auto-accepted ones never do. With [training] retrain_after = N, the models are retrained
     once N more tasks were reviewed (the gate decides; a promotion recalibrates), as after
-    `preannot ls pull`.
+    `preannot ls pull`. Exit status 3 when records stay undelivered (the sink refused them or
+    is down): they wait for the next sync.
     """
-    _needs_extra()
+    need("review")
     from ..loop import production, sync
     try:
         config = load_config(config_path)
@@ -183,6 +192,8 @@ def sync_command(config_path: Path | None) -> None:
     if synced.delivery:
         _print_delivery(synced.delivery)
     retrain_when_due(config)
+    if _undelivered(synced.delivery):
+        sys.exit(3)
 
 
 @review.command("status")
@@ -191,7 +202,7 @@ def sync_command(config_path: Path | None) -> None:
 def status_command(config_path: Path | None, as_json: bool) -> None:
     """Tasks seen, released, routed, reviewed and waiting; the precision the audits show,
     with its exact interval; whether auto-accept is suspended. Writes review/status.html."""
-    _needs_extra()
+    need("review")
     from ..loop import production
     try:
         config = load_config(config_path)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..annotator import ConfigError
@@ -28,7 +29,7 @@ def _annotators(config):
 
 def _failures(failures) -> None:
     for source, reason in failures[:20]:
-        err.print(f"[red]left out[/] {source}: {reason}", highlight=False)
+        err.print("[red]left out[/] " + escape(f"{source}: {reason}"), highlight=False)
     if len(failures) > 20:
         err.print(f"... and {len(failures) - 20} more left out")
 
@@ -93,8 +94,8 @@ def similar(config_path, task_id, text, image, label, k, push_, project, as_json
         Console().print(table)
         _failures(found.failures)
     if pushed is not None:
-        err.print(f"[green]Data Manager tab[/] \"similar to {found.query}\": {pushed[1]} tasks, "
-                  f"first in the queue", highlight=False)
+        err.print(f"[green]Data Manager tab[/] \"similar to {escape(found.query)}\": "
+                  f"{pushed[1]} tasks, first in the queue", highlight=False)
 
 
 @click.command()
@@ -161,7 +162,7 @@ def embed_output(config, annotators, no_progress: bool) -> select.Embedded:
         job = bar.add_task("embed", total=None)
         embedded = select.embed_output(
             config, annotators, lambda n, total: bar.update(job, advance=n, total=total))
-    err.print(f"[green]embedded[/] {embedded.done} tasks with {embedded.version} (index "
-              f"{embedded.index})", highlight=False)
+    err.print("[green]embedded[/] " + escape(f"{embedded.done} tasks with {embedded.version} "
+                                           f"(index {embedded.index})"), highlight=False)
     _failures(embedded.failures)
     return embedded

@@ -11,6 +11,7 @@ from rich.console import Console
 from ..annotator import ConfigError
 from ..engine.config import load_config
 from ..engine.host import get_host, report_failures
+from .extras import need
 
 err = Console(stderr=True)
 logger = logging.getLogger("preannot.serve")
@@ -39,6 +40,7 @@ def serve(config_path: Path | None, host: str | None, port: int | None, no_learn
     HTTP Basic auth: set BASIC_AUTH_USER and BASIC_AUTH_PASS (the same for `ls connect`).
     Listens on loopback unless told otherwise: put a TLS proxy in front for other hosts.
     """
+    need("serve")
     from ..serve.app import credentials, serve as run_server
     from ..serve.backend import started
 

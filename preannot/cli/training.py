@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 from ..annotator import ConfigError
@@ -48,7 +49,7 @@ def report_outcomes(trained: retrain.Trained, *, promote: bool) -> None:
         verdict = "[green]promoted[/]" if outcome.promoted else "[yellow]not promoted[/]"
         if outcome.promoted and not promote:
             verdict = "[green]passed the gate[/] (not promoted: --no-promote)"
-        err.print(f"{outcome.version.version}: {verdict}")
+        err.print(f"{escape(outcome.version.version)}: {verdict}")
         for reason in outcome.reasons:
             err.print(f"  {reason}", markup=False, highlight=False)
         for p in outcome.pipelines:
@@ -136,7 +137,7 @@ def list_models(config_path: Path | None, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
-        err.print(f"no models in {registry.root}: run `preannot train`")
+        err.print(f"no models in {registry.root}: run `preannot train`", markup=False)
         return
     # at any width the version and its status stay whole; the other columns wrap
     key = {"no_wrap": True, "overflow": "ignore"}
@@ -207,7 +208,7 @@ def promote(config_path: Path | None, version: str, no_push: bool) -> None:
         chosen, previous = retrain.promote(load_config(config_path), version, push=not no_push,
                                            log=log_line)
         was = previous.version if previous else "none"
-        err.print(f"{chosen.version} is now current (was {was})")
+        err.print(f"{chosen.version} is now current (was {was})", markup=False)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -222,6 +223,7 @@ def rollback(config_path: Path | None, name: str, no_push: bool) -> None:
     try:
         old, restored = retrain.rollback(load_config(config_path), name, push=not no_push,
                                          log=log_line)
-        err.print(f"rolled back {old.version}: {restored.version} is current again")
+        err.print(f"rolled back {old.version}: {restored.version} is current again",
+                  markup=False)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None

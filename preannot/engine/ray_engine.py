@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from ..annotator import Annotator, ConfigError, Context
+from ..extras import require
 from ..model import Task
 
 _END = object()
@@ -35,11 +36,9 @@ class RayFailed(ConfigError):
 
 
 def _ray() -> Any:
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError:
-        raise ConfigError('engine "ray" needs Ray: pip install "preannot[ray]"') from None
+    require("ray", 'engine "ray"')
+    import ray
+
     return ray
 
 

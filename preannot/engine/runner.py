@@ -23,6 +23,7 @@ from .config import RunConfig
 from .host import Host, get_host
 from .ledger import Ledger
 from .lock import output_lock
+from .orphans import die_with_parent
 from .readers import BadRecord, count_records, read_inputs
 
 
@@ -192,8 +193,9 @@ def annotate_batch(annotators: Sequence[Annotator], tasks: list[Task]) -> list[d
 _worker_annotators: list[Annotator] = []
 
 
-def _init_worker(specs: list[dict[str, Any]], context: Context) -> None:
+def _init_worker(specs: list[dict[str, Any]], context: Context, parent: int) -> None:
     global _worker_annotators
+    die_with_parent(parent)
     _worker_annotators = build_annotators(specs, get_host(), context)
 
 
@@ -354,7 +356,8 @@ def _run_in_workers(state: _Run, records: Iterable[Any], annotators: Sequence[An
     for annotator in annotators:
         annotator.prepare()
     pool = ProcessPoolExecutor(config.workers, mp_context=get_context("spawn"),
-                               initializer=_init_worker, initargs=(specs, config.context()))
+                               initializer=_init_worker,
+                               initargs=(specs, config.context(), os.getpid()))
     in_flight: list[tuple[Future, list[dict[str, Any]], int]] = []
     try:
         for chunk in batches(records, config.batch_size):

@@ -26,6 +26,7 @@ from ..labelstudio.client import Client, Unreachable
 from ..labelstudio.harvest import HarvestStore
 from ..labelstudio.push import ensure_project, push_tasks, read_import_file
 from ..lsjson import task_key
+from ..model import Task
 from ..review import page
 from ..review.calibration import (
     Calibration,
@@ -45,9 +46,12 @@ REVIEW_KEY = "preannot_review"
 """In a review project task's meta: ``{"decision": "route" | "audit", "reason": ...}``."""
 AUDIT_SALT = "preannot-audit"
 def review_project(config: RunConfig, client: Client, built: list[Annotator]) -> int:
-    """The review project's id: ``[review] project``, else ``<title> review``, created (with
-    the pipeline's labeling config) if absent."""
-    base = config.labelstudio.title or f"preannot {config.base_dir.name}"
+    """The review project's id: ``[review] project``, else ``<labeling project's title> review``
+    (``[labelstudio] project`` when it is a title, else ``title``, else ``preannot <folder>``),
+    created (with the pipeline's labeling config) if absent."""
+    named = config.labelstudio.project
+    base = (named if isinstance(named, str) and not named.isdigit() else None) \
+        or config.labelstudio.title or f"preannot {config.base_dir.name}"
     label_config = None
     if config.labelstudio.label_config:
         label_config = config.labelstudio.label_config.read_text(encoding="utf-8")
@@ -82,6 +86,7 @@ def decide(key: str, task: dict[str, Any], failure: str | None,
     labels = ",".join(sorted({label_of(r) for r in result}))
     held = drifting.reason({label_of(r) for r in result}) if drifting else None
     made: dict[str, Any] = {"key": key, "version": version, "labels": labels,
+                            "content": content_of(task),
                             "calibration": calibration.id if calibration else None,
                             "threshold": calibration.threshold if calibration else None}
     if failure is not None:
@@ -114,6 +119,11 @@ def decide(key: str, task: dict[str, Any], failure: str | None,
                     probability=p, **made)
 
 
+def content_of(task: dict[str, Any]) -> str:
+    """The digest of a task's data, kept with its decision."""
+    return Task("", dict(task.get("data") or {})).checksum
+
+
 def released(task: dict[str, Any], decision: Decision) -> dict[str, Any]:
     """The record an auto-accepted task is released as, with its audit trail."""
     return {"task": decision.key, "data": task.get("data"),
@@ -142,6 +152,8 @@ class Report:
     synced: Synced | None = None
     drift: drift.Checked | None = None
     notices: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    """Keys decided before whose content changed since: they keep their first decision."""
 
 
 def run(config: RunConfig, client: Client, *, host: Host | None = None,
@@ -190,7 +202,9 @@ def _run(config: RunConfig, client: Client, host: Host,
             new = []
             for key, source, task, failure in keyed:
                 if key in known:
-                    choice, pushed = known[key]
+                    choice, pushed, content = known[key]
+                    if content is not None and content != content_of(task):
+                        report.changed.append(key)
                     if choice in (ROUTE, AUDIT) and not pushed:
                         row = decisions.get(key) or {}
                         to_push.append((source, _marked(task, choice, row.get("reason", ""))))

@@ -31,9 +31,12 @@ CREATE TABLE IF NOT EXISTS review_decisions (
     decided     REAL NOT NULL,
     pushed      INTEGER NOT NULL DEFAULT 0,
     reviewed    REAL,
-    right       INTEGER
+    right       INTEGER,
+    content     TEXT
 );
 """
+CONTENT = "ALTER TABLE review_decisions ADD COLUMN content TEXT"
+"""The digest of the task's data when decided: a ledger from before it gains the column."""
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Decision:
     version: str | None
     labels: str
     """The predicted labels, comma-separated (the status counts per label)."""
+    content: str | None = None
+    """The digest of the task's data (a later run tells a changed task by it)."""
 
 
 class Decisions:
@@ -55,14 +60,18 @@ class Decisions:
         self.db = sqlite3.connect(path, timeout=60)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(review_decisions)")}
+        if "content" not in columns:
+            with self.db:
+                self.db.execute(CONTENT)
 
-    def known(self, keys: Sequence[str]) -> dict[str, tuple[str, bool]]:
-        """(decision, pushed) of the keys already decided."""
-        found: dict[str, tuple[str, bool]] = {}
+    def known(self, keys: Sequence[str]) -> dict[str, tuple[str, bool, str | None]]:
+        """(decision, pushed, content digest) of the keys already decided."""
+        found: dict[str, tuple[str, bool, str | None]] = {}
         for start in range(0, len(keys), 500):
             chunk = list(keys[start:start + 500])
-            found.update((k, (d, bool(p))) for k, d, p in self.db.execute(
-                "SELECT key, decision, pushed FROM review_decisions WHERE key IN "
+            found.update((k, (d, bool(p), c)) for k, d, p, c in self.db.execute(
+                "SELECT key, decision, pushed, content FROM review_decisions WHERE key IN "
                 f"({','.join('?' * len(chunk))})", chunk))
         return found
 
@@ -71,9 +80,10 @@ class Decisions:
         with self.db:
             self.db.executemany(
                 "INSERT OR IGNORE INTO review_decisions (key, decision, reason, probability, "
-                "threshold, calibration, version, labels, decided) VALUES (?,?,?,?,?,?,?,?,?)",
+                "threshold, calibration, version, labels, decided, content) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?)",
                 [(d.key, d.decision, d.reason, d.probability, d.threshold, d.calibration,
-                  d.version, d.labels, now) for d in decisions])
+                  d.version, d.labels, now, d.content) for d in decisions])
 
     def pushed(self, keys: Iterable[str]) -> None:
         with self.db:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..annotator import ConfigError, TaskFailed, file_digest, read_texts
+from ..extras import require
 from ..model import Task
 
 FIT_SAMPLE = 50_000
@@ -42,13 +43,11 @@ class TfidfEmbedder:
         """Fit on (a sample of) ``tasks`` unless a fit is kept already."""
         if self.model is not None:
             return
-        try:
-            from sklearn.decomposition import TruncatedSVD
-            from sklearn.feature_extraction.text import TfidfVectorizer
-            from scipy.sparse import hstack
-        except ImportError:
-            raise ConfigError('the default text embedder needs scikit-learn: pip install '
-                              '"preannot[select]"') from None
+        require("select", "the default text embedder")
+        from scipy.sparse import hstack
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         texts = [t.data.get(self.field) for t in tasks[:FIT_SAMPLE]]
         texts = [t for t in texts if isinstance(t, str) and t.strip()]
         if len(texts) < 3:
