@@ -38,6 +38,17 @@ SECTIONS = ("input", "output", "run", "annotators", "trainers", "labelstudio", "
             "training", "ranking", "review", "serve", "labels", "selection", "drift")
 
 
+def settings_sections() -> dict[str, type]:
+    """Each ``[section]`` of SECTIONS that is one table, with the settings dataclass it is read
+    into: what the config reference (docs/reference/config.md) must document, key by key. The
+    ``[[annotators]]`` and ``[[trainers]]`` lists are each plugin type's own options."""
+    return {"input": InputSettings, "output": OutputSettings, "run": RunSettings,
+            "labelstudio": LabelStudioSettings, "harvest": HarvestSettings,
+            "training": TrainingSettings, "ranking": RankingSettings, "review": ReviewSettings,
+            "serve": ServeSettings, "labels": LabelSettings, "selection": SelectionSettings,
+            "drift": DriftSettings}
+
+
 @dataclass(frozen=True)
 class InputSettings:
     paths: Any = field(default_factory=list)
