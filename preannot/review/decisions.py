@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..engine.migrations import Migrations, script
+from ..engine.workspace import connect
+
 AUTO, ROUTE, AUDIT = "auto", "route", "audit"
 """Released without a human; sent to a human, released once reviewed; released and sent to a
 human as well, to measure the precision achieved."""
@@ -35,6 +38,15 @@ CREATE TABLE IF NOT EXISTS review_decisions (
 );
 """
 
+MIGRATIONS = Migrations("decisions")
+
+
+@MIGRATIONS
+def m001_initial(db: sqlite3.Connection) -> None:
+    """The tables as they were before stores had versions, created only where missing: a
+    file written then is marked at version 1 with its rows untouched."""
+    script(db, SCHEMA)
+
 
 @dataclass
 class Decision:
@@ -51,10 +63,7 @@ class Decision:
 
 class Decisions:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
+        self.db = connect(path, MIGRATIONS)
 
     def known(self, keys: Sequence[str]) -> dict[str, tuple[str, bool]]:
         """(decision, pushed) of the keys already decided."""
