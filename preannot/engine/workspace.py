@@ -30,6 +30,8 @@ def connect(path: Path, migrations: Migrations) -> sqlite3.Connection:
 
 @dataclass(frozen=True)
 class Workspace:
+    """The places of one ``.preannot/`` folder: a store that moves changes here only."""
+
     root: Path
     """``.preannot/`` beside the config file."""
 
