@@ -37,15 +37,14 @@ class Migrations:
         self.steps.append(step)
         return step
 
-    def apply(self, db: sqlite3.Connection, path: Path) -> list[str]:
-        """Bring ``db`` (the file at ``path``) up to date: the names of the migrations run now."""
+    def apply(self, db: sqlite3.Connection, path: Path) -> None:
+        """Bring ``db`` (the file at ``path``) up to date."""
         if not self._pending(db, path):
-            return []
+            return
         db.execute("BEGIN IMMEDIATE")  # another process opening the store waits, then finds it done
         try:
             db.execute(TABLE)
-            done = self._pending(db, path)
-            for step in done:
+            for step in self._pending(db, path):
                 step(db)
                 db.execute("INSERT INTO _migrations VALUES (?, ?, ?)",
                            (self.store, step.__name__, datetime.now(UTC).isoformat()))
@@ -53,7 +52,6 @@ class Migrations:
         except BaseException:
             db.rollback()
             raise
-        return [step.__name__ for step in done]
 
     def applied(self, db: sqlite3.Connection) -> list[str]:
         """The names recorded for this store, in the order they were applied."""
