@@ -198,7 +198,7 @@ def play(name: str, base: Path, work: Path, client: Client, docs: list[Doc], bat
     recovery = None
     if alarms and all(a["cleared_seq"] for a in alarms):  # reviews from the first alarm on
         import sqlite3  # the ledger: routed or audited tasks decided until the last clearing
-        db = sqlite3.connect(folder / ".preannot" / "ledger.sqlite")
+        db = sqlite3.connect(config.workspace.ledger)
         recovery = db.execute(
             "SELECT COUNT(*) FROM drift_tasks t JOIN review_decisions d ON d.key = t.key WHERE "
             "t.seq > ? AND t.seq <= ? AND d.decision != 'auto'",

@@ -393,7 +393,7 @@ def main() -> None:
         print(f"round 0: held-out F1 rules {f1(scores['rules'])}, model {f1(scores['model'])}, "
               f"fused {f1(scores['fused'])} (per label, rules: {per_label(scores['rules'])})")
         results["rounds"].append({"round": 0, "reviewed": 0, "heldout": scores})
-        store = HarvestStore(config.state_dir / "ledger.sqlite", f"{client.url}#{project_id}")
+        store = HarvestStore(config.workspace.ledger, f"{client.url}#{project_id}")
         reviewed = 0
         print()
         print("round | K tasks corrected: shown        edits/task (add+delete+change) | trained "

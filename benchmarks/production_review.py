@@ -465,7 +465,7 @@ def product(args, client: Client, connection: str, work: Path, log_path: Path,
     project_id = pushed[0].project_id
     print(f"  round 0: pushed {pushed[0].created} tasks with {pushed[0].model_version} "
           f"({time.perf_counter() - t0:.0f} s)")
-    store = HarvestStore(config.state_dir / "ledger.sqlite", f"{client.url}#{project_id}")
+    store = HarvestStore(config.workspace.ledger, f"{client.url}#{project_id}")
     reviewed = 0
     try:
         for r in range(1, args.rounds + 1):
@@ -572,7 +572,7 @@ def wnut(args, client: Client, connection: str, work: Path, log_path: Path,
     examples = [Example(Task(d.id, {"text": d.text}, d.id), gold_regions(d)) for d in train]
     messages: list[str] = []
     with to_log(log_path):
-        artifact = trainer.train(examples, [], config.state_dir / "training" / "wnut-ner",
+        artifact = trainer.train(examples, [], config.workspace.training / "wnut-ner",
                                  log=messages.append)
     registry = Registry(config.registry_dir)
     version = registry.add("wnut-ner", artifact, {"trainer": spec["type"], "annotator": "model",

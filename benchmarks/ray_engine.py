@@ -68,7 +68,7 @@ def ceiling(folder: Path, done_output: str, output: str) -> dict:
     from preannot.engine.runner import _Run
 
     config = _config(folder, output, 1, "local")
-    ledger_path = config.state_dir / "ledger.sqlite"
+    ledger_path = config.workspace.ledger
     with sqlite3.connect(ledger_path) as db:
         made = dict(db.execute("SELECT key, result FROM items WHERE output = ? AND "
                                "status = 'done'", (str((folder / done_output).resolve()),)))

@@ -116,7 +116,7 @@ def up(config_path: Path | None, detach: bool, port: int | None, no_progress: bo
         else:
             files_root = sync.local_files_root(config)
             err.print("starting a local Label Studio (about 30 s)...")
-            server = local_server(config.state_dir / "labelstudio", port=port,
+            server = local_server(config.workspace.labelstudio, port=port,
                                   files_root=files_root).start()
             connection = Connection(server.url, server.api_key)
             sync.serve_images_from(connection)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..annotator import ConfigError, Context
+from .workspace import Workspace
 
 DEFAULT_FILE = "preannot.toml"
 SECTIONS = ("input", "output", "run", "annotators", "trainers", "labelstudio", "harvest",
@@ -283,13 +284,18 @@ class RunConfig:
                                          sink_path=self.base_dir / "review" / "released.jsonl")
         if self.training is None:
             self.training = TrainingSettings(
-                registry=self.state_dir / "models",
+                registry=self.workspace.models,
                 corrections=self.harvest.output_dir / "corrections.jsonl")
 
     @property
+    def workspace(self) -> Workspace:
+        """Where the ledger, caches and models live: ``.preannot/`` beside the config file."""
+        return Workspace(self.base_dir / ".preannot")
+
+    @property
     def state_dir(self) -> Path:
-        """Where the ledger and caches live: ``.preannot/`` beside the config file."""
-        return self.base_dir / ".preannot"
+        """The workspace's folder, ``.preannot/``."""
+        return self.workspace.root
 
     @property
     def registry_dir(self) -> Path:
@@ -298,7 +304,7 @@ class RunConfig:
 
     def context(self) -> Context:
         """What annotators and trainers are told about this run (paths, cache folder)."""
-        return Context(base_dir=self.base_dir, cache_dir=self.state_dir / "cache")
+        return Context(base_dir=self.base_dir, cache_dir=self.workspace.cache)
 
     def path(self, value: str | Path) -> Path:
         """A path of the config file: relative ones are relative to its folder."""
@@ -419,7 +425,7 @@ def parse_config(raw: dict[str, Any], base: Path, where: str) -> RunConfig:
     table = _table(raw, "training", where)
     config.training = _typed(
         "training", TrainingSettings, table, where,
-        registry=_paths(base, table, "registry").get("registry", config.state_dir / "models"),
+        registry=_paths(base, table, "registry").get("registry", config.workspace.models),
         corrections=_paths(base, table, "corrections").get(
             "corrections", config.harvest.output_dir / "corrections.jsonl"))
     table = _table(raw, "ranking", where)

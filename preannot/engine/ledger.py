@@ -13,6 +13,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .migrations import Migrations, script
+from .workspace import connect
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
     output      TEXT NOT NULL,
@@ -31,6 +34,15 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_by_run ON items (output, run, position);
 """
 
+MIGRATIONS = Migrations("ledger")
+
+
+@MIGRATIONS
+def m001_initial(db: sqlite3.Connection) -> None:
+    """The tables as they were before stores had versions, created only where missing: a
+    file written then is marked at version 1 with its rows untouched."""
+    script(db, SCHEMA)
+
 
 class ItemState(NamedTuple):
     status: str
@@ -43,13 +55,9 @@ class Ledger:
     """One SQLite file; each output file is a separate run history inside it."""
 
     def __init__(self, path: Path, output: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.output = output
-        self.db = sqlite3.connect(path, timeout=60)  # runs on other outputs share the file
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        self.db = connect(path, MIGRATIONS)  # runs on other outputs share the file
         self.run = time.time_ns()
         """Records seen in this run are stamped with it, so records no longer in the input
         are left out of the output."""

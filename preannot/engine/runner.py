@@ -312,7 +312,7 @@ def run(config: RunConfig, *, host: Host | None = None, models: ModelSource | No
     host = host or get_host()
     specs, annotators = configured or configured_annotators(config, host, models)
     with output_lock(config.output):  # type: ignore[arg-type]
-        ledger = Ledger(config.state_dir / "ledger.sqlite", str(config.output.resolve()))
+        ledger = Ledger(config.workspace.ledger, str(config.output.resolve()))
         try:
             return _run(config, ledger, specs, annotators, force, progress)
         finally:

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ..annotator import batches
+from ..engine.migrations import Migrations, script
+from ..engine.workspace import connect
 from .client import Client
 from .labeling_config import spec as spec_of
 
@@ -43,6 +45,17 @@ CREATE TABLE IF NOT EXISTS harvest_own_writes (
     source TEXT NOT NULL, task INTEGER NOT NULL, updated_at TEXT NOT NULL,
     PRIMARY KEY (source, task));
 """
+
+MIGRATIONS = Migrations("harvest")
+
+
+@MIGRATIONS
+def m001_initial(db: sqlite3.Connection) -> None:
+    """The tables as they were before stores had versions, created only where missing: a
+    file written then is marked at version 1 with its rows untouched."""
+    script(db, SCHEMA)
+
+
 SPEC_KEY = "preannot_spec"
 """The stored task's labeling-config version: the one current when its annotations last
 changed (a task fetched again with the same annotations keeps its version)."""
@@ -59,12 +72,9 @@ class HarvestStore:
     """Pulled tasks and the pull watermark of one project, in the run ledger's SQLite file."""
 
     def __init__(self, path: Path, source: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.source = source
         """``<server url>#<project id>``: two servers or projects never share state."""
-        self.db = sqlite3.connect(path)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
+        self.db = connect(path, MIGRATIONS)
 
     @property
     def watermark(self) -> str | None:

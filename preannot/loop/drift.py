@@ -84,7 +84,7 @@ def read_reference(config: RunConfig, calibration: Calibration | None) -> list[d
 
 
 def store(config: RunConfig) -> Alarms:
-    return Alarms(config.state_dir / "ledger.sqlite")
+    return Alarms(config.workspace.ledger)
 
 
 @dataclass

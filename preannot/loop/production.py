@@ -174,7 +174,7 @@ def _run(config: RunConfig, client: Client, host: Host,
     built = sync.annotators(config, host)
     version = sync.pipeline_version(config, built)
     calibration = load(config, version) if version else None
-    ledger = config.state_dir / "ledger.sqlite"
+    ledger = config.workspace.ledger
     decisions, outbox = Decisions(ledger), Outbox(ledger)
     report = Report(failed_records=summary.failed - len(summary.failed_tasks),
                     calibration=calibration.id if calibration else None)
@@ -293,7 +293,7 @@ def sync_reviews(config: RunConfig, client: Client, *,
     harvest = sync.pull(config, client, project=str(project),
                         output_dir=config.review.output_dir / "harvest")
     synced = Synced(fetched=harvest.fetched.fetched)
-    ledger = config.state_dir / "ledger.sqlite"
+    ledger = config.workspace.ledger
     store = HarvestStore(ledger, f"{client.url}#{project}")
     decisions, outbox = Decisions(ledger), Outbox(ledger)
     try:
@@ -339,7 +339,7 @@ def _human_release(record: dict[str, Any], raw: dict[str, Any], project: int,
 def status(config: RunConfig) -> dict[str, Any]:
     """Counts, the precision the audits show with its exact interval, and whether auto-accept
     is suspended, from the ledger alone (no server needed)."""
-    ledger = config.state_dir / "ledger.sqlite"
+    ledger = config.workspace.ledger
     decisions, outbox = Decisions(ledger), Outbox(ledger)
     try:
         rows = list(decisions.rows())

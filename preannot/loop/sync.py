@@ -67,7 +67,7 @@ def connect(config: RunConfig) -> Client:
     """The configured server; with none configured, the local one `ls up` started for this
     config, while it runs."""
     if not (os.environ.get(URL_ENV) or config.labelstudio.url):
-        if local := running_local(config.state_dir / "labelstudio"):
+        if local := running_local(config.workspace.labelstudio):
             connection, files_root = local
             serve_images_from(connection)
             return Client(connection, local_files_root=files_root)  # its token just checked
@@ -118,7 +118,7 @@ def local_files_root(config: RunConfig) -> Path | None:
             return None
         why = f"the folder above the images in {min(folders)}"
     protected = {"preannot's state (.preannot: the Label Studio login, models, caches)":
-                 config.state_dir, "the model registry": config.registry_dir}
+                 config.workspace.root, "the model registry": config.registry_dir}
     if settings.api_key_file:
         protected["the Label Studio token file (api_key_file)"] = settings.api_key_file
     root = check_root(root, protected, why)
@@ -329,7 +329,7 @@ def pull(config: RunConfig, client: Client, *, project: str | None = None,
     if project is None:
         raise ConfigError("which project? pass --project or set [labelstudio] project")
     found = client.project(project)
-    store = HarvestStore(config.state_dir / "ledger.sqlite", f"{client.url}#{found.id}")
+    store = HarvestStore(config.workspace.ledger, f"{client.url}#{found.id}")
     try:
         if full:
             store.forget()

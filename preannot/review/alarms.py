@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..engine.migrations import Migrations, script
+from ..engine.workspace import connect
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS drift_tasks (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -56,6 +59,15 @@ CREATE TABLE IF NOT EXISTS drift_sampled (
 );
 """
 
+MIGRATIONS = Migrations("alarms")
+
+
+@MIGRATIONS
+def m001_initial(db: sqlite3.Connection) -> None:
+    """The tables as they were before stores had versions, created only where missing: a
+    file written then is marked at version 1 with its rows untouched."""
+    script(db, SCHEMA)
+
 
 @dataclass
 class Alarm:
@@ -73,10 +85,7 @@ class Alarm:
 
 class Alarms:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
+        self.db = connect(path, MIGRATIONS)
 
     def record(self, profiles: Iterable[dict[str, Any]]) -> None:
         """Keep the profiles of newly decided tasks (a task already kept is kept as it was)."""

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..engine.migrations import Migrations, script
+from ..engine.workspace import connect
+
 AUTO, ROUTE, AUDIT = "auto", "route", "audit"
 """Released without a human; sent to a human, released once reviewed; released and sent to a
 human as well, to measure the precision achieved."""
@@ -31,12 +34,26 @@ CREATE TABLE IF NOT EXISTS review_decisions (
     decided     REAL NOT NULL,
     pushed      INTEGER NOT NULL DEFAULT 0,
     reviewed    REAL,
-    right       INTEGER,
-    content     TEXT
+    right       INTEGER
 );
 """
-CONTENT = "ALTER TABLE review_decisions ADD COLUMN content TEXT"
-"""The digest of the task's data when decided: a ledger from before it gains the column."""
+
+MIGRATIONS = Migrations("decisions")
+
+
+@MIGRATIONS
+def m001_initial(db: sqlite3.Connection) -> None:
+    """The tables as they were before stores had versions, created only where missing: a
+    file written then is marked at version 1 with its rows untouched."""
+    script(db, SCHEMA)
+
+
+@MIGRATIONS
+def m002_content(db: sqlite3.Connection) -> None:
+    """The digest of the task's data when decided, so a task back with other content is told
+    apart (a file of the release that added it unversioned has it already)."""
+    if "content" not in {row[1] for row in db.execute("PRAGMA table_info(review_decisions)")}:
+        db.execute("ALTER TABLE review_decisions ADD COLUMN content TEXT")
 
 
 @dataclass
@@ -56,14 +73,7 @@ class Decision:
 
 class Decisions:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(review_decisions)")}
-        if "content" not in columns:
-            with self.db:
-                self.db.execute(CONTENT)
+        self.db = connect(path, MIGRATIONS)
 
     def known(self, keys: Sequence[str]) -> dict[str, tuple[str, bool, str | None]]:
         """(decision, pushed, content digest) of the keys already decided."""

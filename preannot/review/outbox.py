@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..engine.migrations import Migrations, script
+from ..engine.workspace import connect
 from .sinks import Sink, SinkDown, SinkError
 
 SCHEMA = """
@@ -29,6 +31,17 @@ CREATE TABLE IF NOT EXISTS review_outbox (
     error     TEXT
 );
 """
+
+MIGRATIONS = Migrations("outbox")
+
+
+@MIGRATIONS
+def m001_initial(db: sqlite3.Connection) -> None:
+    """The tables as they were before stores had versions, created only where missing: a
+    file written then is marked at version 1 with its rows untouched."""
+    script(db, SCHEMA)
+
+
 PAGE = 100
 """Pending records read at a time: a large backlog is never held in memory."""
 
@@ -54,12 +67,8 @@ class Outbox:
     """The ``review_outbox`` table of one SQLite file (the run ledger's)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, timeout=60)  # shared with the ledger's runs
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        self.db = connect(path, MIGRATIONS)  # shared with the ledger's runs
 
     def add(self, key: str, record: dict[str, Any], decision: str) -> bool:
         """Queue a record for release; False (nothing changes) when the key was ever queued."""

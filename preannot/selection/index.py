@@ -14,8 +14,8 @@ from typing import Any
 from ..annotator import digest
 
 
-def index_path(state_dir: Path, version: str) -> Path:
-    return state_dir / "index" / f"{digest(version, size=8)}.usearch"
+def index_path(index_dir: Path, version: str) -> Path:
+    return index_dir / f"{digest(version, size=8)}.usearch"
 
 
 class VectorIndex:

@@ -35,7 +35,7 @@ def choose_embedder(config: RunConfig, annotators: Sequence[Annotator],
         for annotator in annotators:
             if can_embed(annotator):
                 return annotator
-    embedder = TfidfEmbedder(config.state_dir / "index", config.selection.data_field,
+    embedder = TfidfEmbedder(config.workspace.index, config.selection.data_field,
                              config.selection.dim)
     if embedder.model is None:
         embedder.fit(list(fit_on() if callable(fit_on) else fit_on))
@@ -49,8 +49,8 @@ class Space:
     def __init__(self, config: RunConfig, embedder: Embedder, *, exact: bool = False) -> None:
         self.embedder = embedder
         self.version = embedder.model_version
-        self.store = EmbeddingStore(config.state_dir / "embeddings.sqlite")
-        self.path = index_path(config.state_dir, self.version)
+        self.store = EmbeddingStore(config.workspace.embeddings)
+        self.path = index_path(config.workspace.index, self.version)
         self.exact = exact
         self.index: VectorIndex | None = None
 

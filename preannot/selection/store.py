@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..annotator import TaskFailed, batches
+from ..engine.migrations import Migrations, script
+from ..engine.workspace import connect
 from ..model import Task
 
 SCHEMA = """
@@ -30,6 +32,15 @@ CREATE TABLE IF NOT EXISTS members (
     UNIQUE (model_version, task)
 );
 """
+
+MIGRATIONS = Migrations("embeddings")
+
+
+@MIGRATIONS
+def m001_initial(db: sqlite3.Connection) -> None:
+    """The tables as they were before stores had versions, created only where missing: a
+    file written then is marked at version 1 with its rows untouched."""
+    script(db, SCHEMA)
 
 
 class Embedder:
@@ -52,11 +63,8 @@ def unit(vector: Any) -> Any:
 
 class EmbeddingStore:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(path, timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
+        self.db = connect(path, MIGRATIONS)
 
     def cached(self, version: str, checksums: Sequence[str]) -> dict[str, Any]:
         import numpy as np

@@ -182,7 +182,7 @@ def _trained_version(config: RunConfig, spec: Mapping[str, Any], trainer: Traine
             "training again (--force retrains)")
         return previous, True
     parent = current.version if current else "none"
-    work_dir = config.state_dir / "training" / spec["name"] / f"{key}-{parent}"
+    work_dir = config.workspace.training / spec["name"] / f"{key}-{parent}"
     work_dir.mkdir(parents=True, exist_ok=True)
     artifact = trainer.train(data.train, data.dev, work_dir,
                              parent=current.artifact if current else None, log=log)
@@ -281,7 +281,7 @@ def _refit(config: RunConfig, host: Host, spec: Mapping[str, Any], trainer: Trai
     current only when the gate (no margin: same configuration, more data) finds it at least as
     good as ``gated`` on the evaluation split."""
     registry = Registry(config.registry_dir)
-    work_dir = config.state_dir / "training" / spec["name"] / f"refit-{gated.version}"
+    work_dir = config.workspace.training / spec["name"] / f"refit-{gated.version}"
     work_dir.mkdir(parents=True, exist_ok=True)
     train, stop = refit_split(data)
     log(f"refit: training {gated.version}'s configuration on {len(train)} tasks (train + dev), "
