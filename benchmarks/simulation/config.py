@@ -23,12 +23,12 @@ def learned_pipeline(trainer: str = "ner", **fusion: Any) -> list[dict[str, Any]
 
 
 def write_config(folder: Path, *, inputs: Sequence[str], annotators: Sequence[Mapping[str, Any]],
-                 trainers: Sequence[Mapping[str, Any]] = (),
-                 output: str = "out/predictions.json", **tables: Mapping[str, Any]) -> Path:
-    """Write ``folder/preannot.toml`` and return its path. ``tables``: the other tables
-    (``training``, ``labelstudio``, ``harvest``, ``review``, ``drift``...), written in the
-    order given, so the last one can be rewritten by appending to the file."""
-    parts = [table("input", {"paths": list(inputs)}), table("output", {"path": output})]
+                 trainers: Sequence[Mapping[str, Any]] = (), **tables: Mapping[str, Any]) -> Path:
+    """Write ``folder/preannot.toml`` (predictions to ``out/predictions.json``) and return its
+    path. ``tables``: the other tables (``training``, ``labelstudio``, ``harvest``, ``review``,
+    ``drift``...), written last and in the order given, so a test can rewrite the last one."""
+    parts = [table("input", {"paths": list(inputs)}),
+             table("output", {"path": "out/predictions.json"})]
     parts += [table("[annotators]", a) for a in annotators]
     parts += [table("[trainers]", t) for t in trainers]
     parts += [table(name, settings) for name, settings in tables.items()]
@@ -42,9 +42,6 @@ def table(name: str, settings: Mapping[str, Any]) -> str:
 
 
 def value(v: Any) -> str:
-    """A TOML value: JSON writes strings, numbers, booleans and arrays the way TOML reads them."""
-    if isinstance(v, Mapping):
-        return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(map(value, v)) + "]"
+    """A TOML value: JSON writes strings, numbers, booleans and their arrays the way TOML reads
+    them."""
     return json.dumps(v)
