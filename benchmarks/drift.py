@@ -42,10 +42,12 @@ from pathlib import Path
 from typing import Any
 
 from flywheel_corpus import Doc
-from production_review import correct_to_gold, interval, is_gold, write_tasks
+from production_review import interval, is_gold, write_tasks
+from simulation.annotator import SimulatedAnnotator
+from simulation.config import rules, write_config
 
 from preannot.engine.config import load_config
-from preannot.labelstudio.client import Client, Connection
+from preannot.labelstudio.client import Client
 from preannot.loop import drift, production, sync
 from preannot.loop import review as review_ops
 
@@ -61,27 +63,15 @@ FORMAL = ["Dear sales team, please send {items} to our {city} office. Order ref 
           "Please confirm order {n}: {items}, delivered to the {city} warehouse."]
 CASUAL = ["hey!! need {items} asap -> {city} thx", "yo, can u rush {items}?? cheers from {city}",
           "urgent pls: {items} for the {city} crew, ta"]
-CONFIG = """
-[input]
-paths = []
-[output]
-path = "out/predictions.json"
-[[annotators]]
-name = "rules"
-type = "rules"
-rules = "rules"
-[training]
-eval_fraction = 1.0
-[labelstudio]
-project = "{title}"
-[review]
-target_precision = 0.99
-delta = 0.05
-audit_rate = 0.02
-project = "{review}"
-[drift]
-{drift}
-"""
+
+
+def write_drift_config(folder: Path, title: str, review: str, drift: dict[str, Any]) -> Path:
+    """The rules pipeline under production review, its labeling project ``title``, its review
+    project ``review`` and the ``[drift]`` settings ``drift``."""
+    return write_config(folder, inputs=[], annotators=[rules()], training={"eval_fraction": 1.0},
+                        labelstudio={"project": title},
+                        review={"target_precision": 0.99, "delta": 0.05, "audit_rate": 0.02,
+                                "project": review}, drift=drift)
 
 
 def email(key: str, rng: random.Random, shifted: bool) -> Doc:
@@ -127,14 +117,13 @@ def calibrate(work: Path, client: Client, n: int, seed: int, title: str) -> Path
     (base / "rules").mkdir(parents=True)
     (base / "rules" / "products.csv").write_text(
         "term,label\n" + "".join(f"{p},PRODUCT\n" for p in KNOWN))
-    (base / "preannot.toml").write_text(CONFIG.format(title=title, review=f"{title} review",
-                                                      drift=""))
+    write_drift_config(base, title, f"{title} review", {})
     docs = stream("cal", n, seed, None)
     write_tasks(base / "cal.jsonl", docs)
     config = load_config(base / "preannot.toml")
     config.inputs = [base / "cal.jsonl"]
     project = sync.push(config, client).project_id
-    correct_to_gold(client, project, {d.id: d for d in docs})
+    SimulatedAnnotator(client, {d.id: d for d in docs}).correct(project)
     sync.pull(config, client)
     done = review_ops.calibrate(config)
     print(f"calibration: {n} reviewed e-mails: {done.verdict}", flush=True)
@@ -144,17 +133,17 @@ def calibrate(work: Path, client: Client, n: int, seed: int, title: str) -> Path
 
 
 def play(name: str, base: Path, work: Path, client: Client, docs: list[Doc], batch: int,
-         drift_settings: str, relearn: int | None) -> dict[str, Any]:
+         drift_settings: dict[str, Any], relearn: int | None) -> dict[str, Any]:
     """One stream in passes; the reviewer after each; the user's relearning with ``relearn``."""
     folder = work / name
     shutil.copytree(base, folder)
     # the copy keeps the base's calibration and its labeling project (where drifted tasks are
     # sampled: the calibration's reviews stay in its pulls); its own ledger and review project
     title = load_config(base / "preannot.toml").labelstudio.project
-    (folder / "preannot.toml").write_text(CONFIG.format(
-        title=title, review=f"drift {name} {os.getpid()} review", drift=drift_settings))
+    write_drift_config(folder, title, f"drift {name} {os.getpid()} review", drift_settings)
     config = load_config(folder / "preannot.toml")
     gold = {d.id: d for d in docs}
+    human = SimulatedAnnotator(client, gold)
     t0 = time.perf_counter()
     labeling = sync.project_for(config, client, sync.annotators(config, sync.get_host()))
     relearned_at, reviews = None, 0
@@ -165,9 +154,8 @@ def play(name: str, base: Path, work: Path, client: Client, docs: list[Doc], bat
         config.inputs = [folder / f"pass{start}.jsonl"]
         production.run(config, client)
         review = production.review_project(config, client, [])
-        done, _, _ = correct_to_gold(client, review, gold)
-        reviews += done
-        correct_to_gold(client, labeling, gold | {d.id: d for d in docs})
+        reviews += len(human.correct(review).tasks)
+        human.correct(labeling)
         production.sync_reviews(config, client)
         hold = drift.hold(config)
         if relearn and hold is not None:
@@ -261,10 +249,10 @@ def main() -> None:
             client = Client(connection)
             base = calibrate(work, client, args.calibration, args.seed,
                              f"drift cal {os.getpid()}")
-            plays = {"a": ("same distribution", None, ""),
-                     "on": ("shifted, reactions on", args.change, ""),
+            plays = {"a": ("same distribution", None, {}),
+                     "on": ("shifted, reactions on", args.change, {}),
                      "off": ("shifted, reactions off", args.change,
-                             'suspend = "off"\naudit_rate = 0.02\nsample = 0')}
+                             {"suspend": "off", "audit_rate": 0.02, "sample": 0})}
             for key, (name, change, settings) in plays.items():
                 if args.only and key not in args.only:
                     continue

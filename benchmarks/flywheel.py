@@ -79,9 +79,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flywheel_corpus import CATALOGUE, Doc, Generator, read_conll, write_gazetteer, write_rules
+from flywheel_corpus import CATALOGUE, Generator, read_conll, write_gazetteer, write_rules
+from simulation.annotator import SimulatedAnnotator, gold_regions
+from simulation.config import learned_pipeline, write_config
 
-from preannot import Span, Task
+from preannot import Task
 from preannot.annotator import Example
 from preannot.engine.config import load_config
 from preannot.evaluation.corrections import CORRECTIONS, read_corrections, write_outputs
@@ -90,89 +92,28 @@ from preannot.evaluation.suggest import suggest
 from preannot.labelstudio.client import Client, Connection
 from preannot.labelstudio.harvest import HarvestStore, pull
 from preannot.loop import sync
-from preannot.evaluation.match import ACCEPTED, DELETED, MODIFIED, match
-from preannot.lsjson import result_to_region
 from preannot.engine.host import get_host
 from preannot.training import flow
 from preannot.training.gate import evaluate
 
-CONFIG = """\
-[input]
-paths = ["pool.jsonl"]
 
-[output]
-path = "out/predictions.json"
+def write_flywheel_config(folder: Path, *, epochs: int, seed: int, eval_fraction: float,
+                          refit: bool, project: str, connection: dict[str, str],
+                          fusion: dict[str, Any] | None = None,
+                          **tables: dict[str, Any]) -> Path:
+    """The flywheel's project: the rules, a spaCy model and their learned fusion (``fusion``:
+    more of its options), one trainer, the harvest in ``harvest/``; ``tables``: more tables."""
+    return write_config(
+        folder, inputs=["pool.jsonl"],
+        annotators=learned_pipeline(min_weight=0.5, **(fusion or {})),
+        trainers=[{"name": "ner", "type": "spacy-ner", "annotator": "model", "epochs": epochs,
+                   "seed": seed}],
+        training={"eval_fraction": eval_fraction, "refit": refit},
+        labelstudio={"project": project, **connection}, harvest={"output_dir": "harvest"},
+        **tables)
 
-[[annotators]]
-name = "rules"
-type = "rules"
-rules = "rules"
 
-[[annotators]]
-name = "model"
-type = "spacy-ner"
-model = "registry:ner"
-
-[[annotators]]
-name = "fused"
-type = "fusion"
-after = ["rules", "model"]
-policy = "learned"
-min_weight = 0.5
-silence = {silence}
-
-[[trainers]]
-name = "ner"
-type = "spacy-ner"
-annotator = "model"
-epochs = {epochs}
-seed = {seed}
-
-[training]
-eval_fraction = {eval_fraction}
-refit = {refit}
-
-[labelstudio]
-project = "{project}"
-{connection}
-[harvest]
-output_dir = "harvest"
-"""
 SOURCES = ("rules", "model", "fused")
-
-
-def gold_regions(doc: Doc) -> list[Span]:
-    return [Span(start=s, end=e, text=doc.text[s:e], label=label, from_name="label",
-                 to_name="text") for s, e, label in doc.spans]
-
-
-def gold_result(doc: Doc, shown: list[Span]) -> list[dict[str, Any]]:
-    """The annotation the simulated human saves: the gold regions; one the prediction had
-    exactly right keeps the predicted region's id, as Label Studio's editor does."""
-    kept = {(r.start, r.end, r.label): r.id for r in shown}
-    return [{"id": kept.get((s, e, label)) or f"{doc.id}-g{n}", "from_name": "label",
-             "to_name": "text", "type": "labels",
-             "value": {"start": s, "end": e, "text": doc.text[s:e], "labels": [label]}}
-            for n, (s, e, label) in enumerate(doc.spans)]
-
-
-def edits(predicted: list[Span], gold: list[Span]) -> Counter[str]:
-    """add / delete / change needed to turn ``predicted`` into ``gold`` (exact span and label)."""
-    m = match(predicted, gold)
-    kinds = Counter(kind for kind, _, _ in m.predicted)
-    return Counter(add=len(m.added), delete=kinds[DELETED], change=kinds[MODIFIED],
-                   kept=kinds[ACCEPTED])
-
-
-def shown_prediction(client: Client, task_id: int) -> tuple[str | None, list[Span]]:
-    """The newest prediction of a task, as Label Studio shows it: (model version, spans)."""
-    task = client.request("GET", f"api/tasks/{task_id}", what=f"reading task {task_id}")
-    preds = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
-    newest = max(preds, key=lambda p: (p.get("created_at") or "", p.get("id") or 0), default=None)
-    if newest is None:
-        return None, []
-    return newest.get("model_version"), [result_to_region(r) for r in newest.get("result") or []
-                                         if r.get("type") == "labels"]
 
 
 @contextmanager
@@ -352,7 +293,7 @@ def main() -> None:
     server = None
     if os.environ.get("LABEL_STUDIO_URL"):
         client = Client(Connection.resolve())
-        connection = ""
+        connection = {}
     else:
         from preannot.labelstudio.server import local_server
 
@@ -362,20 +303,19 @@ def main() -> None:
         token = work / "ls-token"
         token.touch(mode=0o600)
         token.write_text(server.api_key)
-        connection = f'url = "{server.url}"\napi_key_file = "ls-token"\n'
+        connection = {"url": server.url, "api_key_file": "ls-token"}
         print(f"local Label Studio up at {server.url} in {time.perf_counter() - t0:.0f} s")
+    human = SimulatedAnnotator(client, by_key)
     results: dict[str, Any] = {"args": {k: str(v) if isinstance(v, Path) else v
                                         for k, v in vars(args).items()},
                                "dictionary": dictionary, "variants": variants,
                                "rounds": []}
     try:
         title = f"preannot flywheel {time.strftime('%Y%m%d-%H%M%S')}"
-        config_path = work / "preannot.toml"
-        config_path.write_text(CONFIG.format(epochs=args.epochs, seed=args.seed, project=title,
-                                             eval_fraction=args.eval_fraction,
-                                             refit=str(args.refit).lower(),
-                                             silence=str(args.silence).lower(),
-                                             connection=connection), encoding="utf-8")
+        config_path = write_flywheel_config(work, epochs=args.epochs, seed=args.seed,
+                                            eval_fraction=args.eval_fraction, refit=args.refit,
+                                            project=title, connection=connection,
+                                            fusion={"silence": args.silence})
         config = load_config(config_path)
         host = get_host()
         spec = flow.trainer_specs(config)[0]
@@ -400,23 +340,9 @@ def main() -> None:
               "promoted | held-out F1: rules model fused (novel: model fused) |    s")
         for r in range(1, args.rounds + 1):
             t0 = time.perf_counter()
-            tasks = sorted(client.tasks(project_id, include="id,meta,total_annotations,"
-                                                          "cancelled_annotations"),
-                           key=lambda t: t["id"])
-            todo = [t for t in tasks
-                    if not (t.get("total_annotations") or t.get("cancelled_annotations"))][:args.k]
-            counts: Counter[str] = Counter()
-            versions: Counter[str] = Counter()
-            ids = {}
-            for t in todo:
-                doc = by_key[t["meta"]["preannot_id"]]
-                version, shown = shown_prediction(client, t["id"])
-                versions[version or "none"] += 1
-                counts += edits(shown, gold_regions(doc))
-                ids[t["id"]] = doc.id
-                client.call(client.sdk.annotations.create, t["id"],
-                            result=gold_result(doc, shown), what=f"annotating task {t['id']}")
-            reviewed += len(todo)
+            done = human.correct(project_id, limit=args.k, threads=1)
+            counts, versions, ids = done.edits, done.versions, done.tasks
+            reviewed += len(ids)
             pulled = pull(client, project_id, store)
             write_outputs(store.tasks(), config.harvest.output_dir,
                           thresholds=config.harvest.thresholds,
@@ -449,12 +375,12 @@ def main() -> None:
                           else "; ".join(messages[-1:]))
             push_s = time.perf_counter() - t_push
             scores = held_out(config_path, host, test, novel, log_path)
-            n = max(1, len(todo))
+            n = max(1, len(ids))
             per_task = {k: counts[k] / n for k in ("add", "delete", "change")}
             total = sum(per_task.values())
             shown_v = ", ".join(f"{short(v)} x{c}" for v, c in versions.most_common())
             elapsed = time.perf_counter() - t0
-            print(f"{r:>5} | {len(todo):>3} ({reviewed:>4} in all): {shown_v:<16} "
+            print(f"{r:>5} | {len(ids):>3} ({reviewed:>4} in all): {shown_v:<16} "
                   f"{total:4.2f} ({per_task['add']:.2f}+{per_task['delete']:.2f}+"
                   f"{per_task['change']:.2f}) | {outcome.version.version:>7} "
                   f"{'yes' if outcome.promoted else 'no':>8} |              {f1(scores['rules'])} "
@@ -479,7 +405,7 @@ def main() -> None:
                   f"held-out F1 per label: model {per_label(scores['model'])}; fused "
                   f"{per_label(scores['fused'])}")
             results["rounds"].append({
-                "round": r, "reviewed": reviewed, "corrected": len(todo),
+                "round": r, "reviewed": reviewed, "corrected": len(ids),
                 "pulled": pulled.fetched, "shown_versions": dict(versions),
                 "edits": {k: counts[k] for k in ("add", "delete", "change", "kept")},
                 "edits_per_task": {**per_task, "total": total},

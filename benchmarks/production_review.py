@@ -73,16 +73,16 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flywheel import CONFIG as FLYWHEEL_CONFIG
-from flywheel import captured, edits, gold_regions, gold_result, short, to_log
+from flywheel import captured, short, to_log, write_flywheel_config
 from flywheel_corpus import Doc, Generator, read_conll, write_rules
+from simulation.annotator import SimulatedAnnotator, gold_regions
+from simulation.config import learned_pipeline, write_config
 
-from preannot import Span, Task
+from preannot import Task
 from preannot.annotator import Example
 from preannot.engine.config import load_config
 from preannot.engine.host import get_host
@@ -92,7 +92,7 @@ from preannot.labelstudio.harvest import HarvestStore, pull
 from preannot.labelstudio.push import read_import_file
 from preannot.loop import production, sync
 from preannot.loop import review as review_ops
-from preannot.lsjson import result_to_region, task_key
+from preannot.lsjson import task_key
 from preannot.review.calibration import fewest_tasks, fit, label_of
 from preannot.review.decisions import AUDIT, AUTO, ROUTE
 from preannot.training import flow
@@ -100,99 +100,15 @@ from preannot.training.registry import Registry
 
 HERE = Path(__file__).resolve().parent
 WNUT_DIRS = (HERE / "data" / "wnut17", HERE.parent.parent / "shared" / "data" / "wnut17")
-REVIEW = """
-[review]
-target_precision = {target}
-delta = {delta}
-audit_rate = {audit_rate}
-project = "{title} review"
-"""
-WNUT_CONFIG = """\
-[input]
-paths = ["dev.jsonl"]
 
-[output]
-path = "out/predictions.json"
 
-[[annotators]]
-name = "rules"
-type = "rules"
-rules = "rules"
-
-[[annotators]]
-name = "model"
-type = "spacy-ner"
-model = "registry:wnut-ner"
-
-[[annotators]]
-name = "fused"
-type = "fusion"
-after = ["rules", "model"]
-policy = "learned"
-min_weight = 0.0
-
-[[trainers]]
-name = "wnut-ner"
-type = "spacy-ner"
-annotator = "model"
-epochs = {epochs}
-seed = {seed}
-
-[training]
-eval_fraction = 1.0
-
-[labelstudio]
-project = "{project}"
-{connection}
-[harvest]
-output_dir = "harvest"
-"""
+def review_table(args, target: float, title: str) -> dict[str, Any]:
+    """``[review]``: the target, its delta, the audit rate and the review project."""
+    return {"target_precision": target, "delta": args.delta, "audit_rate": args.audit_rate,
+            "project": f"{title} review"}
 
 
 # --- Label Studio: what the simulated humans see and do -----------------------------------------
-
-def newest_prediction(task: dict[str, Any]) -> tuple[str | None, list[Span]]:
-    """The prediction Label Studio shows (the newest): (model version, its spans)."""
-    preds = [p for p in task.get("predictions") or [] if isinstance(p, dict)]
-    newest = max(preds, key=lambda p: (p.get("created_at") or "", p.get("id") or 0), default=None)
-    if newest is None:
-        return None, []
-    return newest.get("model_version"), [result_to_region(r) for r in newest.get("result") or []
-                                         if r.get("type") == "labels"]
-
-
-def correct_to_gold(client: Client, project_id: int, docs: dict[str, Doc], *,
-                    limit: int | None = None, threads: int = 4
-                    ) -> tuple[int, Counter[str], Counter[str]]:
-    """The simulated human: the first ``limit`` tasks of the project no one touched (by Label
-    Studio id), each saved as its gold annotation through the API (a region the prediction had
-    exactly right keeps its id, as the editor does). Returns (tasks, edits made, versions
-    shown). The tasks and their predictions are read in one listing, not one request each."""
-    todo = []
-    for task in client.annotated_tasks(project_id):
-        if task.get("annotations"):
-            continue
-        doc = docs.get((task.get("meta") or {}).get("preannot_id"))
-        if doc is None:
-            raise RuntimeError(f"task {task['id']} of project {project_id} has no gold")
-        todo.append((task["id"], doc, *newest_prediction(task)))
-    todo.sort(key=lambda t: t[0])
-    todo = todo[:limit] if limit is not None else todo
-    counts: Counter[str] = Counter()
-    versions: Counter[str] = Counter()
-    for _, doc, version, shown in todo:
-        counts += edits(shown, gold_regions(doc))
-        versions[version or "none"] += 1
-
-    def save(item) -> None:
-        task_id, doc, _, shown = item
-        client.call(client.sdk.annotations.create, task_id, result=gold_result(doc, shown),
-                    what=f"annotating task {task_id}")
-
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        list(pool.map(save, todo))
-    return len(todo), counts, versions
-
 
 def write_tasks(path: Path, docs: Iterable[Doc]) -> None:
     with path.open("w", encoding="utf-8") as f:
@@ -298,7 +214,8 @@ def play_production(name: str, config_path: Path, client: Client, stream: list[D
         print(f"  {notice}")
     t0 = time.perf_counter()
     review_project = production.review_project(config, client, [])
-    reviewed, _, _ = correct_to_gold(client, review_project, gold, threads=args.threads)
+    reviewed = len(SimulatedAnnotator(client, gold).correct(review_project,
+                                                            threads=args.threads).tasks)
     review_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     synced_list: list = []
@@ -433,7 +350,7 @@ def play_production(name: str, config_path: Path, client: Client, stream: list[D
 
 # --- the product e-mails: the flywheel, then production ---------------------------------------
 
-def product(args, client: Client, connection: str, work: Path, log_path: Path,
+def product(args, client: Client, connection: dict[str, str], work: Path, log_path: Path,
             results: dict[str, Any]) -> None:
     started = time.perf_counter()
     pool_n = args.k * args.rounds + args.calibrate
@@ -443,14 +360,10 @@ def product(args, client: Client, connection: str, work: Path, log_path: Path,
     write_rules(work / "rules")
     write_tasks(work / "pool.jsonl", pool)
     title = f"prodreview mails {time.strftime('%Y%m%d-%H%M%S')}"
-    review = REVIEW.format(target=args.target, delta=args.delta, audit_rate=args.audit_rate,
-                           title=title)
-    config_text = FLYWHEEL_CONFIG.format(epochs=args.epochs, seed=args.seed, project=title,
-                                         eval_fraction=args.eval_fraction,
-                                         refit=str(args.refit).lower(),
-                                         connection=connection) + review
-    config_path = work / "preannot.toml"
-    config_path.write_text(config_text, encoding="utf-8")
+    config_path = write_flywheel_config(work, epochs=args.epochs, seed=args.seed,
+                                        eval_fraction=args.eval_fraction, refit=args.refit,
+                                        project=title, connection=connection,
+                                        review=review_table(args, args.target, title))
     config = load_config(config_path)
     host = get_host()
     spec = flow.trainer_specs(config)[0]
@@ -466,12 +379,13 @@ def product(args, client: Client, connection: str, work: Path, log_path: Path,
     print(f"  round 0: pushed {pushed[0].created} tasks with {pushed[0].model_version} "
           f"({time.perf_counter() - t0:.0f} s)")
     store = HarvestStore(config.workspace.ledger, f"{client.url}#{project_id}")
+    human = SimulatedAnnotator(client, gold)
     reviewed = 0
     try:
         for r in range(1, args.rounds + 1):
             t0 = time.perf_counter()
-            n, counts, versions = correct_to_gold(client, project_id, gold, limit=args.k,
-                                                  threads=args.threads)
+            done = human.correct(project_id, limit=args.k, threads=args.threads)
+            n, counts, versions = len(done.tasks), done.edits, done.versions
             reviewed += n
             pull(client, project_id, store)
             write_outputs(store.tasks(), config.harvest.output_dir,
@@ -492,8 +406,8 @@ def product(args, client: Client, connection: str, work: Path, log_path: Path,
                   f"{'promoted' if outcome.promoted else 'NOT promoted'} "
                   f"({'; '.join(outcome.reasons)}); {note} ({time.perf_counter() - t0:.0f} s)")
         t0 = time.perf_counter()
-        n, counts, versions = correct_to_gold(client, project_id, gold, limit=args.calibrate,
-                                              threads=args.threads)
+        done = human.correct(project_id, limit=args.calibrate, threads=args.threads)
+        n, counts, versions = len(done.tasks), done.edits, done.versions
         total = sum(counts[k] for k in ("add", "delete", "change")) / max(1, n)
         pulled = pull(client, project_id, store)
         write_outputs(store.tasks(), config.harvest.output_dir,
@@ -530,7 +444,7 @@ def write_gazetteer(folder: Path, docs: Iterable[Doc]) -> int:
     return len(labels)
 
 
-def wnut(args, client: Client, connection: str, work: Path, log_path: Path,
+def wnut(args, client: Client, connection: dict[str, str], work: Path, log_path: Path,
          results: dict[str, Any]) -> None:
     started = time.perf_counter()
     folder = next((d for d in ([args.wnut] if args.wnut else WNUT_DIRS)
@@ -550,12 +464,12 @@ def wnut(args, client: Client, connection: str, work: Path, log_path: Path,
     write_tasks(work / "dev.jsonl", dev)
     title = f"prodreview wnut17 {time.strftime('%Y%m%d-%H%M%S')}"
     target = args.wnut_target or args.target
-    config_path = work / "preannot.toml"
-    config_path.write_text(WNUT_CONFIG.format(epochs=args.wnut_epochs, seed=args.seed,
-                                              project=title, connection=connection)
-                           + REVIEW.format(target=target, delta=args.delta,
-                                           audit_rate=args.audit_rate, title=title),
-                           encoding="utf-8")
+    config_path = write_config(
+        work, inputs=["dev.jsonl"], annotators=learned_pipeline("wnut-ner", min_weight=0.0),
+        trainers=[{"name": "wnut-ner", "type": "spacy-ner", "annotator": "model",
+                   "epochs": args.wnut_epochs, "seed": args.seed}],
+        training={"eval_fraction": 1.0}, labelstudio={"project": title, **connection},
+        harvest={"output_dir": "harvest"}, review=review_table(args, target, title))
     config = load_config(config_path)
     host = get_host()
     with_entities = Counter(bool(d.spans) for d in dev + test)
@@ -589,7 +503,8 @@ def wnut(args, client: Client, connection: str, work: Path, log_path: Path,
     print(f"  dev pushed: {pushed[0].created} tasks with {pushed[0].model_version} "
           f"({time.perf_counter() - t0:.0f} s)")
     t0 = time.perf_counter()
-    n, counts, _ = correct_to_gold(client, project_id, gold, threads=args.threads)
+    done = SimulatedAnnotator(client, gold).correct(project_id, threads=args.threads)
+    n, counts = len(done.tasks), done.edits
     harvest: list = []
     captured(log_path, lambda: harvest.append(sync.pull(config, client)))
     total = sum(counts[k] for k in ("add", "delete", "change")) / max(1, n)
@@ -648,14 +563,14 @@ def main() -> None:
     try:
         if os.environ.get("LABEL_STUDIO_URL"):
             client = Client(Connection.resolve())
-            connection = ""
+            connection = {}
         else:
             from preannot.labelstudio.server import local_server
 
             t0 = time.perf_counter()
             server = local_server(work / "labelstudio").start()
             client = Client(Connection(server.url, server.api_key))
-            connection = f'url = "{server.url}"\napi_key_file = "../ls-token"\n'
+            connection = {"url": server.url, "api_key_file": "../ls-token"}
             token = work / "ls-token"
             token.touch(mode=0o600)
             token.write_text(server.api_key)

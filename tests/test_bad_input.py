@@ -9,13 +9,14 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from annotators import RunnerPlugin
 from helpers import ROOT, pip_install, run_cli
 from preannot.engine.host import load_host
 from preannot.engine.readers import ENCODING_HINT, BadRecord, read_inputs
 from preannot.engine.runner import run
 from preannot.lsjson import task_to_ls
 from preannot.model import Task
-from test_runner import Plugin, config, output
+from test_runner import config, output
 
 BOM = "\ufeff".encode()
 
@@ -29,7 +30,7 @@ def test_odd_but_valid_json_is_a_named_bad_record(tmp_path):
     (tmp_path / "deep.json").write_text(deep)
     (tmp_path / "number.json").write_text("5")
     summary = run(config(tmp_path, ["in.jsonl", "deep.json", "number.json"]),
-                  host=load_host((Plugin(),)))
+                  host=load_host((RunnerPlugin(),)))
     assert summary.failures == [
         ("in.jsonl:2", "invalid JSON", "nested too deeply"),
         ("in.jsonl:3", "not a task", "'data' is a str, not an object"),
@@ -49,7 +50,7 @@ def test_a_byte_order_mark_is_accepted_in_every_format(tmp_path):
     (tmp_path / "c.csv").write_bytes(BOM + b"text,shop\ncsv,x\n")
     (tmp_path / "d.txt").write_bytes(BOM + b"plain text")
     summary = run(config(tmp_path, ["a.jsonl", "b.json", "c.csv", "d.txt"]),
-                  host=load_host((Plugin(),)))
+                  host=load_host((RunnerPlugin(),)))
     assert summary.failures == []
     assert [t["data"] for t in output(tmp_path)] == [
         {"text": "jsonl"}, {"text": "json"}, {"text": "csv", "shop": "x"}, {"text": "plain text"}]
@@ -57,11 +58,11 @@ def test_a_byte_order_mark_is_accepted_in_every_format(tmp_path):
 
 def test_latin1_rows_are_named_and_the_rest_read_or_all_read_with_the_encoding(tmp_path):
     (tmp_path / "in.csv").write_bytes("text\ncafé crème\nplain\nno€l\nlast\n".encode("cp1252"))
-    summary = run(config(tmp_path, ["in.csv"]), host=load_host((Plugin(),)))
+    summary = run(config(tmp_path, ["in.csv"]), host=load_host((RunnerPlugin(),)))
     assert summary.failures == [("in.csv:2", "wrong encoding", f"not UTF-8: {ENCODING_HINT}"),
                                 ("in.csv:4", "wrong encoding", f"not UTF-8: {ENCODING_HINT}")]
     assert [t["data"]["text"] for t in output(tmp_path)] == ["plain", "last"]
-    summary = run(config(tmp_path, ["in.csv"], encoding="cp1252"), host=load_host((Plugin(),)))
+    summary = run(config(tmp_path, ["in.csv"], encoding="cp1252"), host=load_host((RunnerPlugin(),)))
     assert summary.failures == []
     assert [t["data"]["text"] for t in output(tmp_path)] == ["café crème", "plain", "no€l", "last"]
 
@@ -145,7 +146,7 @@ def test_fuzz_a_whole_run_writes_valid_output(values):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "in.jsonl").write_text("\n".join(json.dumps(v) for v in values))
-        summary = run(config(folder, ["in.jsonl"]), host=load_host((Plugin(),)))
+        summary = run(config(folder, ["in.jsonl"]), host=load_host((RunnerPlugin(),)))
         written = json.loads((folder / "out.json").read_text(encoding="utf-8"))
         assert len(written) + summary.failed == summary.read
 

@@ -17,6 +17,8 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
+from benchmarks.simulation.annotator import GoldText, SimulatedAnnotator
+from benchmarks.simulation.config import rules, write_config
 from preannot.cli import cli
 from preannot.engine.config import load_config
 from preannot.evaluation.split import fraction
@@ -55,15 +57,10 @@ def invoke(*args):
     return result.output
 
 
-def annotate_as_gold(client, task, row):
+def reviewer(client, rows):
     """The careful reviewer: the prediction kept, a product the rules missed added."""
-    result = [dict(r) for r in task["predictions"][0]["result"]] if task["predictions"] else []
-    if not result:
-        result.append({"id": f"h{row['id']}", "from_name": "label", "to_name": "text",
-                       "type": "labels", "value": {
-                           "start": row["start"], "end": row["start"] + len(row["product"]),
-                           "text": row["product"], "labels": ["PRODUCT"]}})
-    client.sdk.annotations.create(task["id"], result=result)
+    return SimulatedAnnotator(client, {r["id"]: GoldText(
+        r["text"], [(r["start"], r["start"] + len(r["product"]), "PRODUCT")]) for r in rows})
 
 
 def set_drift(folder, **settings):
@@ -83,34 +80,20 @@ def setup(tmp_path_factory, labelstudio):
         "term,label\n" + "".join(f"{p},PRODUCT\n" for p in KNOWN))
     rows = rows_of("cal", 160, 3)
     write(folder, "cal.jsonl", rows)
-    (folder / "preannot.toml").write_text(f"""
-[input]
-paths = ["cal.jsonl"]
-[output]
-path = "out/predictions.json"
-[[annotators]]
-name = "rules"
-type = "rules"
-rules = "rules"
-[training]
-eval_fraction = 1.0
-[labelstudio]
-project = "{title}"
-[review]
-target_precision = 0.95
-audit_rate = {AUDIT}
-project = "{title} review"
-[drift]
-""")
-    set_drift(folder, window=100, min_window=50, check_every=50, sample=10, min_post_drift=20,
-              audit_rate=DRIFT_AUDIT)
+    write_config(folder, inputs=["cal.jsonl"], annotators=[rules()],
+                 training={"eval_fraction": 1.0}, labelstudio={"project": title},
+                 review={"target_precision": 0.95, "audit_rate": AUDIT,
+                         "project": f"{title} review"},
+                 drift={"window": 100, "min_window": 50, "check_every": 50, "sample": 10,
+                        "min_post_drift": 20, "audit_rate": DRIFT_AUDIT})
     config = str(folder / "preannot.toml")
     invoke("ls", "push", "-c", config, "--no-progress")
     client = labelstudio.client()
     project = client.project(title).id
     tasks = {t["meta"]["preannot_id"]: t for t in client.export(project)}
+    human = reviewer(client, rows)
     for row in rows:
-        annotate_as_gold(client, tasks[row["id"]], row)
+        human.annotate(tasks[row["id"]])
     invoke("ls", "pull", "-c", config)
     assert "auto-accept tasks whose calibrated probability" in invoke("review", "calibrate",
                                                                       "-c", config)
@@ -220,8 +203,9 @@ def test_only_a_passing_recalibration_on_post_drift_reviews_clears_the_alarm(set
     review = client.project(f"{setup['title']} review").id
     tasks = {t["meta"]["preannot_id"]: t for t in client.export(review)}
     post = [k for k in tasks if k in rows and int(k[5:]) >= 50]  # decided after the alarm
+    human = reviewer(client, rows.values())
     for key in post[:10]:
-        annotate_as_gold(client, tasks[key], rows[key])
+        human.annotate(tasks[key])
     invoke("review", "sync", "-c", config)
     # what the reviewers added, unknown to the calibration's tasks: listed, with the patch
     output = invoke("drift", "-c", config)
@@ -237,7 +221,7 @@ def test_only_a_passing_recalibration_on_post_drift_reviews_clears_the_alarm(set
         "holds 10 reviewed tasks decided since the alarm, 20 needed")
 
     for key in post[10:]:
-        annotate_as_gold(client, tasks[key], rows[key])
+        human.annotate(tasks[key])
     invoke("review", "sync", "-c", config)
     calibrated = invoke("review", "calibrate", "-c", config)
     assert "auto-accept tasks whose calibrated probability" in calibrated

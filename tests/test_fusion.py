@@ -6,13 +6,13 @@ import math
 
 import pytest
 
+from annotators import KeywordsPlugin
 from preannot import ConfigError, Context, Prediction, Span, Task
 from preannot.engine.config import RunConfig
 from preannot.builtins.fusion import FusionAnnotator
 from preannot.engine.host import load_host
 from preannot.engine.runner import run
 from helpers import run_cli
-from test_ls_push import KeywordsPlugin
 
 TEXT = "Send two Acme drill kits and a Zeta saw"
 

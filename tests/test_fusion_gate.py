@@ -16,7 +16,9 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
-from preannot import Example, Span, Task
+from benchmarks.simulation.annotator import GoldText, SimulatedAnnotator, gold_regions
+from benchmarks.simulation.config import learned_pipeline, write_config
+from preannot import Example, Task
 from preannot.builtins import combiner
 from preannot.training.pipeline import fitted_on
 from preannot.cli import cli
@@ -75,55 +77,13 @@ POOL = stories("s", CATALOGUE, 34, seed=2)  # 102 tasks, 90 of them reviewed
 TEST = stories("t", CATALOGUE + products(60, seed=9)[:20], 30, seed=3)  # never pushed
 
 
-def gold(row):
-    if row["gold"] is None:
-        return []
-    s, e = row["gold"]
-    return [Span(start=s, end=e, text=row["text"][s:e], label="PRODUCT", from_name="label",
-                 to_name="text")]
+def gold_spans(row):
+    return [] if row["gold"] is None else [(*row["gold"], "PRODUCT")]
 
 
 def example(row):
-    return Example(Task(row["id"], {"text": row["text"], "doc_id": row["doc_id"]}), gold(row))
-
-
-CONFIG = """
-[input]
-paths = ["emails.jsonl"]
-
-[output]
-path = "out/predictions.json"
-
-[[annotators]]
-name = "rules"
-type = "rules"
-rules = "rules"
-
-[[annotators]]
-name = "model"
-type = "spacy-ner"
-model = "registry:ner"
-
-[[annotators]]
-name = "fused"
-type = "fusion"
-after = ["rules", "model"]
-policy = "learned"
-
-[[trainers]]
-name = "ner"
-type = "spacy-ner"
-annotator = "model"
-epochs = 6
-seed = 0
-
-[training]
-eval_fraction = 0.35
-group_by = "doc_id"
-
-[labelstudio]
-project = "fusion gate {suffix}"
-"""
+    return Example(Task(row["id"], {"text": row["text"], "doc_id": row["doc_id"]}),
+                   gold_regions(GoldText(row["text"], gold_spans(row))))
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +98,11 @@ def trained(tmp_path_factory, labelstudio):
         "term,label\n" + "".join(f"{p},PRODUCT\n" for p in KNOWN))
     (folder / "emails.jsonl").write_text("".join(json.dumps(
         {"id": r["id"], "text": r["text"], "doc_id": r["doc_id"]}) + "\n" for r in POOL))
-    (folder / "preannot.toml").write_text(CONFIG.format(suffix=uuid.uuid4().hex[:6]))
+    write_config(folder, inputs=["emails.jsonl"], annotators=learned_pipeline(),
+                 trainers=[{"name": "ner", "type": "spacy-ner", "annotator": "model",
+                            "epochs": 6, "seed": 0}],
+                 training={"eval_fraction": 0.35, "group_by": "doc_id"},
+                 labelstudio={"project": f"fusion gate {uuid.uuid4().hex[:6]}"})
     runner = CliRunner()
     result = runner.invoke(cli, ["ls", "push", "--no-progress"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -146,11 +110,9 @@ def trained(tmp_path_factory, labelstudio):
     config = load_config(folder / "preannot.toml")
     project_id = client.project(config.labelstudio.project).id
     tasks = {t["meta"]["preannot_id"]: t for t in client.export(project_id)}
+    human = SimulatedAnnotator(client, {r["id"]: GoldText(r["text"], gold_spans(r)) for r in POOL})
     for row in POOL[:90]:  # the human: exactly the gold span, whatever was predicted
-        client.sdk.annotations.create(tasks[row["id"]]["id"], result=[{
-            "id": f"h-{row['id']}", "from_name": "label", "to_name": "text", "type": "labels",
-            "value": {"start": r.start, "end": r.end, "text": r.text, "labels": ["PRODUCT"]}}
-            for r in gold(row)])
+        human.annotate(tasks[row["id"]])
     result = runner.invoke(cli, ["ls", "pull", "--no-progress"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     # the dictionary grows from the corrections (the training side only)

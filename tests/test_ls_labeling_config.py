@@ -4,9 +4,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from annotators import Keywords
 from preannot import ConfigError
 from preannot.labelstudio.labeling_config import check, fit, generate
-from ls_plugin import Keywords
 
 
 def words(name, **options):

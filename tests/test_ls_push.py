@@ -5,8 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from ls_plugin import Keywords
-from preannot import hookimpl
+from annotators import Keywords, KeywordsPlugin
 from preannot.cli import cli
 from preannot.engine.config import RunConfig
 from preannot.labelstudio.client import Unreachable
@@ -16,12 +15,6 @@ from preannot.engine.host import load_host
 from preannot.engine.runner import run
 
 WORDS = {"apple": ["FRUIT", 0.9], "pear": ["FRUIT", 0.3], "bolt": ["PART", 0.6]}
-
-
-class KeywordsPlugin:
-    @hookimpl
-    def register_annotators(self, register):
-        register(Keywords)
 
 
 def runner_output(tmp_path, texts, words=WORDS, name="kw"):

@@ -11,6 +11,8 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
+from benchmarks.simulation.annotator import GoldText, SimulatedAnnotator
+from benchmarks.simulation.config import learned_pipeline, write_config
 from preannot.cli import cli
 from preannot.engine.config import load_config
 from preannot.engine.host import get_host
@@ -49,41 +51,10 @@ def project(tmp_path, labelstudio, monkeypatch):
     rows = corpus()
     (tmp_path / "emails.jsonl").write_text(
         "".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in rows))
-    (tmp_path / "preannot.toml").write_text(f"""
-[input]
-paths = ["emails.jsonl"]
-[output]
-path = "out/predictions.json"
-
-[[annotators]]
-name = "rules"
-type = "rules"
-rules = "rules"
-
-[[annotators]]
-name = "model"
-type = "spacy-ner"
-model = "registry:ner"
-
-[[annotators]]
-name = "fused"
-type = "fusion"
-after = ["rules", "model"]
-policy = "learned"
-
-[[trainers]]
-name = "ner"
-type = "spacy-ner"
-epochs = 15
-
-[training]
-eval_fraction = 0.25
-margin = 0.0
-retrain_after = 40
-
-[labelstudio]
-project = "flywheel {uuid.uuid4().hex[:6]}"
-""")
+    write_config(tmp_path, inputs=["emails.jsonl"], annotators=learned_pipeline(),
+                 trainers=[{"name": "ner", "type": "spacy-ner", "epochs": 15}],
+                 training={"eval_fraction": 0.25, "margin": 0.0, "retrain_after": 40},
+                 labelstudio={"project": f"flywheel {uuid.uuid4().hex[:6]}"})
     return tmp_path, rows
 
 
@@ -108,13 +79,11 @@ def test_correct_pull_train_promote_repredict_rollback(project, labelstudio):
     assert first_version == model_version_of(built) == "+".join(a.model_version for a in built)
 
     tasks = {t["meta"]["preannot_id"]: t for t in client.export(project_id)}
-    gold = {r["id"]: r["gold"] for r in rows}
+    human = SimulatedAnnotator(client, {r["id"]: GoldText(r["text"], [(*r["gold"][:2], "PRODUCT")])
+                                        for r in rows})
     reviewed = [f"doc{i}" for i in range(50)]
     for key in reviewed:  # the human: exactly the gold span, whatever was predicted
-        start, end, text = gold[key]
-        client.sdk.annotations.create(tasks[key]["id"], result=[{
-            "id": f"h-{key}", "from_name": "label", "to_name": "text", "type": "labels",
-            "value": {"start": start, "end": end, "text": text, "labels": ["PRODUCT"]}}])
+        human.annotate(tasks[key])
     result = invoke("ls", "pull", "-c", config, "--no-progress")  # 50 >= retrain_after: trains
     assert result.exit_code == 0, result.output
     assert "50 newly reviewed tasks since ner was last trained" in result.output

@@ -7,14 +7,14 @@ import json
 
 import pytest
 
+from annotators import Keywords, RunnerPlugin
 from helpers import pip_install, run_cli, write_plugin
-from ls_plugin import Keywords
 from preannot.engine.host import load_host
 from preannot.engine.readers import count_records
 from preannot.engine.runner import run
 from preannot.labelstudio.push import ensure_project
 from test_ls_push import WORDS, runner_output
-from test_runner import Plugin, config
+from test_runner import config
 
 WIDE = {"COLUMNS": "400"}  # rich wraps tables at 80 columns; one row per line is checkable
 
@@ -80,7 +80,7 @@ def test_files_a_folder_does_not_read_are_named_not_skipped(tmp_path, site):
                        (".hidden.jsonl", '{"text": "h"}'), ("sub/.DS_Store", "")):
         (docs / name).write_text(text)
     assert count_records([docs]) == 6  # the progress bar's total: every file the run reports
-    summary = run(config(tmp_path, ["docs"]), host=load_host((Plugin(),)))
+    summary = run(config(tmp_path, ["docs"]), host=load_host((RunnerPlugin(),)))
     assert summary.failures == [
         ("docs/README", "not read from a folder",
          "a folder gives only .txt files and images, not files without a suffix"),

@@ -9,6 +9,7 @@ import math
 import pytest
 from scipy.stats import binom
 
+from annotators import GazetteerPlugin
 from preannot.engine.config import load_config
 from preannot.engine.host import load_host
 from preannot.evaluation.split import in_eval_split
@@ -29,7 +30,6 @@ from preannot.training import flow
 from preannot.training.dataset import load_dataset
 from preannot.training.registry import Registry, trained_on
 from test_training import project  # noqa: F401  (a fixture: a gazetteer trainer's project)
-from train_plugin import GazetteerPlugin
 
 
 def test_the_exact_bound_by_hand():

@@ -18,6 +18,8 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
+from benchmarks.simulation.annotator import GoldText, SimulatedAnnotator
+from benchmarks.simulation.config import rules, write_config
 from preannot.cli import cli
 from preannot.engine.config import load_config
 from preannot.evaluation.split import fraction, in_eval_split
@@ -62,33 +64,22 @@ def calibrated(tmp_path_factory, labelstudio):
         "term,label\n" + "".join(f"{p},PRODUCT\n" for p in KNOWN) + f"{NEW_LABEL},BRAND\n")
     (folder / "mails.jsonl").write_text("".join(
         json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in rows))
-    (folder / "preannot.toml").write_text(f"""
-[input]
-paths = ["mails.jsonl"]
-[output]
-path = "out/predictions.json"
-[[annotators]]
-name = "rules"
-type = "rules"
-rules = "rules"
-[training]
-eval_fraction = 1.0
-[labelstudio]
-project = "{title}"
-[review]
-target_precision = 0.98   # 149 right tasks can show it (0.99 needs 299: a slower test)
-audit_rate = {AUDIT_RATE}
-project = "{title} review"
-""")
+    write_config(folder, inputs=["mails.jsonl"], annotators=[rules()],
+                 training={"eval_fraction": 1.0}, labelstudio={"project": title},
+                 # 149 right tasks can show target 0.98 (0.99 needs 299: a slower test)
+                 review={"target_precision": 0.98, "audit_rate": AUDIT_RATE,
+                         "project": f"{title} review"})
     config = str(folder / "preannot.toml")
     invoke("ls", "push", "-c", config, "--no-progress")
     client = labelstudio.client()
     project = client.project(title).id
     tasks = {t["meta"]["preannot_id"]: t for t in client.export(project)}
 
+    human = reviewer(client, rows)
+
     def review(selected):
         for row in selected:
-            annotate_as_gold(client, tasks[row["id"]], row)
+            human.annotate(tasks[row["id"]])
 
     review(rows[:100])
     first = invoke("ls", "pull", "-c", config), invoke("review", "calibrate", "-c", config)
@@ -105,19 +96,12 @@ project = "{title} review"
             os.environ[key] = value
 
 
-def annotate_as_gold(client, task, row, *, wrong: bool = False):
-    """What a careful reviewer submits: the prediction kept, the unknown product added (or,
-    ``wrong``, the prediction's label changed: the pipeline was wrong)."""
-    result = [dict(r) for r in task["predictions"][0]["result"]] if task["predictions"] else []
-    if wrong:
-        for r in result:
-            r["value"] = {**r["value"], "labels": ["BRAND"]}
-    if row["product"] == UNKNOWN:
-        result.append({"id": f"h{row['id']}", "from_name": "label", "to_name": "text",
-                       "type": "labels", "value": {
-                           "start": row["start"], "end": row["start"] + len(row["product"]),
-                           "text": row["product"], "labels": ["PRODUCT"]}})
-    client.sdk.annotations.create(task["id"], result=result)
+def reviewer(client, rows):
+    """A careful reviewer: the prediction kept, the unknown product added (``annotate(task,
+    relabel="BRAND")``: the prediction's label changed, the pipeline was wrong)."""
+    return SimulatedAnnotator(client, {r["id"]: GoldText(r["text"], [(
+        r["start"], r["start"] + len(r["product"]),
+        "BRAND" if r["product"] == NEW_LABEL else "PRODUCT")]) for r in rows})
 
 
 def test_calibrate_says_how_many_more_reviews_then_gives_a_guarantee(calibrated):
@@ -204,8 +188,9 @@ def test_run_releases_routes_audits_once_and_sync_releases_the_reviewed(calibrat
     assert set(review_tasks(client, review_title)[1]) == route | audit
 
     # humans review everything routed and audited; a sync releases the routed ones, once
-    for key, task in tasks.items():
-        annotate_as_gold(client, task, next(r for r in rows if r["id"] == key))
+    human = reviewer(client, rows)
+    for task in tasks.values():
+        human.annotate(task)
     synced = invoke("review", "sync", "-c", config)
     assert f"{len(route)} reviewed tasks queued for release, {len(audit)} audits came back" \
         in synced
@@ -331,8 +316,9 @@ def test_failing_audits_suspend_auto_accept(calibrated):  # last: it turns auto-
     _, audit, _ = expected_decisions(rows)
     invoke("review", "run", str(folder / "late.jsonl"), "-c", config)
     _, tasks = review_tasks(client, load_config(folder / "preannot.toml").review.project)
+    human = reviewer(client, rows)
     for key in audit:  # the reviewer says every audited task was wrong
-        annotate_as_gold(client, tasks[key], next(r for r in rows if r["id"] == key), wrong=True)
+        human.annotate(tasks[key], relabel="BRAND")
     invoke("review", "sync", "-c", config)
     status = invoke("review", "status", "-c", config)
     assert status.startswith("auto-accept SUSPENDED:")

@@ -7,77 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from annotators import RunnerPlugin, calls
 from helpers import ROOT, pip_install, run_cli
-from preannot import Annotator, Choice, ConfigError, Span, TaskFailed, hookimpl, open_image
+from preannot import ConfigError
 from preannot.engine.config import RunConfig, load_config
 from preannot.engine.host import load_host
 from preannot.engine.readers import ENCODING_HINT
 from preannot.engine.runner import run
 
-calls: list[int] = []
-
-
-class FirstWord(Annotator):
-    """Tags the first word; refuses texts that say 'refuse', crashes on 'crash'."""
-
-    type = "first-word"
-
-    def annotate(self, tasks, upstream):
-        calls.append(len(tasks))
-        out = []
-        for task in tasks:
-            text = task.data[self.field]
-            if "crash" in text:
-                raise RuntimeError("the model fell over")
-            if "interrupt" in text:
-                raise KeyboardInterrupt
-            if "refuse" in text:
-                out.append(TaskFailed("refused on purpose"))
-                continue
-            word = text.split()[0]
-            out.append([Span(label="FIRST", start=0, end=len(word), text=word, score=0.7)])
-        return out
-
-
-class CountUpstream(Annotator):
-    """Chained: classifies by how many regions its upstream found."""
-
-    type = "count-upstream"
-    emits = ("choices",)
-
-    def annotate(self, tasks, upstream):
-        (name,) = self.after
-        return [[Choice(label=f"{len(p.regions)} regions")] for p in upstream[name]]
-
-
-class ImageSize(Annotator):
-    """Classifies an image by its size, as the annotator sees it."""
-
-    type = "image-size"
-    reads = ("image",)
-    emits = ("choices",)
-
-    def annotate(self, tasks, upstream):
-        out = []
-        for task in tasks:
-            image = open_image(task, self.field, self.context)
-            out.append(image if isinstance(image, TaskFailed)
-                       else [Choice(label=f"{image.width}x{image.height}")])
-        return out
-
-
-class Plugin:
-    @hookimpl
-    def register_annotators(self, register):
-        register(FirstWord)
-        register(CountUpstream)
-        register(ImageSize)
-
-
 @pytest.fixture
 def host():
     calls.clear()
-    return load_host((Plugin(),))
+    return load_host((RunnerPlugin(),))
 
 
 def config(tmp_path: Path, inputs, **kw) -> RunConfig:

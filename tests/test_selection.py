@@ -285,7 +285,7 @@ def test_a_selection_orders_the_tasks_already_in_a_project(labelstudio, tmp_path
     the first two picks cover both topics, and the scores serve them first."""
     from preannot.builtins.ranking import priority_to_score
     from preannot.labelstudio.push import ensure_project
-    from test_ls_push import KeywordsPlugin
+    from annotators import KeywordsPlugin
 
     texts = ["apple pear plum", "apple pear cherry", "pear plum cherry",
              "hammer drill saw", "hammer saw chisel", "drill saw chisel"]

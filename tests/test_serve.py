@@ -79,7 +79,7 @@ def served(labelstudio, tmp_path_factory):
     v1 = registry.add("terms", _terms(work / "a" / "terms", ["Nova grinder"]), {})
     registry.add("terms", _terms(work / "b" / "terms", ["Nova grinder", "Vega planer"]), {})
     registry.promote(v1)
-    source = (Path(__file__).parent / "train_plugin.py").read_text()
+    source = (Path(__file__).parent / "annotators.py").read_text()
     site = pip_install(write_plugin(folder / "plugin", "gazetteer-plugin", source + (
         "\n\nregister_trainers = GazetteerPlugin().register_trainers\n")), folder / "site")
     port = free_port()

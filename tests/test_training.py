@@ -8,6 +8,7 @@ import pytest
 import spacy
 from click.testing import CliRunner
 
+from annotators import GazetteerPlugin
 from preannot import Example, Task, hold_out
 from preannot.engine.config import load_config, parse_config
 from preannot.engine.host import get_host, load_host
@@ -19,7 +20,6 @@ from preannot.training.dataset import load_dataset
 from preannot.training.gate import GatePolicy, decide
 from preannot.training.registry import Registry, resolve_models
 from helpers import run_cli
-from train_plugin import GazetteerPlugin
 
 PRODUCTS = {"Acme drill": "PRODUCT", "Zeta saw": "PRODUCT", "Omega sander": "PRODUCT",
             "Bolt kit": "PRODUCT", "Acme": "BRAND", "Zeta": "BRAND", "Omega": "BRAND"}
