@@ -1,7 +1,7 @@
 """The registry of region kinds: each Label Studio result type preannot speaks, and the
 :class:`RegionKind` that converts, compares and configures it. The Label Studio JSON converter,
 the matching and the labeling-config generator ask here instead of telling kinds apart
-themselves, so a new kind is one module that calls :func:`register`.
+themselves, so a new kind is one module that calls :func:`register_kind`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from .mask import MaskKind
 from .polygon import PolygonKind
 from .span import SpanKind
 
-__all__ = ["BUILT_IN", "ImageKind", "KINDS", "RegionKind", "kind_for", "kind_of", "register"]
+__all__ = ["BUILT_IN", "ImageKind", "KINDS", "RegionKind", "kind_for", "kind_of", "register_kind"]
 
 KINDS: dict[str, RegionKind] = {}
 """Label Studio result type -> its kind, in the order they were registered."""
 
 
-def register(kind: RegionKind) -> RegionKind:
+def register_kind(kind: RegionKind) -> RegionKind:
     """Make a kind known to the converter, the matching and the labeling configs."""
     KINDS[kind.result_type] = kind
     return kind
@@ -48,4 +48,4 @@ BUILT_IN = (SpanKind(), BoxKind(), MaskKind(), PolygonKind(), KeypointKind(), Ch
 """The kinds preannot ships, listed in one place (the order error messages name them in)."""
 
 for built_in in BUILT_IN:
-    register(built_in)
+    register_kind(built_in)
