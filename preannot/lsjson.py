@@ -1,7 +1,7 @@
 """The one converter between preannot regions and Label Studio result JSON, both ways.
 
-Boxes and polygons go to percent of the original image size, masks to Label Studio's brush RLE
-(:mod:`preannot.brush`: the SDK's format, byte for byte, vectorised). Provenance travels in
+Each kind's geometry is converted by its :mod:`preannot.regions` kind (boxes and polygons to
+percent of the original image size, masks to Label Studio's brush RLE). Provenance travels in
 each result item under ``"preannot"`` (Label Studio keeps unknown keys of a prediction's result
 as they are). Task lists (import files) are read streamed, so memory does not grow with them.
 """
@@ -14,13 +14,10 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .model import Box, Choice, Mask, Point, Polygon, Prediction, Region, Span, Task
+from .model import Prediction, Region, Task
+from .regions import kind_for, kind_of
 
 PROVENANCE_KEY = "preannot"
-
-
-def _pct(value: float, size: int) -> float:
-    return 100.0 * value / size
 
 
 def region_id() -> str:
@@ -30,42 +27,16 @@ def region_id() -> str:
 
 def region_to_result(region: Region) -> dict[str, Any]:
     """One Label Studio result item for one region."""
+    kind = kind_of(region)
     item: dict[str, Any] = {
         "id": region.id or region_id(),
         "from_name": region.from_name or "label",
-        "to_name": region.to_name or ("text" if isinstance(region, Span) else "image"),
+        "to_name": region.to_name or kind.default_to_name,
         "type": region.type,
         "origin": "prediction",
+        **kind.extra(region),
     }
-    if isinstance(region, Span):
-        value = {"start": region.start, "end": region.end, "text": region.text}
-    elif isinstance(region, Box):
-        w, h = region.image_width, region.image_height
-        value = {"x": _pct(region.x, w), "y": _pct(region.y, h),
-                 "width": _pct(region.width, w), "height": _pct(region.height, h),
-                 "rotation": region.rotation}
-        item.update(original_width=w, original_height=h, image_rotation=0)
-    elif isinstance(region, Mask):
-        from .brush import mask_to_rle
-
-        value = {"format": "rle", "rle": mask_to_rle(region.mask)}
-        item.update(original_width=region.image_width, original_height=region.image_height,
-                    image_rotation=0)
-    elif isinstance(region, Polygon):
-        w, h = region.image_width, region.image_height
-        value = {"points": [[_pct(x, w), _pct(y, h)] for x, y in region.points], "closed": True}
-        item.update(original_width=w, original_height=h, image_rotation=0)
-    elif isinstance(region, Point):
-        w, h = region.image_width, region.image_height
-        value = {"x": _pct(region.x, w), "y": _pct(region.y, h)}
-        item.update(original_width=w, original_height=h, image_rotation=0,
-                    is_positive=region.positive)
-    elif isinstance(region, Choice):
-        value = {}
-    else:
-        raise TypeError(f"cannot convert {type(region).__name__} to Label Studio JSON")
-    value[region.type] = [region.label]
-    item["value"] = value
+    item["value"] = {**kind.value(region), region.type: [region.label]}
     if region.score is not None:
         item["score"] = float(region.score)
     if region.provenance:
@@ -75,31 +46,12 @@ def region_to_result(region: Region) -> dict[str, Any]:
 
 def result_to_region(item: dict[str, Any]) -> Region:
     """The region a Label Studio result item (predicted or human) describes."""
-    kind, value = item["type"], item.get("value", {})
-    labels = value.get(kind) or [""]
+    kind, value = kind_for(item["type"]), item.get("value", {})
+    labels = value.get(item["type"]) or [""]
     common = dict(label=labels[0], score=item.get("score"), from_name=item.get("from_name"),
                   to_name=item.get("to_name"), id=item.get("id"),
                   provenance=dict(item.get(PROVENANCE_KEY) or {}))
-    if kind == "labels":
-        return Span(start=value["start"], end=value["end"], text=value.get("text", ""), **common)
-    w, h = item.get("original_width"), item.get("original_height")
-    if kind == "rectanglelabels":
-        return Box(x=value["x"] * w / 100, y=value["y"] * h / 100,
-                   width=value["width"] * w / 100, height=value["height"] * h / 100,
-                   rotation=value.get("rotation", 0.0), image_width=w, image_height=h, **common)
-    if kind == "brushlabels":
-        from .brush import rle_to_mask
-
-        return Mask(mask=rle_to_mask(value["rle"], h, w), **common)
-    if kind == "polygonlabels":
-        return Polygon(points=[(x * w / 100, y * h / 100) for x, y in value["points"]],
-                       image_width=w, image_height=h, **common)
-    if kind == "keypointlabels":
-        return Point(x=value["x"] * w / 100, y=value["y"] * h / 100, image_width=w,
-                     image_height=h, positive=bool(item.get("is_positive", True)), **common)
-    if kind == "choices":
-        return Choice(**common)
-    raise ValueError(f"unsupported Label Studio result type {kind!r}")
+    return kind.from_result(item, value, common)
 
 
 def prediction_to_ls(prediction: Prediction) -> dict[str, Any]:

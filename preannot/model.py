@@ -1,7 +1,8 @@
 """The data model every plugin speaks: tasks in, regions and predictions out.
 
 Geometry is kept in the units the producing model thinks in (character offsets, pixels); the
-conversion to Label Studio's percent coordinates and RLE happens once, in `preannot.lsjson`.
+conversion to Label Studio's percent coordinates and RLE happens once, in `preannot.lsjson`,
+through each kind's module in `preannot.regions`.
 """
 
 from __future__ import annotations
@@ -122,11 +123,6 @@ class Choice(Region):
     """A classification of the whole task; ``label`` is the chosen value."""
 
     type: ClassVar[str] = "choices"
-
-
-REGION_TYPES: dict[str, type[Region]] = {
-    cls.type: cls for cls in (Span, Box, Mask, Polygon, Point, Choice)
-}
 
 
 @dataclass

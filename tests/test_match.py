@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from preannot import Box, Choice, Mask, Polygon, Span
-from preannot.evaluation.match import (ACCEPTED, DELETED, MODIFIED, consensus, iou, match,
-                                        pair_f1, polygon_iou)
+from preannot.evaluation.match import ACCEPTED, DELETED, MODIFIED, consensus, iou, match, pair_f1
+from preannot.regions.polygon import polygon_iou
 from preannot.lsjson import region_to_result, result_to_region
 
 T = {"span_iou": 1.0, "box_iou": 0.5, "mask_iou": 0.5, "polygon_iou": 0.5}

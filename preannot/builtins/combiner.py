@@ -24,9 +24,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..evaluation.match import iou, same
+from ..evaluation.match import same
 from ..extras import require
 from ..model import Region, Span
+from ..regions import kind_of
 
 FORMAT = 1
 
@@ -46,11 +47,7 @@ def conflict(a: Region, b: Region, thresholds: Mapping[str, float]) -> bool:
     """Two regions that cannot both be right: spans sharing a character, shapes over the IoU."""
     if a.type != b.type or a.to_name != b.to_name:
         return False
-    if isinstance(a, Span):
-        return min(a.end, b.end) > max(a.start, b.start)  # type: ignore[attr-defined]
-    key = {"rectanglelabels": "box_iou", "polygonlabels": "polygon_iou",
-           "brushlabels": "mask_iou"}.get(a.type)
-    return key is not None and iou(a, b) >= thresholds[key]
+    return kind_of(a).conflicts(a, b, thresholds)
 
 
 def candidates(sourced: Sequence[tuple[str, Region]], thresholds: Mapping[str, float]
@@ -105,7 +102,7 @@ def features(c: Candidate, group: Sequence[tuple[str, Region]], ran: Iterable[st
         elif silence:
             f[f"silent:{source}"] = 1.0
             f[f"silent_label:{source}:{label}"] = 1.0
-    if isinstance(c.region, Span):
+    if c.region.type == Span.type:
         text = c.region.text or ""  # type: ignore[attr-defined]
         f["len"] = math.log1p(c.region.end - c.region.start)  # type: ignore[attr-defined]
         f["words"] = float(len(text.split()) > 1)

@@ -177,7 +177,7 @@ class FusionAnnotator(Annotator):
 def _candidate(source: str, region: Region) -> dict[str, Any]:
     """A source's own region of a conflict group, as the harvest and the calibration read it."""
     out: dict[str, Any] = {"source": source, "label": region.label, "score": region.score}
-    if isinstance(region, Span):
+    if region.type == Span.type:
         out.update(start=region.start, end=region.end)
     return out
 

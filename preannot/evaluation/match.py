@@ -1,98 +1,33 @@
 """Match human regions to predicted ones and say what the human did with each prediction.
 
 Geometry decides; region ids (Label Studio keeps a prediction's ids when a human accepts it)
-only break ties between equally good candidates. Overlap: spans by character offsets, boxes by
-plain-Python IoU (rotation ignored), masks by numpy pixel IoU, polygons by rasterising both at
-pixel centres (even-odd rule, numpy) inside their joint bounding box, which needs no shapely.
+only break ties between equally good candidates. Overlap is each kind's own (spans by character
+offsets, boxes, masks and polygons by IoU: :mod:`preannot.regions`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from ..model import Box, Mask, Polygon, Region, Span
+from ..model import Region
+from ..regions import BUILT_IN, kind_of
+from ..regions.kind import same_control
 
 ACCEPTED, MODIFIED, DELETED, ADDED = "accepted", "modified", "deleted", "added"
-DEFAULT_THRESHOLDS = {"span_iou": 1.0, "box_iou": 0.5, "mask_iou": 0.5, "polygon_iou": 0.5}
-_THRESHOLD_KEY = {"labels": "span_iou", "rectanglelabels": "box_iou", "brushlabels": "mask_iou",
-                  "polygonlabels": "polygon_iou"}
-
-
-def span_iou(a: Span, b: Span) -> float:
-    inter = max(0, min(a.end, b.end) - max(a.start, b.start))
-    union = max(a.end, b.end) - min(a.start, b.start)
-    return inter / union if union > 0 else float(a.start == b.start)
-
-
-def box_iou(a: Box, b: Box) -> float:
-    ax1, ay1, ax2, ay2 = a.xyxy
-    bx1, by1, bx2, by2 = b.xyxy
-    inter = max(0.0, min(ax2, bx2) - max(ax1, bx1)) * max(0.0, min(ay2, by2) - max(ay1, by1))
-    union = a.width * a.height + b.width * b.height - inter
-    return inter / union if union > 0 else 0.0
-
-
-def mask_iou(a: Mask, b: Mask) -> float:
-    import numpy as np
-
-    ma, mb = np.asarray(a.mask, dtype=bool), np.asarray(b.mask, dtype=bool)
-    if ma.shape != mb.shape:
-        return 0.0
-    union = np.logical_or(ma, mb).sum()
-    return float(np.logical_and(ma, mb).sum() / union) if union else 0.0
-
-
-def _rasterise(points: Sequence[tuple[float, float]], xs: Any, ys: Any) -> Any:
-    """Pixel centres inside the polygon (even-odd rule), on the grid ``xs`` x ``ys``."""
-    import numpy as np
-
-    px, py = np.meshgrid(xs, ys)
-    inside = np.zeros(px.shape, dtype=bool)
-    n = len(points)
-    for i in range(n):
-        (x1, y1), (x2, y2) = points[i], points[(i + 1) % n]
-        if y1 == y2:
-            continue
-        crosses = (y1 > py) != (y2 > py)
-        x_at = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
-        inside ^= crosses & (px < x_at)
-    return inside
-
-
-def polygon_iou(a: Polygon, b: Polygon) -> float:
-    import numpy as np
-
-    if len(a.points) < 3 or len(b.points) < 3:
-        return 0.0
-    pts = a.points + b.points
-    x0, x1 = int(min(p[0] for p in pts)), int(max(p[0] for p in pts)) + 1
-    y0, y1 = int(min(p[1] for p in pts)), int(max(p[1] for p in pts)) + 1
-    xs, ys = np.arange(x0, x1) + 0.5, np.arange(y0, y1) + 0.5
-    ra, rb = _rasterise(a.points, xs, ys), _rasterise(b.points, xs, ys)
-    union = np.logical_or(ra, rb).sum()
-    return float(np.logical_and(ra, rb).sum() / union) if union else 0.0
+DEFAULT_THRESHOLDS = {kind.threshold_key: kind.default_threshold for kind in BUILT_IN
+                      if kind.threshold_key}
 
 
 def iou(a: Region, b: Region) -> float:
     """Overlap of two regions of the same kind on the same control; 0 when they can't compare."""
-    if type(a) is not type(b) or a.from_name != b.from_name:
-        return 0.0
-    if isinstance(a, Span):
-        return span_iou(a, b)  # type: ignore[arg-type]
-    if isinstance(a, Box):
-        return box_iou(a, b)  # type: ignore[arg-type]
-    if isinstance(a, Mask):
-        return mask_iou(a, b)  # type: ignore[arg-type]
-    if isinstance(a, Polygon):
-        return polygon_iou(a, b)  # type: ignore[arg-type]
-    return 1.0  # choices: one per control, the label says the rest
+    return kind_of(a).overlap(a, b) if same_control(a, b) else 0.0
 
 
 def threshold(region: Region, thresholds: Mapping[str, float]) -> float:
-    key = _THRESHOLD_KEY.get(region.type)
-    return float(thresholds.get(key, DEFAULT_THRESHOLDS[key])) if key else 1.0
+    kind = kind_of(region)
+    key = kind.threshold_key
+    return float(thresholds.get(key, kind.default_threshold)) if key else 1.0
 
 
 def same(a: Region, b: Region, thresholds: Mapping[str, float]) -> bool:

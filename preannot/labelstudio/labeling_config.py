@@ -21,24 +21,29 @@ from xml.sax.saxutils import quoteattr
 
 from ..annotator import Annotator, ConfigError
 from ..model import Prediction
+from ..regions import KINDS, RegionKind
 
-CONTROL_TAGS = {"labels": "Labels", "rectanglelabels": "RectangleLabels",
-                "brushlabels": "BrushLabels", "polygonlabels": "PolygonLabels",
-                "keypointlabels": "KeyPointLabels", "choices": "Choices"}
-OBJECT_TAGS = {"labels": "Text", "choices": "Text", "rectanglelabels": "Image",
-               "brushlabels": "Image", "polygonlabels": "Image", "keypointlabels": "Image"}
-PROMPT_SUFFIX = {"keypointlabels": "point", "rectanglelabels": "box"}
-"""A smart tool preannot adds is named after the annotator's from_name: ``mask_point``."""
+
+def _kind(annotator: Annotator, kind: str, doing: str) -> RegionKind:
+    """The registered kind an annotator emits or takes as prompts, or a clear error."""
+    if kind not in KINDS:
+        raise ConfigError(f"annotator {annotator.name!r} {doing}, which preannot cannot map to "
+                          f"Label Studio (known: {', '.join(KINDS)})")
+    return KINDS[kind]
 
 
 @dataclass
 class Control:
-    tag: str
+    kind: RegionKind
     to_name: str
     labels: list[str] = field(default_factory=list)
     users: list[str] = field(default_factory=list)
     smart: bool = False
     """A tool whose regions the editor sends to the ML backend as prompts."""
+
+    @property
+    def tag(self) -> str:
+        return self.kind.control_tag
 
 
 def expected_controls(annotators: Sequence[Annotator]) -> tuple[dict[str, Control], dict[str, tuple[str, str]]]:
@@ -49,11 +54,9 @@ def expected_controls(annotators: Sequence[Annotator]) -> tuple[dict[str, Contro
         if a.combines:
             continue  # its regions are its upstreams', with their names
         for kind in a.emits:
-            if kind not in CONTROL_TAGS:
-                raise ConfigError(f"annotator {a.name!r} emits {kind!r}, which preannot cannot "
-                                  f"map to Label Studio (known: {', '.join(CONTROL_TAGS)})")
-            tag = CONTROL_TAGS[kind]
-            control = controls.setdefault(a.from_name, Control(tag, a.to_name))
+            region_kind = _kind(a, kind, f"emits {kind!r}")
+            tag = region_kind.control_tag
+            control = controls.setdefault(a.from_name, Control(region_kind, a.to_name))
             if (control.tag, control.to_name) != (tag, a.to_name):
                 raise ConfigError(
                     f"annotators {control.users[0]!r} and {a.name!r} both write from_name "
@@ -61,7 +64,7 @@ def expected_controls(annotators: Sequence[Annotator]) -> tuple[dict[str, Contro
                     f"{tag}->{a.to_name}: give one of them its own from_name")
             control.users.append(a.name)
             control.labels += [label for label in a.labels if label not in control.labels]
-            objects.setdefault(a.to_name, (OBJECT_TAGS[kind], a.field))
+            objects.setdefault(a.to_name, (region_kind.object_tag, a.field))
     return controls, objects
 
 
@@ -71,17 +74,15 @@ def add_prompt_tools(annotators: Sequence[Annotator], controls: dict[str, Contro
     new one named ``<from_name>_<point|box|...>``; each with the annotator's labels."""
     for a in annotators:
         for kind in a.prompts:
-            if kind not in CONTROL_TAGS:
-                raise ConfigError(f"annotator {a.name!r} takes {kind!r} prompts, which preannot "
-                                  f"cannot map to Label Studio (known: {', '.join(CONTROL_TAGS)})")
-            tag = CONTROL_TAGS[kind]
+            region_kind = _kind(a, kind, f"takes {kind!r} prompts")
+            tag = region_kind.control_tag
             own = controls.get(a.from_name)
             tool = (own if own is not None and own.tag == tag and own.to_name == a.to_name else
                     next((c for c in controls.values() if (c.tag, c.to_name) == (tag, a.to_name)),
                          None))
             if tool is None:
-                name = f"{a.from_name}_{PROMPT_SUFFIX.get(kind, kind)}"
-                tool = controls.setdefault(name, Control(tag, a.to_name))
+                name = f"{a.from_name}_{region_kind.prompt_suffix or kind}"
+                tool = controls.setdefault(name, Control(region_kind, a.to_name))
             tool.smart = True
             if a.name not in tool.users:
                 tool.users.append(a.name)
@@ -100,12 +101,7 @@ def generate(annotators: Sequence[Annotator]) -> str:
         if not control.labels:
             raise ConfigError(f"annotator {control.users[0]!r} declares no labels: set "
                               "labels = [...] in its [[annotators]] table or give a labeling config")
-        child = "Choice" if control.tag == "Choices" else "Label"
-        smart = ' smart="true"' if control.smart else ""
-        lines.append(f"  <{control.tag} name={quoteattr(from_name)} "
-                     f"toName={quoteattr(control.to_name)}{smart}>")
-        lines += [f"    <{child} value={quoteattr(label)}/>" for label in control.labels]
-        lines.append(f"  </{control.tag}>")
+        lines += control.kind.control(from_name, control.to_name, control.labels, control.smart)
     lines.append("</View>")
     return "\n".join(lines) + "\n"
 

@@ -140,13 +140,13 @@ def interact(pipeline: Pipeline, item: Any, prompts: list[Region], fits: Fit, lo
         regions.extend(r for r in answer.regions
                        if not any(iou(r, kept) == 1.0 and r.label == kept.label
                                   for kept in regions))
-    spans = [p for p in prompts if isinstance(p, Span)]
+    spans = [p for p in prompts if p.type == Span.type]
     if spans:
         taken = spans + regions
         with pipeline.lock:
             [done] = annotate(pipeline.annotators, [task])
         regions.extend(r for p in done.predictions for r in p.regions
-                       if not any(iou(r, t) > 0 for t in taken if isinstance(t, Span)))
+                       if not any(iou(r, t) > 0 for t in taken if t.type == Span.type))
     regions = [r for r in regions if fits.keeps(r.from_name, [r.label])]
     scores = [r.score for r in regions if r.score is not None]
     answer = {"result": [region_to_result(r) for r in regions], "model_version": pipeline.version}
