@@ -46,8 +46,9 @@ from production_review import correct_to_gold, interval, is_gold, write_tasks
 
 from preannot.engine.config import load_config
 from preannot.labelstudio.client import Client, Connection
-from preannot.loop import drift, production, sync
-from preannot.loop import review as review_ops
+from preannot.production import drift_monitor as drift, review_pass as production
+from preannot.labelstudio import sync
+from preannot.production import calibrate as review_ops
 
 KNOWN = ["Acme widget", "Zeta bolt", "Omega drill", "Delta saw", "Sigma router", "Nimbus hub",
          "Atlas desk", "Vega chair", "Polar fan", "Titan jack", "Lumen bulb", "Cobalt vise"]

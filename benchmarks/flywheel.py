@@ -88,8 +88,8 @@ from preannot.evaluation.corrections import CORRECTIONS, read_corrections, write
 from preannot.evaluation.split import training_side
 from preannot.evaluation.suggest import suggest
 from preannot.labelstudio.client import Client, Connection
-from preannot.labelstudio.harvest import HarvestStore, pull
-from preannot.loop import sync
+from preannot.harvest.store import HarvestStore, pull
+from preannot.labelstudio import sync
 from preannot.evaluation.match import ACCEPTED, DELETED, MODIFIED, match
 from preannot.lsjson import result_to_region
 from preannot.engine.host import get_host

@@ -17,14 +17,14 @@ import pytest
 from click.testing import CliRunner
 
 from preannot import Example, Span, Task
-from preannot.builtins import combiner
-from preannot.training.pipeline import fitted_on
+from preannot.training import combiner
+from preannot.training.fusion_gate import fitted_on
 from preannot.cli import cli
 from preannot.engine.config import load_config
 from preannot.engine.host import get_host
 from preannot.engine.runner import predict
-from preannot.loop import sync
-from preannot.training import flow, pipeline
+from preannot.labelstudio import sync
+from preannot.training import flow, fusion_gate as pipeline
 from preannot.training.gate import evaluate
 from preannot.training.registry import Registry
 

@@ -21,9 +21,9 @@ from click.testing import CliRunner
 from preannot.cli import cli
 from preannot.engine.config import load_config
 from preannot.evaluation.split import fraction, in_eval_split
-from preannot.loop import review as review_ops
-from preannot.loop.production import AUDIT_SALT
-from preannot.review.calibration import Calibration, in_fit_half
+from preannot.production import calibrate as review_ops
+from preannot.production.review_pass import AUDIT_SALT
+from preannot.production.calibration import Calibration, in_fit_half
 from preannot.training import flow
 
 KNOWN = ["Acme widget", "Zeta bolt", "Omega drill", "Delta saw"]

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ..annotator import batches
-from .client import Client
-from .labeling_config import spec as spec_of
+from ..labelstudio.client import Client
+from ..labelstudio.labeling_config import spec as spec_of
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS harvest_state (source TEXT PRIMARY KEY, watermark TEXT);

@@ -12,8 +12,7 @@ from rich.console import Console
 
 from ..annotator import ConfigError
 from ..engine.config import load_config
-from .ls import config_option, progress_bar
-from .training import retrain_when_due
+from ..cli.ls import after_harvest, config_option, progress_bar
 
 err = Console(stderr=True)
 
@@ -46,7 +45,7 @@ def calibrate(config_path: Path | None) -> None:
     [review] output_dir (default review/ beside the config). A promotion recalibrates by itself.
     """
     _needs_extra()
-    from ..loop import review as operations
+    from . import calibrate as operations
     try:
         config = load_config(config_path)
         done = operations.calibrate(config)
@@ -133,7 +132,8 @@ def run_command(inputs: tuple[Path, ...], config_path: Path | None, watch_dir: P
     a server that is down loses nothing and releases nothing twice.
     """
     _needs_extra()
-    from ..loop import production, sync
+    from . import review_pass as production
+    from ..labelstudio import sync
     try:
         config = load_config(config_path)
         if inputs or watch_dir:  # else [input] paths
@@ -173,7 +173,8 @@ def sync_command(config_path: Path | None) -> None:
     `preannot ls pull`.
     """
     _needs_extra()
-    from ..loop import production, sync
+    from . import review_pass as production
+    from ..labelstudio import sync
     try:
         config = load_config(config_path)
         synced = production.sync_reviews(config, sync.connect(config))
@@ -182,7 +183,7 @@ def sync_command(config_path: Path | None) -> None:
     _print_sync(synced)
     if synced.delivery:
         _print_delivery(synced.delivery)
-    retrain_when_due(config)
+    after_harvest(config)
 
 
 @review.command("status")
@@ -192,7 +193,7 @@ def status_command(config_path: Path | None, as_json: bool) -> None:
     """Tasks seen, released, routed, reviewed and waiting; the precision the audits show,
     with its exact interval; whether auto-accept is suspended. Writes review/status.html."""
     _needs_extra()
-    from ..loop import production
+    from . import review_pass as production
     try:
         config = load_config(config_path)
         figures = production.status(config)

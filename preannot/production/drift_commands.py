@@ -10,8 +10,8 @@ import click
 
 from ..annotator import ConfigError
 from ..engine.config import load_config
-from .ls import config_option
-from .review import _needs_extra
+from ..cli.ls import config_option
+from .commands import _needs_extra
 
 
 @click.command()
@@ -31,8 +31,8 @@ def drift(config_path: Path | None, as_json: bool) -> None:
     the reference never had, for `preannot ls suggest-rules`.
     """
     _needs_extra()
-    from ..loop import drift as monitor
-    from ..loop.review import load
+    from . import drift_monitor as monitor
+    from .calibrate import load
     try:
         config = load_config(config_path)
         checked = monitor.check(config, load(config))

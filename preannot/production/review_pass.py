@@ -23,23 +23,19 @@ from ..engine.lock import output_lock
 from ..evaluation.corrections import classify
 from ..evaluation.split import fraction
 from ..labelstudio.client import Client, Unreachable
-from ..labelstudio.harvest import HarvestStore
+from ..harvest.store import HarvestStore
 from ..labelstudio.push import ensure_project, push_tasks, read_import_file
 from ..lsjson import task_key
-from ..review import page
-from ..review.calibration import (
-    Calibration,
-    clopper_pearson_lower,
-    clopper_pearson_upper,
-    is_right,
-    label_of,
-    task_score,
-)
-from ..review.decisions import AUDIT, AUTO, ROUTE, Decision, Decisions
-from ..review.outbox import Delivery, Outbox
-from ..review.sinks import make_sink
-from . import drift, sync
-from .review import load
+from . import page
+from .calibration import (Calibration, clopper_pearson_lower, clopper_pearson_upper, is_right,
+                          label_of, task_score)
+from .decisions import AUDIT, AUTO, ROUTE, Decision, Decisions
+from .outbox import Delivery, Outbox
+from .reviewed import review_harvest_dir
+from .sinks import make_sink
+from . import drift_monitor as drift
+from ..labelstudio import sync
+from .calibrate import load
 
 REVIEW_KEY = "preannot_review"
 """In a review project task's meta: ``{"decision": "route" | "audit", "reason": ...}``."""
@@ -277,7 +273,7 @@ def sync_reviews(config: RunConfig, client: Client, *,
         built = sync.annotators(config, get_host())
     project = review_project(config, client, built)
     harvest = sync.pull(config, client, project=str(project),
-                        output_dir=config.review.output_dir / "harvest")
+                        output_dir=review_harvest_dir(config))
     synced = Synced(fetched=harvest.fetched.fetched)
     ledger = config.state_dir / "ledger.sqlite"
     store = HarvestStore(ledger, f"{client.url}#{project}")

@@ -1,4 +1,5 @@
-"""``preannot serve``: the configured pipeline as a Label Studio ML backend."""
+"""``preannot serve``: the configured pipeline as a Label Studio ML backend; ``ls connect`` and
+``ls disconnect`` attach it to a project."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import click
 from rich.console import Console
 
 from ..annotator import ConfigError
+from ..cli.ls import config_option, log_line
 from ..engine.config import load_config
 from ..engine.host import get_host, report_failures
+from ..labelstudio import sync
 
 err = Console(stderr=True)
 logger = logging.getLogger("preannot.serve")
@@ -39,8 +42,8 @@ def serve(config_path: Path | None, host: str | None, port: int | None, no_learn
     HTTP Basic auth: set BASIC_AUTH_USER and BASIC_AUTH_PASS (the same for `ls connect`).
     Listens on loopback unless told otherwise: put a TLS proxy in front for other hosts.
     """
-    from ..serve.app import credentials, serve as run_server
-    from ..serve.backend import started
+    from .app import credentials, serve as run_server
+    from .backend import started
 
     logging.basicConfig(format="%(asctime)s %(message)s", level=logging.INFO)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per Label Studio request
@@ -57,3 +60,50 @@ def serve(config_path: Path | None, host: str | None, port: int | None, no_learn
     err.print(f"[green]preannot serve[/] on http://{host}:{port} ({auth}); connect it with "
               f"`preannot ls connect`. Ctrl-C stops.", highlight=False)
     run_server(backend, host, port)
+
+
+@click.command()
+@config_option
+@click.option("--project", help="Project id or title (default: as for `ls push`).")
+@click.option("--interactive", is_flag=True,
+              help="Also answer the editor's smart tools (SAM clicks and boxes, labeled spans).")
+def connect(config_path: Path | None, project: str | None, interactive: bool) -> None:
+    """Connect a running `preannot serve` to the project as its ML backend.
+
+    Label Studio then retrieves predictions automatically when a task opens (and on the Data
+    Manager's "Retrieve predictions"), shows the served version's predictions, and sends
+    saved annotations to the backend, which learns from them. The backend's address is
+    [serve] url (default http://[serve] host:port); with BASIC_AUTH_USER and BASIC_AUTH_PASS
+    set, Label Studio is given them to call it. `ls disconnect` undoes it.
+    """
+    from . import connection as serving
+    from .app import credentials
+
+    try:
+        config = load_config(config_path)
+        client = sync.connect(config)
+        done = serving.connect_backend(config, client, interactive=interactive,
+                                       auth=credentials(), project=project, log=log_line)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    learning = "annotation events go to its /webhook" if done.webhook else "no learning"
+    err.print(f"[green]connected[/] {config.serve.backend_url} to project {done.project_id} as "
+              f"ML backend {done.backend_id} ({done.model_version}); predictions retrieved "
+              f"automatically, {'interactive, ' if interactive else ''}{learning}: "
+              f"{client.url}/projects/{done.project_id}/data", highlight=False)
+
+
+@click.command()
+@config_option
+@click.option("--project", help="Project id or title (default: as for `ls push`).")
+def disconnect(config_path: Path | None, project: str | None) -> None:
+    """Remove `preannot serve` from the project (the predictions it made stay)."""
+    from . import connection as serving
+
+    try:
+        config = load_config(config_path)
+        removed = serving.disconnect_backend(config, sync.connect(config), project=project)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    err.print(f"removed {removed} ML backend entr{'y' if removed == 1 else 'ies'} for "
+              f"{config.serve.backend_url}", highlight=False)
