@@ -9,22 +9,16 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import TimeRemainingColumn
 
 from ..annotator import ConfigError
+from ..commandline import config_option, err, log_line, progress_bar
 from ..engine.config import load_config
 from ..engine.host import get_host, report_failures
 from ..labelstudio.client import URL_ENV, Client, Connection
 from ..labelstudio.push import PushSummary
 from ..labelstudio.server import local_server
 from ..labelstudio import sync
-
-err = Console(stderr=True)
-config_option = click.option("-c", "--config", "config_path",
-                             type=click.Path(path_type=Path, dir_okay=False),
-                             help="Config file (default: ./preannot.toml if present).")
-
 
 @click.group()
 def ls() -> None:
@@ -33,25 +27,6 @@ def ls() -> None:
     The server comes from LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY, or the [labelstudio]
     table of preannot.toml (url, and api_key_env or api_key_file; never the token itself).
     """
-
-
-def log_line(message: str) -> None:
-    """One line of the loop's progress on stderr, as is (no rich markup)."""
-    err.print(message, markup=False, highlight=False)
-
-
-def after_harvest(config) -> None:
-    """Tell every feature that corrections were harvested (``harvested``: training retrains
-    what is due and says how it went)."""
-    try:
-        get_host().hook.harvested(config=config, log=log_line, interactive=True)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def progress_bar(label: str, no_progress: bool, *columns) -> Progress:
-    return Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), *columns,
-                    console=err, disable=no_progress)
 
 
 def _push(config, client: Client, no_progress: bool, **options) -> PushSummary:

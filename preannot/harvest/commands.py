@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..annotator import ConfigError
-from ..cli.ls import after_harvest, config_option, err, progress_bar
+from ..commandline import after_harvest, config_option, err, progress_bar
 from ..engine.config import load_config
 from ..evaluation.corrections import CORRECTIONS, METRICS, read_corrections
 from ..evaluation.split import training_side

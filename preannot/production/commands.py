@@ -12,7 +12,7 @@ from rich.console import Console
 
 from ..annotator import ConfigError
 from ..engine.config import load_config
-from ..cli.ls import after_harvest, config_option, progress_bar
+from ..commandline import after_harvest, config_option, progress_bar
 
 err = Console(stderr=True)
 

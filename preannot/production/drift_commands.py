@@ -10,7 +10,7 @@ import click
 
 from ..annotator import ConfigError
 from ..engine.config import load_config
-from ..cli.ls import config_option
+from ..commandline import config_option
 from .commands import _needs_extra
 
 

@@ -16,7 +16,7 @@ from ..engine.config import load_config
 from ..engine.host import get_host, report_failures
 from . import operations as select
 from ..labelstudio import sync
-from ..cli.ls import config_option, progress_bar
+from ..commandline import config_option, progress_bar
 
 err = Console(stderr=True)
 

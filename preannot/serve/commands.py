@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 
 from ..annotator import ConfigError
-from ..cli.ls import config_option, log_line
+from ..commandline import config_option, log_line
 from ..engine.config import load_config
 from ..engine.host import get_host, report_failures
 from ..labelstudio import sync

@@ -12,7 +12,7 @@ from rich.table import Column, Table
 
 from ..annotator import ConfigError
 from ..engine.config import RunConfig, load_config
-from ..cli.ls import log_line
+from ..commandline import log_line
 from ..engine.host import get_host, report_failures
 from . import retrain
 from . import flow
