@@ -1,6 +1,6 @@
-"""The kernel's Label Studio operations as plain functions: connect, run-and-push,
-re-predict (the harvest feature pulls and measures). Every command, a server or a test calls these; they report through callbacks
-(``progress`` for counts, ``log`` for sentences) and never print."""
+"""The kernel's Label Studio operations as plain functions: connect, run-and-push, re-predict
+(the harvest feature pulls and measures). Every command, a server or a test calls these; they
+report through callbacks (``progress`` for counts, ``log`` for sentences) and never print."""
 
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ from ..engine.config import RunConfig
 from ..engine.host import Host, get_host
 from ..engine.runner import (ModelSource, Summary, annotate, build_annotators,
                              configured_annotators, resolve_specs, run)
-from .client import (KEY_ENV, URL_ENV, Client, Connection, LabelStudioError,
-                                  Unreachable, connect as connect_to)
-from .labeling_config import Fit, fit, labels_of
-from .push import (Engine, PushSummary, annotate_project, ensure_project,
-                                local_images, model_version_of, push_tasks, read_import_file)
+from .client import KEY_ENV, URL_ENV, Client, Connection, Unreachable, connect as connect_to
+from .labeling_config import Fit, fit
+from .push import (Engine, PushSummary, annotate_project, ensure_project, local_images,
+                   model_version_of, push_tasks, read_import_file)
 from ..engine.readers import IMAGE_SUFFIXES, read_inputs
 from .local_files import SETTING, check_root, refuse_escaping_links, root_above
 from .server import running_local

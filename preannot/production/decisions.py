@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS review_decisions (
 
 
 @dataclass
-class Decision:
+class TaskDecision:
     key: str
     decision: str
     reason: str
@@ -66,7 +66,7 @@ class Decisions:
                 f"({','.join('?' * len(chunk))})", chunk))
         return found
 
-    def add(self, decisions: Iterable[Decision]) -> None:
+    def add(self, decisions: Iterable[TaskDecision]) -> None:
         now = time.time()
         with self.db:
             self.db.executemany(

@@ -29,7 +29,7 @@ from ..lsjson import task_key
 from . import page
 from .calibration import (Calibration, clopper_pearson_lower, clopper_pearson_upper, is_right,
                           label_of, task_score)
-from .decisions import AUDIT, AUTO, ROUTE, Decision, Decisions
+from .decisions import AUDIT, AUTO, ROUTE, TaskDecision, Decisions
 from .outbox import Delivery, Outbox
 from .reviewed import review_harvest_dir
 from .sinks import make_sink
@@ -72,7 +72,7 @@ def suspended(config: RunConfig, calibration: Calibration | None,
 
 def decide(key: str, task: dict[str, Any], failure: str | None,
            calibration: Calibration | None, version: str | None, off: str | None,
-           audit_rate: float, drifting: drift.Hold | None = None) -> Decision:
+           audit_rate: float, drifting: drift.Hold | None = None) -> TaskDecision:
     """Release, route or audit one task (see the README's "Production review" and "Drift")."""
     result = [r for p in task.get("predictions") or [] for r in p.get("result") or []]
     labels = ",".join(sorted({label_of(r) for r in result}))
@@ -81,10 +81,10 @@ def decide(key: str, task: dict[str, Any], failure: str | None,
                             "calibration": calibration.id if calibration else None,
                             "threshold": calibration.threshold if calibration else None}
     if failure is not None:
-        return Decision(decision=ROUTE, reason=f"an annotator failed: {failure}",
+        return TaskDecision(decision=ROUTE, reason=f"an annotator failed: {failure}",
                         probability=None, **made)
     if calibration is None:
-        return Decision(decision=ROUTE, reason=f"pipeline version {version} is not calibrated",
+        return TaskDecision(decision=ROUTE, reason=f"pipeline version {version} is not calibrated",
                         probability=None, **made)
     score = task_score(task.get("predictions") or [])
     p = calibration.probability(result, score)
@@ -102,15 +102,15 @@ def decide(key: str, task: dict[str, Any], failure: str | None,
     elif p < calibration.threshold:
         why = f"below the threshold: probability {p:.4f} < {calibration.threshold:.4f}"
     if why:
-        return Decision(decision=ROUTE, reason=why, probability=p, **made)
+        return TaskDecision(decision=ROUTE, reason=why, probability=p, **made)
     if fraction(key, AUDIT_SALT) < (drifting.audit_rate if drifting else audit_rate):
-        return Decision(decision=AUDIT, reason="released, and audited by a human",
+        return TaskDecision(decision=AUDIT, reason="released, and audited by a human",
                         probability=p, **made)
-    return Decision(decision=AUTO, reason="probability at or above the threshold",
+    return TaskDecision(decision=AUTO, reason="probability at or above the threshold",
                     probability=p, **made)
 
 
-def released(task: dict[str, Any], decision: Decision) -> dict[str, Any]:
+def released(task: dict[str, Any], decision: TaskDecision) -> dict[str, Any]:
     """The record an auto-accepted task is released as, with its audit trail."""
     return {"task": decision.key, "data": task.get("data"),
             "regions": [r for p in task.get("predictions") or [] for r in p.get("result") or []],
