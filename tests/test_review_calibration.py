@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import binom
 
 from preannot.engine.config import load_config
-from preannot.engine.host import load_host
+from preannot.engine.host import get_host, load_host
 from preannot.evaluation.split import in_eval_split
 from preannot.training import retrain
 from preannot.production import calibrate as review
@@ -187,7 +187,7 @@ def test_a_pipeline_version_without_calibration_is_calibrated_after_a_harvest(pr
     with (project / "preannot.toml").open("a") as f:
         f.write('[labelstudio]\nmodel_version = "terms-pinned"\n')
     config = load_config(project / "preannot.toml")
-    retrain.retrain_if_due(config, log=lines.append)
+    get_host().hook.harvested(config=config, log=lines.append, interactive=False)  # the event
     assert lines[0] == "the pipeline is now terms-pinned, which has no calibration yet"
     stored = json.loads((project / "review" / "calibration.json").read_text())
     assert sorted(stored["versions"]) == sorted([first, "terms-pinned"])
