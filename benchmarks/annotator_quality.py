@@ -37,7 +37,7 @@ from preannot import Prediction, Span, Task
 from preannot.evaluation.corrections import CORRECTIONS, Options, write_outputs
 from preannot.evaluation.quality import NOTHING, answers
 from preannot.labelstudio.client import Client
-from preannot.labelstudio.harvest import HarvestStore, pull
+from preannot.harvest.store import HarvestStore, pull
 from preannot.lsjson import region_to_result, task_to_ls
 from bench_labelstudio import label_studio
 

@@ -48,8 +48,9 @@ from simulation.config import rules, write_config
 
 from preannot.engine.config import load_config
 from preannot.labelstudio.client import Client
-from preannot.loop import drift, production, sync
-from preannot.loop import review as review_ops
+from preannot.production import drift_monitor as drift, review_pass as production
+from preannot.labelstudio import sync
+from preannot.production import calibrate as review_ops
 
 KNOWN = ["Acme widget", "Zeta bolt", "Omega drill", "Delta saw", "Sigma router", "Nimbus hub",
          "Atlas desk", "Vega chair", "Polar fan", "Titan jack", "Lumen bulb", "Cobalt vise"]

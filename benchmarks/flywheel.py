@@ -90,8 +90,8 @@ from preannot.evaluation.corrections import CORRECTIONS, read_corrections, write
 from preannot.evaluation.split import training_side
 from preannot.evaluation.suggest import suggest
 from preannot.labelstudio.client import Client, Connection
-from preannot.labelstudio.harvest import HarvestStore, pull
-from preannot.loop import sync
+from preannot.harvest.store import HarvestStore, pull
+from preannot.labelstudio import sync
 from preannot.engine.host import get_host
 from preannot.training import flow
 from preannot.training.gate import evaluate

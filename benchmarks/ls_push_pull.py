@@ -2,7 +2,7 @@
 
 Push: 20,000 tasks with predictions through ``preannot.labelstudio.push.push_tasks`` versus the
 same payload sent with ``projects.import_tasks`` (same batch size), each into a fresh project.
-Pull: ``preannot.labelstudio.harvest.pull`` (the task list a page at a time, with full
+Pull: ``preannot.harvest.store.pull`` (the task list a page at a time, with full
 predictions, stored in SQLite) versus the raw JSON export
 (``/api/projects/{id}/export?exportType=JSON&download_all_tasks=true``, one request, prediction
 ids only) of the same project. See ls_pull_100k.py for a large project.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from preannot.labelstudio.client import Client
 from preannot.evaluation.corrections import write_outputs
-from preannot.labelstudio.harvest import HarvestStore, pull
+from preannot.harvest.store import HarvestStore, pull
 from preannot.labelstudio.push import BATCH, push_tasks, read_import_file
 from bench_labelstudio import label_studio
 

@@ -88,13 +88,14 @@ from preannot.engine.config import load_config
 from preannot.engine.host import get_host
 from preannot.evaluation.corrections import write_outputs
 from preannot.labelstudio.client import Client, Connection
-from preannot.labelstudio.harvest import HarvestStore, pull
+from preannot.harvest.store import HarvestStore, pull
 from preannot.labelstudio.push import read_import_file
-from preannot.loop import production, sync
-from preannot.loop import review as review_ops
+from preannot.production import review_pass as production
+from preannot.labelstudio import sync
+from preannot.production import calibrate as review_ops
 from preannot.lsjson import task_key
-from preannot.review.calibration import fewest_tasks, fit, label_of
-from preannot.review.decisions import AUDIT, AUTO, ROUTE
+from preannot.production.calibration import fewest_tasks, fit, label_of
+from preannot.production.decisions import AUDIT, AUTO, ROUTE
 from preannot.training import flow
 from preannot.training.registry import Registry
 

@@ -53,23 +53,12 @@ def test_built_in_plugins_use_only_the_public_api():
     assert offenders == []
 
 
-# The core's layers, lowest first: a module may import its own unit and the units below it,
-# never one above it nor a sibling in its own layer (README, Development). A unit is a
-# sub-package, or the top-level modules together (the plugin API and the data model).
-LAYERS = [
-    ["preannot"],                                   # model, annotator, hookspecs, images, lsjson
-    ["preannot.evaluation"],                        # matching, metrics, corrections, report
-    ["preannot.builtins"],                          # fusion, rankers: plugins of the host itself
-    ["preannot.engine"],                            # config, readers, ledger, host, runner
-    ["preannot.training", "preannot.labelstudio",   # registry and gate; the Label Studio side;
-     "preannot.review",                             # calibration for production review;
-     "preannot.selection"],                         # embeddings, vector index, selection
-    ["preannot.loop"],                              # the operations every command calls
-    ["preannot.serve"],                             # the ML backend Label Studio calls
-    ["preannot.cli"],                               # option parsing and printing
-    ["preannot.__main__"],                          # python -m preannot
-]
-RANK = {unit: rank for rank, layer in enumerate(LAYERS) for unit in layer}
+# The kernel (the plugin API and data model, the engine, evaluation, the Label Studio side and
+# the core commands) never imports a feature; a feature imports the kernel and only the features
+# its ``__init__.py`` declares in ``REQUIRES`` (README, Development).
+KERNEL = {"preannot", "preannot.engine", "preannot.evaluation", "preannot.labelstudio",
+          "preannot.cli", "preannot.__main__", "preannot.plugins"}
+FEATURES = ("harvest", "selection", "training", "production", "serve")
 
 
 def _module(path) -> str:
@@ -78,10 +67,23 @@ def _module(path) -> str:
 
 
 def _unit(module: str) -> str:
+    """``preannot.<feature>`` for a feature's module; else the kernel's unit it sits in."""
     parts = module.split(".")
-    if len(parts) > 1 and ".".join(parts[:2]) in RANK:
+    if len(parts) > 1 and parts[1] in FEATURES:
+        return ".".join(parts[:2])
+    if len(parts) > 1 and ".".join(parts[:2]) in KERNEL:
         return ".".join(parts[:2])
     return "preannot"
+
+
+def _requires(feature: str) -> set[str]:
+    """The features ``preannot.<feature>`` declares it imports (``REQUIRES`` in its package)."""
+    init = ROOT / "preannot" / feature / "__init__.py"
+    for node in ast.parse(init.read_text()).body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+        if isinstance(target, ast.Name) and target.id == "REQUIRES":
+            return {f"preannot.{name}" for name in ast.literal_eval(node.value)}
+    return set()
 
 
 def _imports(path) -> list[tuple[int, str]]:
@@ -105,7 +107,7 @@ def _imports_in(source: str, module: str, is_package: bool) -> list[tuple[int, s
             if target.split(".")[0] != "preannot":
                 continue
             if node.module is None:
-                # ``from .. import builtins``: the names may be modules themselves
+                # ``from .. import training``: the names may be modules themselves
                 found += [(node.lineno, f"{target}.{a.name}") for a in node.names]
             else:
                 found.append((node.lineno, target))
@@ -116,34 +118,52 @@ def _graph() -> dict[str, list[tuple[int, str]]]:
     return {_module(p): _imports(p) for p in sorted((ROOT / "preannot").rglob("*.py"))}
 
 
-def test_every_core_module_sits_in_a_documented_layer():
-    units = {_unit(m) for m in _graph()}
-    assert units == set(RANK), "a new sub-package needs a place in LAYERS and the README"
-    readme = (ROOT / "README.md").read_text()
-    assert [u for u in RANK if f"`{u.replace('.', '/')}" not in readme
-            and u not in ("preannot", "preannot.__main__")] == []
-
-
-def test_no_module_imports_a_layer_above_it_or_a_sibling():
+def _offenders(graph: dict[str, list[tuple[int, str]]]) -> list[str]:
+    """Each import of a feature the importer may not use: any, from the kernel; one not
+    declared, from a feature."""
     offenders = []
-    for module, imports in _graph().items():
+    for module, imports in graph.items():
         unit = _unit(module)
+        allowed = {unit} | (_requires(unit.split(".")[1]) if unit not in KERNEL else set())
         for line, target in imports:
             other = _unit(target)
-            if other != unit and RANK[other] >= RANK[unit]:
-                offenders.append(f"{module}:{line} imports {target} ({other} is not below {unit})")
-    assert offenders == []
+            if other not in KERNEL and other not in allowed:
+                offenders.append(f"{module}:{line} imports {target} ({unit} may not)")
+    return offenders
 
 
-def test_the_layer_check_sees_function_level_and_relative_imports():
-    """The check above can fail: upward imports hidden in a function are seen and ranked."""
-    source = ("from . import ledger\nfrom .. import builtins\n"
-              "def f():\n    from ..loop import sync\n    import preannot.cli\n")
+def test_every_core_module_is_the_kernel_or_a_feature():
+    units = {_unit(m) for m in _graph()}
+    assert units <= KERNEL | {f"preannot.{f}" for f in FEATURES}
+    assert {f"preannot.{f}" for f in FEATURES} <= units, "a feature listed here is gone"
+
+
+def test_every_feature_is_a_default_plugin():
+    """The host registers each feature's hooks: none is wired by hand."""
+    from preannot.plugins import DEFAULT_PLUGINS
+
+    assert {name.split(".")[1] for name in DEFAULT_PLUGINS} >= set(FEATURES)
+
+
+def test_the_kernel_imports_no_feature_and_a_feature_only_those_it_requires():
+    assert _offenders(_graph()) == []
+
+
+def test_the_feature_check_sees_function_level_relative_and_undeclared_imports():
+    """The check above can fail: the kernel reaching a feature inside a function, and a feature
+    importing one it does not declare, are both seen."""
+    source = ("from . import ledger\nfrom ..training import flow\n"
+              "def f():\n    from ..selection import operations\n    import preannot.cli\n")
     found = _imports_in(source, "preannot.engine.runner", is_package=False)
-    assert found == [(1, "preannot.engine.ledger"), (2, "preannot.builtins"),
-                     (4, "preannot.loop"), (5, "preannot.cli")]
-    assert [RANK[_unit(t)] > RANK["preannot.engine"] for _, t in found] == [False, False, True,
-                                                                            True]
+    assert found == [(1, "preannot.engine.ledger"), (2, "preannot.training"),
+                     (4, "preannot.selection"), (5, "preannot.cli")]
+    assert _offenders({"preannot.engine.runner": found}) == [
+        "preannot.engine.runner:2 imports preannot.training (preannot.engine may not)",
+        "preannot.engine.runner:4 imports preannot.selection (preannot.engine may not)"]
+    undeclared = _imports_in("from ..selection import operations\n",
+                             "preannot.training.flow", is_package=False)
+    assert _offenders({"preannot.training.flow": undeclared}) == [
+        "preannot.training.flow:1 imports preannot.selection (preannot.training may not)"]
 
 
 def test_no_import_circle_between_core_modules():

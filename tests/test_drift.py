@@ -22,7 +22,7 @@ from benchmarks.simulation.config import rules, write_config
 from preannot.cli import cli
 from preannot.engine.config import load_config
 from preannot.evaluation.split import fraction
-from preannot.loop.production import AUDIT_SALT
+from preannot.production.review_pass import AUDIT_SALT
 
 KNOWN = ["Acme widget", "Zeta bolt", "Omega drill", "Delta saw"]
 NEW = ["Helix pump", "Orbit lathe", "Quasar lamp"]  # the new product line: no rule knows it

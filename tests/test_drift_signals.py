@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from preannot.review.drift import Signal, compare, holm, image_stats, new_terms, profile
+from preannot.production.drift_signals import Signal, compare, holm, image_stats, new_terms, profile
 
 KNOWN = ["acme widget", "zeta bolt", "omega drill", "delta saw"]
 NEW = ["helix pump", "orbit lathe", "quasar lamp"]

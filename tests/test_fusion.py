@@ -9,7 +9,7 @@ import pytest
 from annotators import KeywordsPlugin
 from preannot import ConfigError, Context, Prediction, Span, Task
 from preannot.engine.config import RunConfig
-from preannot.builtins.fusion import FusionAnnotator
+from preannot.training.fusion import FusionAnnotator
 from preannot.engine.host import load_host
 from preannot.engine.runner import run
 from helpers import run_cli

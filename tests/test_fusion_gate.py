@@ -19,14 +19,14 @@ from click.testing import CliRunner
 from benchmarks.simulation.annotator import GoldText, SimulatedAnnotator, gold_regions
 from benchmarks.simulation.config import learned_pipeline, write_config
 from preannot import Example, Task
-from preannot.builtins import combiner
-from preannot.training.pipeline import fitted_on
+from preannot.training import combiner
+from preannot.training.fusion_gate import fitted_on
 from preannot.cli import cli
 from preannot.engine.config import load_config
 from preannot.engine.host import get_host
 from preannot.engine.runner import predict
-from preannot.loop import sync
-from preannot.training import flow, pipeline
+from preannot.labelstudio import sync
+from preannot.training import flow, fusion_gate as pipeline
 from preannot.training.gate import evaluate
 from preannot.training.registry import Registry
 

@@ -24,7 +24,7 @@ from preannot.annotator import ConfigError
 from preannot.engine.config import load_config
 from preannot.labelstudio.local_files import escaping_links, root_above
 from preannot.labelstudio.server import free_port
-from preannot.loop.sync import local_files_root
+from preannot.labelstudio.sync import local_files_root
 
 WHOLE_IMAGE_PLUGIN = """
 from preannot import Annotator, Box, TaskFailed, hookimpl

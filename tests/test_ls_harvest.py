@@ -11,7 +11,7 @@ from preannot import Box, Mask, Prediction, Span, Task
 from preannot.cli import cli
 from preannot.evaluation.corrections import classify, write_outputs
 from preannot.evaluation.metrics import compute
-from preannot.labelstudio.harvest import HarvestStore, pull
+from preannot.harvest.store import HarvestStore, pull
 from preannot.lsjson import prediction_to_ls, region_to_result, result_to_region, task_to_ls
 
 CONFIG = ('<View><Text name="text" value="$text"/><Labels name="label" toName="text">'

@@ -10,7 +10,7 @@ import pytest
 
 from preannot.evaluation.corrections import write_outputs
 from preannot.labelstudio import client as client_module
-from preannot.labelstudio.harvest import HarvestStore, pull
+from preannot.harvest.store import HarvestStore, pull
 
 CONFIG = ('<View><Text name="text" value="$text"/><Labels name="label" toName="text">'
           '<Label value="PRODUCT"/></Labels></View>')

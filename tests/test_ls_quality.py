@@ -10,7 +10,7 @@ import pytest
 from preannot import Prediction, Span, Task
 from preannot.engine.config import parse_config
 from preannot.evaluation.quality import dawid_skene, estimated_accuracy, krippendorff_alpha
-from preannot.loop import sync
+from preannot.labelstudio import sync
 from preannot.lsjson import region_to_result, task_to_ls
 
 LABELS = ("PRODUCT", "BRAND", "COLOR")

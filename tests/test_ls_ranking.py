@@ -10,9 +10,9 @@ from annotators import Keywords, KeywordsPlugin
 from preannot import Box, ConfigError, Mask, Polygon, Prediction, Span, Task
 from preannot.labelstudio.push import PRIORITY_FIELD, VIEW_TITLE, ensure_project, push_tasks
 from preannot.engine.host import load_host
-from preannot.builtins.ranking import priority_to_score
+from preannot.labelstudio.ranking import priority_to_score
 from preannot.engine.config import RankingSettings, load_config
-from preannot.loop import sync
+from preannot.labelstudio import sync
 from preannot.engine.runner import annotate_batch
 
 HOST = load_host()

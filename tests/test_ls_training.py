@@ -17,7 +17,7 @@ from preannot.cli import cli
 from preannot.engine.config import load_config
 from preannot.engine.host import get_host
 from preannot.labelstudio.push import model_version_of
-from preannot.loop import sync
+from preannot.labelstudio import sync
 from preannot.evaluation.split import in_eval_split
 from preannot.training.registry import Registry
 

@@ -22,7 +22,7 @@ from preannot.engine.config import load_config
 from preannot.engine.host import load_host
 from preannot.engine.runner import run
 from preannot.labelstudio.push import ensure_project
-from preannot.loop import sync
+from preannot.labelstudio import sync
 
 ray = pytest.importorskip("ray")
 
@@ -267,7 +267,8 @@ def test_the_engine_setting_is_checked_and_ray_stays_out_of_the_core(tmp_path):
     (tmp_path / "preannot.toml").write_text('[run]\nengine = "spark"\n')
     with pytest.raises(ConfigError, match=r"\[run\] engine = 'spark': use one of 'local', 'ray'"):
         load_config(tmp_path / "preannot.toml")
-    code = ("import sys, preannot.engine.ray_engine, preannot.cli.main, preannot.loop.sync\n"
+    code = ("import sys, preannot.engine.ray_engine, preannot.cli.main, "
+            "preannot.labelstudio.sync\n"
             "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr

@@ -11,21 +11,15 @@ from scipy.stats import binom
 
 from annotators import GazetteerPlugin
 from preannot.engine.config import load_config
-from preannot.engine.host import load_host
+from preannot.engine.host import get_host, load_host
 from preannot.evaluation.split import in_eval_split
-from preannot.loop import retrain, review, sync
-from preannot.loop.review import evaluation_records
-from preannot.review.calibration import (
-    FEATURES,
-    clopper_pearson_lower,
-    clopper_pearson_upper,
-    features,
-    fewest_tasks,
-    fit,
-    learn_then_test,
-    reviews_needed,
-    task_score,
-)
+from preannot.training import retrain
+from preannot.production import calibrate as review
+from preannot.labelstudio import sync
+from preannot.production.calibrate import evaluation_records
+from preannot.production.calibration import (FEATURES, clopper_pearson_lower,
+                                             clopper_pearson_upper, features, fewest_tasks, fit,
+                                             learn_then_test, reviews_needed, task_score)
 from preannot.training import flow
 from preannot.training.dataset import load_dataset
 from preannot.training.registry import Registry, trained_on
@@ -73,8 +67,8 @@ def test_too_little_data_auto_accepts_nothing_and_says_how_much_more():
 
 
 def test_decide_routes_failures_new_labels_odd_inputs_and_low_probabilities():
-    from preannot.loop.production import decide
-    from preannot.review.calibration import FEATURES, Calibration
+    from preannot.production.review_pass import decide
+    from preannot.production.calibration import FEATURES, Calibration
 
     width = len(FEATURES) + 1
     calibration = Calibration(
@@ -193,7 +187,7 @@ def test_a_pipeline_version_without_calibration_is_calibrated_after_a_harvest(pr
     with (project / "preannot.toml").open("a") as f:
         f.write('[labelstudio]\nmodel_version = "terms-pinned"\n')
     config = load_config(project / "preannot.toml")
-    retrain.retrain_if_due(config, log=lines.append)
+    get_host().hook.harvested(config=config, log=lines.append, interactive=False)  # the event
     assert lines[0] == "the pipeline is now terms-pinned, which has no calibration yet"
     stored = json.loads((project / "review" / "calibration.json").read_text())
     assert sorted(stored["versions"]) == sorted([first, "terms-pinned"])

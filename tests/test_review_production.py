@@ -23,9 +23,9 @@ from benchmarks.simulation.config import rules, write_config
 from preannot.cli import cli
 from preannot.engine.config import load_config
 from preannot.evaluation.split import fraction, in_eval_split
-from preannot.loop import review as review_ops
-from preannot.loop.production import AUDIT_SALT
-from preannot.review.calibration import Calibration, in_fit_half
+from preannot.production import calibrate as review_ops
+from preannot.production.review_pass import AUDIT_SALT
+from preannot.production.calibration import Calibration, in_fit_half
 from preannot.training import flow
 
 KNOWN = ["Acme widget", "Zeta bolt", "Omega drill", "Delta saw"]

@@ -18,9 +18,9 @@ import pytest
 
 from preannot.annotator import ConfigError
 from preannot.engine.config import parse_config
-from preannot.review import outbox as outbox_module
-from preannot.review.outbox import Delivery, Outbox
-from preannot.review.sinks import HttpSink, JsonlSink, SinkDown, SinkError, make_sink
+from preannot.production import outbox as outbox_module
+from preannot.production.outbox import Delivery, Outbox
+from preannot.production.sinks import HttpSink, JsonlSink, SinkDown, SinkError, make_sink
 
 TOKEN = f"tok-{uuid.uuid4().hex}"
 
@@ -211,8 +211,8 @@ def test_a_refused_record_keeps_its_error_and_the_others_go_on(server, outbox):
 CRASHING = """
 import sys, time
 from pathlib import Path
-from preannot.review.outbox import Outbox
-from preannot.review.sinks import JsonlSink
+from preannot.production.outbox import Outbox
+from preannot.production.sinks import JsonlSink
 
 class WaitsToBeKilled(JsonlSink):
     '''Once the record is written and fsynced, says so and waits: the SIGKILL lands before
@@ -228,8 +228,8 @@ Outbox(Path(sys.argv[1])).deliver(WaitsToBeKilled(Path(sys.argv[2])))
 RESUMING = """
 import sys
 from pathlib import Path
-from preannot.review.outbox import Outbox
-from preannot.review.sinks import JsonlSink
+from preannot.production.outbox import Outbox
+from preannot.production.sinks import JsonlSink
 
 print(Outbox(Path(sys.argv[1])).deliver(JsonlSink(Path(sys.argv[2]))))
 """

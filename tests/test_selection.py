@@ -13,11 +13,12 @@ import pytest
 
 from helpers import ROOT, run_cli
 from preannot import ConfigError, Pool
-from preannot.builtins.selection import k_center_greedy
+from preannot.selection.selectors import k_center_greedy
 from preannot.engine.config import SelectionSettings, load_config
 from preannot.engine.host import load_host
 from preannot.labelstudio.push import PRIORITY_FIELD
-from preannot.loop import select, sync
+from preannot.selection import operations as select
+from preannot.labelstudio import sync
 from preannot.selection.index import VectorIndex
 
 HOST = load_host()
@@ -283,7 +284,7 @@ def test_similar_to_a_weak_label_starts_from_where_humans_added_it(corpus, tmp_p
 def test_a_selection_orders_the_tasks_already_in_a_project(labelstudio, tmp_path):
     """``ls push --existing`` with [selection]: the project's untouched tasks are the pool;
     the first two picks cover both topics, and the scores serve them first."""
-    from preannot.builtins.ranking import priority_to_score
+    from preannot.labelstudio.ranking import priority_to_score
     from preannot.labelstudio.push import ensure_project
     from annotators import KeywordsPlugin
 

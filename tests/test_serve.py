@@ -20,7 +20,7 @@ from preannot.engine.config import load_config
 from preannot.engine.host import get_host
 from preannot.labelstudio.labeling_config import generate
 from preannot.labelstudio.server import free_port
-from preannot.loop import sync
+from preannot.labelstudio import sync
 from preannot.training.registry import Registry
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.slow]

@@ -13,7 +13,7 @@ from preannot import Example, Task, hold_out
 from preannot.engine.config import load_config, parse_config
 from preannot.engine.host import get_host, load_host
 from preannot.engine.runner import run
-from preannot.cli import training as training_cli
+from preannot.training import commands as training_cli
 from preannot.training import flow
 from preannot.evaluation.split import in_eval_split
 from preannot.training.dataset import load_dataset

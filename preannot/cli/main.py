@@ -18,8 +18,7 @@ from rich.table import Table
 from ..annotator import ConfigError
 from ..engine.config import check_encoding, load_config
 from ..engine.host import ENV_VAR, get_host, report_failures
-from ..loop import sync
-from .select import embed_output
+from ..labelstudio import sync
 
 err = Console(stderr=True)
 
@@ -112,13 +111,14 @@ def run(inputs: tuple[Path, ...], config_path: Path | None, output: Path | None,
             summary = sync.pre_annotate(config, host=host, force=force, progress=progress,
                                         built=built)
         _print_summary(summary)
-        embedded = embed_output(config, built[1], no_progress) if built else None
+        embed_failed = sum(host.hook.pre_annotated(config=config, annotators=built[1],
+                                                    no_progress=no_progress)) if built else 0
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from None
     except KeyboardInterrupt:
         err.print("interrupted: finished batches are saved; run the same command again to resume")
         sys.exit(130)
-    if summary.failed or (embedded and embedded.failures):
+    if summary.failed or embed_failed:
         sys.exit(3)
 
 

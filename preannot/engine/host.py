@@ -6,6 +6,7 @@ to an empty string to load none. A plugin that fails to import is recorded, not 
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from dataclasses import dataclass, field
@@ -16,8 +17,9 @@ from typing import Any
 import click
 import pluggy
 
-from .. import builtins, hookspecs
+from .. import hookspecs
 from ..annotator import Annotator, ConfigError, Ranker, Selector, Trainer
+from ..plugins import DEFAULT_PLUGINS
 from .config import RankingSettings, SelectionSettings
 
 ENTRY_POINT_GROUP = "preannot"
@@ -39,6 +41,11 @@ class Host:
     failures: list[PluginFailure] = field(default_factory=list)
     distributions: dict[str, tuple[str, str]] = field(default_factory=dict)
     """plugin name -> (distribution name, version)"""
+
+    @property
+    def hook(self) -> Any:
+        """The hooks, to emit an event: ``host.hook.harvested(config=..., ...)``."""
+        return self.pm.hook
 
     def _collect(self, hook_name: str, base: type) -> dict[str, tuple[str, type]]:
         found: dict[str, tuple[str, type]] = {}
@@ -96,18 +103,28 @@ class Host:
         annotators, trainers = self.annotator_types(), self.trainer_types()
         trainable = {cls.annotator for _, cls in trainers.values()}
         listing = []
-        for name, plugin in self.pm.list_name_plugin():
+        for name, owners in self._plugins().items():
             dist, version = self.distributions.get(name, (name, _version(name)))
-            hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+            hooks = sorted({h.name for plugin in owners.values()
+                            for h in self.pm.get_hookcallers(plugin) or []})
             provided = [{"type": t, "description": cls.description, "reads": list(cls.reads),
                          "emits": list(cls.emits), "can_train": t in trainable}
-                        for t, (owner, cls) in sorted(annotators.items()) if owner == name]
+                        for t, (owner, cls) in sorted(annotators.items()) if owner in owners]
             trains = [{"type": t, "description": cls.description, "annotator": cls.annotator,
                        "learns": list(cls.learns)}
-                      for t, (owner, cls) in sorted(trainers.items()) if owner == name]
+                      for t, (owner, cls) in sorted(trainers.items()) if owner in owners]
             listing.append({"name": name, "distribution": dist, "version": version,
                             "hooks": hooks, "annotators": provided, "trainers": trains})
         return listing
+
+    def _plugins(self) -> dict[str, dict[str, object]]:
+        """Listed name -> {registered name: plugin}: the built-in features are one plugin,
+        ``preannot``, as the distribution that ships them."""
+        grouped: dict[str, dict[str, object]] = {}
+        for name, plugin in self.pm.list_name_plugin():
+            listed = "preannot" if name in DEFAULT_PLUGINS else name
+            grouped.setdefault(listed, {})[name] = plugin
+        return grouped
 
     def add_commands(self, cli: click.Group) -> list[str]:
         """Let each plugin add its commands to ``cli``, after the built-in ones: a command whose
@@ -121,12 +138,7 @@ class Host:
                 refused.append(f"plugin {impl.plugin_name!r} failed to add its commands: "
                                f"{type(exc).__name__}: {exc}")
                 continue
-            for name, command in staged.commands.items():
-                if name in cli.commands:
-                    refused.append(f"plugin {impl.plugin_name!r}: command {name!r} is already "
-                                   "taken (by preannot or another plugin): not added; rename it")
-                else:
-                    cli.add_command(command, name)
+            refused += _merge(cli, staged, impl.plugin_name)
         return refused
 
     def annotator_class(self, type_name: str) -> type[Annotator]:
@@ -138,6 +150,22 @@ class Host:
                 "install the plugin that provides it, e.g. `pip install preannot-spacy` for "
                 "'rules', and check `preannot plugins`")
         return types[type_name][1]
+
+
+def _merge(cli: click.Group, staged: click.Group, plugin: str, where: str = "") -> list[str]:
+    """Add ``staged``'s commands to ``cli``; a group of the same name as one of ``cli``'s (e.g.
+    ``ls``) adds its sub-commands to it. A name already taken is refused, in a sentence."""
+    refused = []
+    for name, command in staged.commands.items():
+        taken = cli.commands.get(name)
+        if isinstance(taken, click.Group) and isinstance(command, click.Group):
+            refused += _merge(taken, command, plugin, f"{where}{name} ")
+        elif taken is not None:
+            refused.append(f"plugin {plugin!r}: command {where + name!r} is already taken (by "
+                           "preannot or another plugin): not added; rename it")
+        else:
+            cli.add_command(command, name)
+    return refused
 
 
 def _version(distribution: str) -> str:
@@ -158,7 +186,8 @@ def load_host(extra_plugins: tuple[object, ...] = ()) -> Host:
     """A fresh host with every installed plugin (restricted by ``PREANNOT_PLUGINS``)."""
     pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
     pm.add_hookspecs(hookspecs)
-    pm.register(builtins, name="preannot")
+    for name in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(name), name=name)
     host = Host(pm)
     wanted = _wanted()
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..annotator import Annotator, ConfigError, Ranker, batches
-from ..builtins.ranking import priority_to_score
+from .ranking import priority_to_score
 from ..engine.readers import IMAGE_SUFFIXES
 from ..engine.runner import Annotated, annotate
 from ..lsjson import iter_json_array, ls_to_predictions, ls_to_task, prediction_to_ls, task_key

@@ -13,7 +13,8 @@ from ..annotator import ConfigError
 from ..engine.config import RunConfig
 from ..engine.host import Host
 from ..labelstudio.client import Connection, Unreachable
-from ..loop import serving, sync
+from . import connection as serving
+from ..labelstudio import sync
 from .auth import credentials
 from .learning import Learner
 from .pipeline import Pipeline, load, specs_key

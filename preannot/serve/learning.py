@@ -11,7 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..engine.config import RunConfig
-from ..loop import retrain, sync
+from ..engine.host import get_host
+from ..harvest.pull import pull
+from ..labelstudio import sync
+from ..training import retrain
 
 Log = Callable[[str], None]
 
@@ -90,7 +93,7 @@ class Learner:
             raise ValueError("which project? set [labelstudio] project in preannot.toml")
         self.status["busy"] = "harvest"
         client = sync.connect(self.config)
-        harvest = sync.pull(self.config, client, project=str(self._project))
+        harvest = pull(self.config, client, project=str(self._project))
         self.status["harvests"] += 1
         self.status["last_harvest"] = {"project": harvest.project_id,
                                        "fetched": harvest.fetched.fetched,
@@ -99,8 +102,13 @@ class Learner:
                  f"{harvest.project_id}")
         self.status["busy"] = "training"
         trained = (retrain.train_all(self.config, log=self.log) if train
-                   else retrain.retrain_if_due(self.config, log=self.log))
+                   else self._after_harvest())
         if trained is not None:
             self.status["trainings"] += 1
             if trained.changed:
                 self.on_change()
+
+    def _after_harvest(self) -> retrain.Trained | None:
+        """The ``harvested`` event's reactions; what training did, if anything."""
+        done = get_host().hook.harvested(config=self.config, log=self.log, interactive=False)
+        return next((d for d in done if isinstance(d, retrain.Trained)), None)

@@ -18,7 +18,7 @@ from ..engine.runner import annotate, as_prediction, configured_annotators, reso
 from ..evaluation.match import iou
 from ..labelstudio.labeling_config import Fit, fit
 from ..labelstudio.push import prepare
-from ..loop import sync
+from ..labelstudio import sync
 from ..lsjson import ls_to_task, prediction_to_ls, region_to_result
 from ..model import Region, Span, Task
 from .request import BadRequest

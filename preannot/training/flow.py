@@ -19,7 +19,7 @@ fusion_margin = 0.0       # a learned fusion is used only when it beats each sou
 ```
 
 A ``fusion`` chained after the trained model's annotator is measured against its sources with
-it, and a learned one fitted and gated (:mod:`preannot.training.pipeline`).
+it, and a learned one fitted and gated (:mod:`preannot.training.fusion_gate`).
 """
 
 from __future__ import annotations
@@ -34,15 +34,15 @@ from typing import Any
 
 from ..annotator import Annotator, ConfigError, Example, Trainer, chain_order, upstream_names
 from ..engine.config import RunConfig
-from ..engine.host import Host
+from ..engine.host import Host, get_host
 from ..engine.runner import build_annotators, resolve_specs
 from ..evaluation.corrections import read_corrections
 from ..evaluation.split import fraction
 from ..lsjson import region_to_result, task_key
-from . import report
+from . import gate_report as report
 from .dataset import Dataset, load_dataset
 from .gate import GatePolicy, decide, evaluate
-from .pipeline import PipelineOutcome, fusions_after, gate_fusion
+from .fusion_gate import PipelineOutcome, fusions_after, gate_fusion
 from .registry import REGISTRY_PREFIX, TRAINED, Registry, Version, registry_reference
 
 Log = Callable[[str], None]
@@ -102,26 +102,30 @@ def pipeline_with(config: RunConfig, host: Host, annotator: str, model: Path,
                             config.context())
 
 
-REVIEWED = Path("harvest") / "corrections.jsonl"
-"""Where, in ``[review] output_dir``, `review sync` keeps the production reviews' corrections."""
+def more_corrections(config: RunConfig) -> list[Path]:
+    """The corrections files other features give training (the production review's), through
+    the ``training_corrections`` hook: training names no other feature's files."""
+    return [Path(path) for paths in get_host().hook.training_corrections(config=config)
+            for path in paths]
 
 
 def corrections_files(config: RunConfig) -> list[Path]:
-    """The corrections training learns from that exist: the labeling harvest's, and the
-    production review's."""
-    both = dict.fromkeys((config.training.corrections, config.review.output_dir / REVIEWED))
-    return [path for path in both if path.exists()]
+    """The corrections training learns from that exist: the labeling harvest's, and those
+    other features give (the production review's)."""
+    every = dict.fromkeys((config.training.corrections, *more_corrections(config)))
+    return [path for path in every if path.exists()]
 
 
 def load_examples(config: RunConfig, trainer: Trainer) -> Dataset:
     """The reviewed examples of what ``trainer`` learns, split for it and the gate: the
-    harvest's, and the production review's (tasks humans reviewed there; auto-accepted tasks
-    never are: the model would confirm itself)."""
+    harvest's, and those other features give (tasks humans reviewed in production review;
+    auto-accepted tasks never are: the model would confirm itself)."""
     split = {"eval_fraction": config.training.eval_fraction, "group_by": config.training.group_by}
     data = load_dataset(config.training.corrections, learns=trainer.learns, field=trainer.field,
                         **split)
-    reviewed = config.review.output_dir / REVIEWED
-    if reviewed.exists() and reviewed != config.training.corrections:
+    for reviewed in more_corrections(config):
+        if not reviewed.exists() or reviewed == config.training.corrections:
+            continue
         more = load_dataset(reviewed, learns=trainer.learns, field=trainer.field, **split)
         seen = {e.task.id for e in data.train + data.dev + data.eval}
         for mine, theirs in ((data.train, more.train), (data.dev, more.dev),

@@ -97,21 +97,21 @@ class GatePolicy:
 
 
 @dataclass
-class Decision:
+class GateVerdict:
     promote: bool
     reasons: list[str] = field(default_factory=list)
 
 
 def decide(candidate: Mapping[str, Any], baseline: Mapping[str, Any] | None,
-           policy: GatePolicy) -> Decision:
+           policy: GatePolicy) -> GateVerdict:
     """Promote ``candidate`` over ``baseline`` (None: nothing to beat)?"""
     if candidate["tasks"] == 0:
-        return Decision(False, ["the evaluation split is empty: pull more reviewed tasks, or "
+        return GateVerdict(False, ["the evaluation split is empty: pull more reviewed tasks, or "
                                 "raise [training] eval_fraction"])
     new = candidate["overall"][policy.metric]
     if baseline is None:
         ok = new > 0 and new >= policy.min_score - 1e-12
-        return Decision(ok, [f"no current version: {policy.metric} {new:.3f} on "
+        return GateVerdict(ok, [f"no current version: {policy.metric} {new:.3f} on "
                              f"{candidate['tasks']} evaluation tasks (needs more than 0 and at "
                              f"least min_score {policy.min_score})"])
     old = baseline["overall"][policy.metric]
@@ -126,4 +126,4 @@ def decide(candidate: Mapping[str, Any], baseline: Mapping[str, Any] | None,
             ok = False
             reasons.append(f"label {label}: F1 {before['f1']:.3f} -> {after['f1']:.3f} drops "
                            f"more than the tolerance {policy.label_tolerance}")
-    return Decision(ok, reasons)
+    return GateVerdict(ok, reasons)

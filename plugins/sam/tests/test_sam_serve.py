@@ -16,7 +16,7 @@ from preannot.engine.config import load_config
 from preannot.engine.host import get_host
 from preannot.labelstudio.labeling_config import generate
 from preannot.labelstudio.server import free_port
-from preannot.loop import sync
+from preannot.labelstudio import sync
 from preannot.lsjson import result_to_region
 from preannot_sam.annotator import SamAnnotator
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluation.report import bars, head, table
-from .gate import Decision, GatePolicy
+from .gate import GateVerdict, GatePolicy
 from .registry import Version
 
 COLUMNS = ["label", "support", "current precision", "current recall", "current f1",
@@ -64,7 +64,7 @@ def pipeline_section(p: Any) -> list[str]:
 
 
 def write_gate(version: Version, current: Version | None, candidate: dict[str, Any],
-               baseline: dict[str, Any] | None, decision: Decision, policy: GatePolicy,
+               baseline: dict[str, Any] | None, decision: GateVerdict, policy: GatePolicy,
                pipelines: list[Any] = (), split: dict[str, dict[str, int]] | None = None) -> Path:
     verdict = "promoted" if decision.promote else "refused"
     title = f"{version.version}: {verdict}"

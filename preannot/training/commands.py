@@ -13,11 +13,12 @@ from rich.table import Column, Table
 
 from ..annotator import ConfigError
 from ..engine.config import RunConfig, load_config
+from ..commandline import log_line
 from ..engine.host import get_host, report_failures
-from ..loop import retrain
-from ..training import flow
-from ..training.registry import Registry
-from ..training.report import COLUMNS, rows
+from . import retrain
+from . import flow
+from .registry import Registry
+from .gate_report import COLUMNS, rows
 
 err = Console(stderr=True)
 config_option = click.option("-c", "--config", "config_path",
@@ -25,22 +26,6 @@ config_option = click.option("-c", "--config", "config_path",
                              help="Config file (default: ./preannot.toml if present).")
 no_push_option = click.option("--no-push", is_flag=True,
                               help="Do not update the Label Studio project.")
-
-
-def log_line(message: str) -> None:
-    """One line of the loop's progress on stderr, as is (no rich markup)."""
-    err.print(message, markup=False, highlight=False)
-
-
-def retrain_when_due(config: RunConfig) -> None:
-    """After a harvest (`ls pull`, `review sync`): retrain what ``[training] retrain_after``
-    says is due, recalibrate a stale pipeline version, and report it."""
-    try:
-        trained = retrain.retrain_if_due(config, log=log_line)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    if trained is not None:
-        report_outcomes(trained, promote=True)
 
 
 def report_outcomes(trained: retrain.Trained, *, promote: bool) -> None:

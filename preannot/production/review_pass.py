@@ -23,24 +23,20 @@ from ..engine.lock import output_lock
 from ..evaluation.corrections import classify
 from ..evaluation.split import fraction
 from ..labelstudio.client import Client, Unreachable
-from ..labelstudio.harvest import HarvestStore
+from ..harvest.store import HarvestStore
 from ..labelstudio.push import ensure_project, push_tasks, read_import_file
 from ..lsjson import task_key
 from ..model import Task
-from ..review import page
-from ..review.calibration import (
-    Calibration,
-    clopper_pearson_lower,
-    clopper_pearson_upper,
-    is_right,
-    label_of,
-    task_score,
-)
-from ..review.decisions import AUDIT, AUTO, ROUTE, Decision, Decisions
-from ..review.outbox import Delivery, Outbox
-from ..review.sinks import make_sink
-from . import drift, sync
-from .review import load
+from . import page
+from .calibration import (Calibration, clopper_pearson_lower, clopper_pearson_upper, is_right,
+                          label_of, task_score)
+from .decisions import AUDIT, AUTO, ROUTE, TaskDecision, Decisions
+from .outbox import Delivery, Outbox
+from .reviewed import review_harvest_dir
+from .sinks import make_sink
+from . import drift_monitor as drift
+from ..labelstudio import sync
+from .calibrate import load
 
 REVIEW_KEY = "preannot_review"
 """In a review project task's meta: ``{"decision": "route" | "audit", "reason": ...}``."""
@@ -80,7 +76,7 @@ def suspended(config: RunConfig, calibration: Calibration | None,
 
 def decide(key: str, task: dict[str, Any], failure: str | None,
            calibration: Calibration | None, version: str | None, off: str | None,
-           audit_rate: float, drifting: drift.Hold | None = None) -> Decision:
+           audit_rate: float, drifting: drift.Hold | None = None) -> TaskDecision:
     """Release, route or audit one task (see the README's "Production review" and "Drift")."""
     result = [r for p in task.get("predictions") or [] for r in p.get("result") or []]
     labels = ",".join(sorted({label_of(r) for r in result}))
@@ -90,10 +86,10 @@ def decide(key: str, task: dict[str, Any], failure: str | None,
                             "calibration": calibration.id if calibration else None,
                             "threshold": calibration.threshold if calibration else None}
     if failure is not None:
-        return Decision(decision=ROUTE, reason=f"an annotator failed: {failure}",
+        return TaskDecision(decision=ROUTE, reason=f"an annotator failed: {failure}",
                         probability=None, **made)
     if calibration is None:
-        return Decision(decision=ROUTE, reason=f"pipeline version {version} is not calibrated",
+        return TaskDecision(decision=ROUTE, reason=f"pipeline version {version} is not calibrated",
                         probability=None, **made)
     score = task_score(task.get("predictions") or [])
     p = calibration.probability(result, score)
@@ -111,11 +107,11 @@ def decide(key: str, task: dict[str, Any], failure: str | None,
     elif p < calibration.threshold:
         why = f"below the threshold: probability {p:.4f} < {calibration.threshold:.4f}"
     if why:
-        return Decision(decision=ROUTE, reason=why, probability=p, **made)
+        return TaskDecision(decision=ROUTE, reason=why, probability=p, **made)
     if fraction(key, AUDIT_SALT) < (drifting.audit_rate if drifting else audit_rate):
-        return Decision(decision=AUDIT, reason="released, and audited by a human",
+        return TaskDecision(decision=AUDIT, reason="released, and audited by a human",
                         probability=p, **made)
-    return Decision(decision=AUTO, reason="probability at or above the threshold",
+    return TaskDecision(decision=AUTO, reason="probability at or above the threshold",
                     probability=p, **made)
 
 
@@ -124,7 +120,7 @@ def content_of(task: dict[str, Any]) -> str:
     return Task("", dict(task.get("data") or {})).checksum
 
 
-def released(task: dict[str, Any], decision: Decision) -> dict[str, Any]:
+def released(task: dict[str, Any], decision: TaskDecision) -> dict[str, Any]:
     """The record an auto-accepted task is released as, with its audit trail."""
     return {"task": decision.key, "data": task.get("data"),
             "regions": [r for p in task.get("predictions") or [] for r in p.get("result") or []],
@@ -291,7 +287,7 @@ def sync_reviews(config: RunConfig, client: Client, *,
         built = sync.annotators(config, get_host())
     project = review_project(config, client, built)
     harvest = sync.pull(config, client, project=str(project),
-                        output_dir=config.review.output_dir / "harvest")
+                        output_dir=review_harvest_dir(config))
     synced = Synced(fetched=harvest.fetched.fetched)
     ledger = config.workspace.ledger
     store = HarvestStore(ledger, f"{client.url}#{project}")

@@ -1,46 +1,40 @@
-"""The loop's Label Studio operations as plain functions: connect, run-and-push, re-predict,
-pull-and-measure. Every command, a server or a test calls these; they report through callbacks
-(``progress`` for counts, ``log`` for sentences) and never print."""
+"""The kernel's Label Studio operations as plain functions: connect, run-and-push, re-predict
+(the harvest feature pulls and measures). Every command, a server or a test calls these; they
+report through callbacks (``progress`` for counts, ``log`` for sentences) and never print."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..annotator import Annotator, ConfigError
 from ..engine.config import RunConfig
 from ..engine.host import Host, get_host
-from ..engine.runner import (Summary, annotate, build_annotators, configured_annotators,
-                             resolve_specs, run)
-from ..evaluation.corrections import Options, write_outputs
-from ..evaluation.labels import LabelMap
-from ..labelstudio.client import (KEY_ENV, URL_ENV, Client, Connection, LabelStudioError,
-                                  Unreachable, connect as connect_to)
-from ..labelstudio.harvest import HarvestStore, PullSummary, pull as fetch
-from ..labelstudio.labeling_config import Fit, fit, labels_of
-from ..labelstudio.push import (Engine, PushSummary, annotate_project, ensure_project,
-                                local_images, model_version_of, push_tasks, read_import_file)
+from ..engine.runner import (ModelSource, Summary, annotate, build_annotators,
+                             configured_annotators, resolve_specs, run)
+from .client import KEY_ENV, URL_ENV, Client, Connection, Unreachable, connect as connect_to
+from .labeling_config import Fit, fit
+from .push import (Engine, PushSummary, annotate_project, ensure_project, local_images,
+                   model_version_of, push_tasks, read_import_file)
 from ..engine.readers import IMAGE_SUFFIXES, read_inputs
-from ..labelstudio.local_files import SETTING, check_root, refuse_escaping_links, root_above
-from ..labelstudio.server import running_local
+from .local_files import SETTING, check_root, refuse_escaping_links, root_above
+from .server import running_local
 from ..model import Task
-from ..training.registry import Registry
-from . import select
 
 Progress = Callable[[int], None]
 Log = Callable[[str], None]
 
 
-def _quiet(_: Any) -> None:
+def quiet(_: Any) -> None:
     pass
 
 
-def models(config: RunConfig) -> Registry:
-    """Where this config's ``registry:`` models are resolved."""
-    return Registry(config.registry_dir)
+def models(config: RunConfig) -> ModelSource | None:
+    """Where this config's ``registry:`` models are resolved: the ``model_source`` hook's
+    answer (the training feature's registry)."""
+    return get_host().hook.model_source(config=config)
 
 
 def configured(config: RunConfig, host: Host) -> tuple[list[dict[str, Any]], list[Annotator]]:
@@ -135,7 +129,7 @@ def serve_images_from(connection: Connection) -> None:
 
 def push(config: RunConfig, client: Client, *, project: str | None = None,
          input_file: Path | None = None, existing: bool = False, unlabeled: bool = False,
-         host: Host | None = None, progress: Progress = _quiet, log: Log = _quiet) -> PushSummary:
+         host: Host | None = None, progress: Progress = quiet, log: Log = quiet) -> PushSummary:
     """Everything `ls push` and `ls up` share: project, annotators, ranking, the push itself.
 
     Without ``input_file`` the configured annotators run first; with ``existing`` the tasks
@@ -147,12 +141,11 @@ def push(config: RunConfig, client: Client, *, project: str | None = None,
     ranker = host.ranker(config.ranking)
     project_id = project_for(config, client, built, project, log)
     fits = label_fit(client, project_id, built)
-    selector = host.selector(config.selection)
     if existing:
         if not built:
             raise ConfigError("--existing needs [[annotators]] in the config to run")
-        if selector is not None:
-            ranker = select.ranker_for_project(config, selector, built, client, project_id, log)
+        ranker = host.hook.push_ranker(config=config, annotators=built, client=client,
+                                       project_id=project_id, input_file=None, log=log) or ranker
         return annotate_project(client, project_id, built, ranker=ranker,
                                 batch_size=config.batch_size, unlabeled_only=unlabeled,
                                 progress=progress, engine=engine(config, host, built), fits=fits)
@@ -162,8 +155,8 @@ def push(config: RunConfig, client: Client, *, project: str | None = None,
             log(f"{summary.failed} records failed in the run (see `preannot run` for details); "
                 "pushing the rest")
         input_file = config.output
-    if selector is not None:
-        ranker = select.ranker_for_file(config, selector, built, input_file, log)
+    ranker = host.hook.push_ranker(config=config, annotators=built, client=client,
+                                   project_id=project_id, input_file=input_file, log=log) or ranker
     return push_tasks(client, project_id,
                       ((source, fits.task(task)) for source, task in read_import_file(input_file)),
                       model_version=pipeline_version(config, built), ranker=ranker,
@@ -171,7 +164,7 @@ def push(config: RunConfig, client: Client, *, project: str | None = None,
 
 
 def project_for(config: RunConfig, client: Client, built: list[Annotator],
-                project: str | None = None, log: Log = _quiet) -> int:
+                project: str | None = None, log: Log = quiet) -> int:
     """The id of the project a command works on: ``project``, else ``[labelstudio] project``,
     else the one with the config's title (a rerun finds what the last one made), created with
     a labeling config that fits the annotators when there is none."""
@@ -209,7 +202,7 @@ def pipeline_version(config: RunConfig, built: list[Annotator]) -> str | None:
     return config.labelstudio.model_version or joined
 
 
-def repredict(config: RunConfig, progress: Progress = _quiet, log: Log = _quiet
+def repredict(config: RunConfig, progress: Progress = quiet, log: Log = quiet
               ) -> PushSummary | None:
     """After a promotion or a rollback: fresh predictions, from the annotators as configured
     now, for the project's tasks no human has touched; the project's model version follows.
@@ -229,140 +222,3 @@ def repredict(config: RunConfig, progress: Progress = _quiet, log: Log = _quiet
         log(f"Label Studio not updated: {exc}\n  fix that, then run "
             "`preannot ls push --existing --unlabeled`")
     return None
-
-
-def _annotated_duplicates(config: RunConfig, corrections: Path, warnings: list[str]
-                          ) -> dict[str, Any] | None:
-    """Near-duplicate groups (Label Studio task ids) among the annotated tasks of the
-    corrections file: what was labeled twice. None, with a warning, when the embedder cannot
-    be built."""
-    done = select.labeled(config, corrections)
-    try:
-        groups, failures = select.duplicates_among(config, annotators(config, get_host()),
-                                                   done.tasks)
-    except ConfigError as exc:
-        warnings.append(f"near-duplicates among annotated tasks not counted: {exc}")
-        return None
-    if failures:
-        source, reason = failures[0]
-        warnings.append(f"near-duplicates: {len(failures)} annotated tasks could not be "
-                        f"embedded ({source}: {reason}{' ...' if len(failures) > 1 else ''})")
-    return {"threshold": config.selection.duplicates,
-            "groups": [[done.task_ids[i] for i in group] for group in groups]}
-
-
-@dataclass
-class Harvest:
-    """What a pull fetched and the metrics it wrote."""
-
-    project_id: int
-    project_title: str
-    fetched: PullSummary
-    metrics: dict[str, Any]
-    output_dir: Path
-    tabs: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """Data Manager tab title -> (view id, tasks in it), of the tabs this pull filled."""
-    warnings: list[str] = field(default_factory=list)
-    """What could not be done on the server (the outputs are written all the same)."""
-
-
-ADJUDICATE = ("needs adjudication", "preannot_disagreement")
-REANNOTATE = ("needs re-annotation", "preannot_reannotate")
-"""Data Manager tabs: (title, the task data field they filter on and sort by)."""
-
-
-def mark(client: Client, store: HarvestStore, key: str, values: dict[int, float]) -> int:
-    """Set ``data[key]`` of the tasks in ``values`` and remove it from the others that hold it,
-    writing only what changed (the store notes each write, so the next pull does not count it
-    as a human's change): how many tasks were updated."""
-    changed = 0
-    for task in store.tasks_holding(key, set(values)):
-        data = task.get("data") or {}
-        want = values.get(task["id"])
-        if data.get(key) == want or (want is None and key not in data):
-            continue
-        new = {k: v for k, v in data.items() if k != key}
-        if want is not None:
-            new[key] = want
-        store.wrote(task["id"], (client.set_task_data(task["id"], new) or {}).get("updated_at"))
-        changed += 1
-    return changed
-
-
-def tabs(client: Client, project_id: int, store: HarvestStore, metrics: dict[str, Any]
-         ) -> dict[str, tuple[int, int]]:
-    """The "needs adjudication" tab (by disagreement, highest first) and the "needs
-    re-annotation" tab (annotated under a label spec that cannot be mapped forward)."""
-    out = {}
-    for (title, key), values in (
-            # above 0 even at threshold 0: the tab shows what is above 0
-            (ADJUDICATE, {t["task"]: max(t["disagreement"], 0.0001)
-                          for t in metrics["adjudication"]["tasks"]}),
-            (REANNOTATE, {t["task"]: 1 for t in metrics["reannotate"]["tasks"]})):
-        mark(client, store, key, values)
-        if values:
-            out[title] = (client.ensure_view(project_id, title, key), len(values))
-    return out
-
-
-def _spec_change(fetched: PullSummary) -> dict[str, Any] | None:
-    """The labeling config's version now and, when it changed since the last pull, what did."""
-    if not fetched.spec:
-        return None
-    now, before = labels_of(fetched.spec), fetched.previous_spec
-    out: dict[str, Any] = {"version": fetched.spec["version"], "changed": before is not None}
-    if before is not None:
-        was = labels_of(before)
-        out.update(previous=before["version"], added=sorted(now - was), removed=sorted(was - now))
-    return out
-
-
-def pull(config: RunConfig, client: Client, *, project: str | None = None,
-         output_dir: Path | None = None, model_version: str | None = None, full: bool = False,
-         duplicates: bool = False, progress: Progress = _quiet) -> Harvest:
-    """Fetch the tasks changed since the last pull (all with ``full``) and rewrite, from every
-    task pulled so far, corrections.jsonl, metrics.json and report.html. ``duplicates`` (the
-    ``ls pull`` command, not a server's background harvest, which would build the annotators
-    a second time): with ``[selection]`` configured, also group the near-duplicates among the
-    annotated tasks."""
-    project = project or config.labelstudio.project
-    if project is None:
-        raise ConfigError("which project? pass --project or set [labelstudio] project")
-    found = client.project(project)
-    store = HarvestStore(config.workspace.ledger, f"{client.url}#{found.id}")
-    try:
-        if full:
-            store.forget()
-        fetched = fetch(client, found.id, store, progress=progress,
-                        label_config=getattr(found, "label_config", None))
-        out = output_dir or config.harvest.output_dir
-        current = labels_of(fetched.spec) if fetched.spec else None
-        warnings = []
-        try:
-            names = client.users()
-        except LabelStudioError as exc:  # a token that may not list users: ids instead
-            names = None
-            warnings.append(f"annotators are shown by user id: {exc}")
-        options = Options(
-            truth=config.harvest.truth,
-            adjudication_threshold=config.harvest.adjudication_threshold,
-            names=names,
-            labels=LabelMap.of(config.labels.rename, config.labels.merge, current,
-                               store.earlier_labels(fetched.spec["version"]) if fetched.spec
-                               else frozenset()),
-            churn=store.churn(), link=f"{client.url}/projects/{found.id}/data?task={{task}}",
-            spec=_spec_change(fetched))
-        if duplicates and config.selection.configured and config.selection.duplicates <= 1:
-            options.duplicates = lambda path: _annotated_duplicates(config, path, warnings)
-        metrics = write_outputs(store.tasks, out, model_version=model_version,
-                                thresholds=config.harvest.thresholds,
-                                title=f"preannot harvest: {found.title}", options=options)
-        try:
-            made = tabs(client, found.id, store, metrics)
-        except LabelStudioError as exc:
-            made = {}
-            warnings.append(f"Data Manager tabs not updated: {exc}; the next `preannot ls pull` "
-                            "tries again")
-    finally:
-        store.close()
-    return Harvest(found.id, found.title, fetched, metrics, out, made, warnings)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..annotator import Annotator, ConfigError, Ranker, Selector, TaskFailed, digest
-from ..builtins.ranking import Uncertainty
+from ..labelstudio.ranking import Uncertainty
 from ..engine.config import RunConfig
 from ..evaluation.corrections import CORRECTIONS, read_corrections
 from ..evaluation.match import ADDED, DELETED, MODIFIED
@@ -19,7 +19,7 @@ from ..labelstudio.client import Client
 from ..labelstudio.push import read_import_file
 from ..lsjson import ls_to_predictions, ls_to_task, task_key
 from ..model import Task
-from ..selection.space import Selection, Space, choose_embedder, duplicate_groups, select
+from .space import Selection, Space, choose_embedder, duplicate_groups, select
 
 Progress = Callable[[int], None]
 

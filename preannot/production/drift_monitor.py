@@ -21,10 +21,10 @@ from ..evaluation.corrections import ADDED, read_corrections
 from ..labelstudio.client import Client, LabelStudioError, Unreachable
 from ..labelstudio.push import push_tasks, read_import_file
 from ..lsjson import task_key
-from ..review.alarms import Alarm, Alarms
-from ..review.calibration import Calibration, is_right, label_of
-from ..review.drift import Signal, compare, image_stats, new_terms, profile, words
-from ..training.flow import REVIEWED
+from .alarms import Alarm, Alarms
+from .calibration import Calibration, is_right, label_of
+from .reviewed import reviewed_corrections
+from .drift_signals import Signal, compare, image_stats, new_terms, profile, words
 
 Log = Callable[[str], None]
 FOLDER = "drift"
@@ -259,7 +259,7 @@ def _clear(config: RunConfig, alarms: Alarms, active: Alarm,
 
 def _added(config: RunConfig, keys: set[str]) -> list[tuple[str, str]]:
     """(text, label) of regions reviewers added to the window's tasks (the review harvest)."""
-    path = config.review.output_dir / REVIEWED
+    path = reviewed_corrections(config)
     if not path.exists():
         return []
     out = []
@@ -296,7 +296,7 @@ def _sample(config: RunConfig, alarms: Alarms, alarm: Alarm, window: list[dict[s
             vocab: set[str], client: Client, built: list[Annotator], notices: list[str]) -> int:
     """Push up to ``[drift] sample`` drifted tasks (per alarm) into the labeling project,
     ranked first; what Label Studio refuses waits for the next check."""
-    from . import sync
+    from ..labelstudio import sync
     done = alarms.sampled(alarm.id)
     room = config.drift.sample - len(done)
     recent = [p for p in window if p["seq"] > alarm.raised_seq - config.drift.window]

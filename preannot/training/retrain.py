@@ -1,5 +1,6 @@
-"""The loop's training operations: train the configured models, retrain when enough new reviews
-came in, and give Label Studio fresh predictions after a promotion or a rollback."""
+"""Training operations: train the configured models, retrain when enough new reviews came in,
+promote or roll back by hand; each change of version is announced (``promoted``), and whoever
+cares reacts (Label Studio re-predicted, production review recalibrated)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from dataclasses import dataclass, field
 
 from ..engine.config import RunConfig
 from ..engine.host import get_host
-from ..training import flow
-from ..training.registry import Registry, Version
-from . import review, sync
+from . import flow
+from .registry import Registry, Version
 
 Log = Callable[[str], None]
 
@@ -43,18 +43,15 @@ def train_all(config: RunConfig, names: list[str] | None = None, *, promote: boo
         done.outcomes.append(flow.train(config, host, spec, promote=promote, force=force, log=log))
         after = registry.current(spec["name"])
         done.changed |= (before and before.version) != (after and after.version)
-    if done.changed and push:
-        sync.repredict(config, log=log)
     if done.changed:
-        review.recalibrate_if_used(config, log)
+        host.hook.promoted(config=config, push=push, log=log)
     return done
 
 
 def retrain_if_due(config: RunConfig, log: Log = _quiet) -> Trained | None:
     """After a harvest. ``[training] retrain_after = N``: retrain each model that has N newly
     reviewed tasks since its last version; the gate decides whether the result is used. None:
-    nothing due. Then, when production review is in use and the pipeline is a version with no
-    calibration yet (a fusion that re-learned from the harvest), calibrate it at once."""
+    nothing due (the ``harvested`` event's reaction, :mod:`.plugin`)."""
     due = []
     for spec in flow.trainer_specs(config) if config.training.retrain_after > 0 else []:
         is_due, now, then = flow.due(config, spec)
@@ -62,10 +59,7 @@ def retrain_if_due(config: RunConfig, log: Log = _quiet) -> Trained | None:
             log(f"{now - then} newly reviewed tasks since {spec['name']} was last trained "
                 "([training] retrain_after): retraining")
             due.append(spec["name"])
-    trained = train_all(config, due, promote=True, push=True, log=log) if due else None
-    if trained is None or not trained.changed:
-        review.recalibrate_if_stale(config, log)
-    return trained
+    return train_all(config, due, promote=True, push=True, log=log) if due else None
 
 
 def promote(config: RunConfig, version: str, *, push: bool = True, log: Log = _quiet
@@ -75,9 +69,7 @@ def promote(config: RunConfig, version: str, *, push: bool = True, log: Log = _q
     chosen = registry.get(version)
     previous = registry.promote(chosen)
     registry.update(chosen, promoted_by="hand")
-    if push:
-        sync.repredict(config, log=log)
-    review.recalibrate_if_used(config, log)
+    get_host().hook.promoted(config=config, push=push, log=log)
     return chosen, previous
 
 
@@ -85,7 +77,5 @@ def rollback(config: RunConfig, name: str, *, push: bool = True, log: Log = _qui
              ) -> tuple[Version, Version]:
     """Retire ``name``'s current version and restore the one before: (retired, restored)."""
     old, restored = Registry(config.registry_dir).rollback(name)
-    if push:
-        sync.repredict(config, log=log)
-    review.recalibrate_if_used(config, log)
+    get_host().hook.promoted(config=config, push=push, log=log)
     return old, restored

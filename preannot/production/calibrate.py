@@ -19,13 +19,12 @@ from ..evaluation.corrections import classify, read_corrections
 from ..evaluation.split import group_key, in_eval_split
 from ..lsjson import prediction_to_ls, task_key
 from ..model import Task
-from ..review import page
-from ..review.calibration import (FEATURES, Calibration, fit, in_fit_half, is_right,
-                                  task_score)
+from . import page
+from .calibration import FEATURES, Calibration, fit, in_fit_half, is_right, task_score
 from ..training.flow import corrections_files
-from ..training.pipeline import fitted_on
+from ..training.fusion_gate import fitted_on
 from ..training.registry import Registry, trained_on
-from . import sync
+from ..labelstudio import sync
 
 CALIBRATION, PAGE = "calibration.json", "calibration.html"
 Log = Callable[[str], None]
@@ -115,7 +114,7 @@ def calibrate(config: RunConfig, *, host: Host | None = None,
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(json.dumps(stored, indent=2), encoding="utf-8")
     tmp.replace(out)
-    from .drift import write_reference  # the drift monitor's reference: these tasks
+    from .drift_monitor import write_reference  # the drift monitor's reference: these tasks
     write_reference(config, calibration, records)
     testing = [r for r in records if not in_fit_half(r)]
     probs = [calibration.probability(r.get("predicted") or [], r.get("predicted_score"))

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..annotator import Annotator, Example, batches, chain_order, upstream_names
-from ..builtins import combiner
-from ..builtins.fusion import FusionAnnotator, combiner_path
+from . import combiner
+from .fusion import FusionAnnotator, combiner_path
 from ..engine.config import RunConfig
 from ..engine.host import Host
 from ..engine.runner import build_annotators, predict, resolve_specs

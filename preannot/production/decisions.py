@@ -57,7 +57,7 @@ def m002_content(db: sqlite3.Connection) -> None:
 
 
 @dataclass
-class Decision:
+class TaskDecision:
     key: str
     decision: str
     reason: str
@@ -85,7 +85,7 @@ class Decisions:
                 f"({','.join('?' * len(chunk))})", chunk))
         return found
 
-    def add(self, decisions: Iterable[Decision]) -> None:
+    def add(self, decisions: Iterable[TaskDecision]) -> None:
         now = time.time()
         with self.db:
             self.db.executemany(

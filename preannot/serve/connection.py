@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ..engine.config import RunConfig
 from ..engine.host import Host, get_host
 from ..labelstudio.client import Client, LabelStudioError
-from . import sync
+from ..labelstudio import sync
 
 Log = Callable[[str], None]
 WEBHOOK_ACTIONS = ["ANNOTATION_CREATED", "ANNOTATIONS_CREATED", "ANNOTATION_UPDATED",

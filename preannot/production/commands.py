@@ -13,9 +13,7 @@ from rich.markup import escape
 
 from ..annotator import ConfigError
 from ..engine.config import load_config
-from .extras import need
-from .ls import config_option, progress_bar
-from .training import retrain_when_due
+from ..commandline import after_harvest, config_option, need, progress_bar
 
 err = Console(stderr=True)
 
@@ -39,7 +37,7 @@ def calibrate(config_path: Path | None) -> None:
     [review] output_dir (default review/ beside the config). A promotion recalibrates by itself.
     """
     need("review")
-    from ..loop import review as operations
+    from . import calibrate as operations
     try:
         config = load_config(config_path)
         done = operations.calibrate(config)
@@ -139,7 +137,8 @@ def run_command(inputs: tuple[Path, ...], config_path: Path | None, watch_dir: P
     when records stay undelivered (the sink refused them or is down).
     """
     need("review")
-    from ..loop import production, sync
+    from . import review_pass as production
+    from ..labelstudio import sync
     try:
         config = load_config(config_path)
         if inputs or watch_dir:  # else [input] paths
@@ -182,7 +181,8 @@ def sync_command(config_path: Path | None) -> None:
     is down): they wait for the next sync.
     """
     need("review")
-    from ..loop import production, sync
+    from . import review_pass as production
+    from ..labelstudio import sync
     try:
         config = load_config(config_path)
         synced = production.sync_reviews(config, sync.connect(config))
@@ -191,7 +191,7 @@ def sync_command(config_path: Path | None) -> None:
     _print_sync(synced)
     if synced.delivery:
         _print_delivery(synced.delivery)
-    retrain_when_due(config)
+    after_harvest(config)
     if _undelivered(synced.delivery):
         sys.exit(3)
 
@@ -203,7 +203,7 @@ def status_command(config_path: Path | None, as_json: bool) -> None:
     """Tasks seen, released, routed, reviewed and waiting; the precision the audits show,
     with its exact interval; whether auto-accept is suspended. Writes review/status.html."""
     need("review")
-    from ..loop import production
+    from . import review_pass as production
     try:
         config = load_config(config_path)
         figures = production.status(config)

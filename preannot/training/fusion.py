@@ -7,7 +7,7 @@ on the same object) conflict. Each distinct region of a conflict group is a *can
 - ``policy = "precedence"``: in each group, the candidate of the first source in ``order``
   (default: the ``after`` order) is kept, with its own score;
 - ``policy = "learned"``: each candidate gets the probability that it is right from the
-  combiner (:mod:`preannot.builtins.combiner`) that the training flow fitted on reviewed tasks
+  combiner (:mod:`preannot.training.combiner`) that the training flow fitted on reviewed tasks
   and wrote to ``combiner`` (default ``.preannot/fusion/<name>.json``); the most probable
   candidates at or above its threshold are kept, never two that conflict, each scored by that
   probability. Before any fit (or for a source the fit did not know), a candidate weighs its

@@ -15,8 +15,9 @@ from rich.table import Table
 from ..annotator import ConfigError
 from ..engine.config import load_config
 from ..engine.host import get_host, report_failures
-from ..loop import select, sync
-from .ls import config_option, progress_bar
+from . import operations as select
+from ..labelstudio import sync
+from ..commandline import config_option, progress_bar
 
 err = Console(stderr=True)
 

@@ -27,8 +27,8 @@ from typing import Any
 from ..annotator import batches
 from ..engine.migrations import Migrations, script
 from ..engine.workspace import connect
-from .client import Client
-from .labeling_config import spec as spec_of
+from ..labelstudio.client import Client
+from ..labelstudio.labeling_config import spec as spec_of
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS harvest_state (source TEXT PRIMARY KEY, watermark TEXT);

@@ -10,8 +10,7 @@ import click
 
 from ..annotator import ConfigError
 from ..engine.config import load_config
-from .extras import need
-from .ls import config_option
+from ..commandline import config_option, need
 
 
 @click.command()
@@ -31,8 +30,8 @@ def drift(config_path: Path | None, as_json: bool) -> None:
     the reference never had, for `preannot ls suggest-rules`.
     """
     need("review")
-    from ..loop import drift as monitor
-    from ..loop.review import load
+    from . import drift_monitor as monitor
+    from .calibrate import load
     try:
         config = load_config(config_path)
         checked = monitor.check(config, load(config))
