@@ -17,10 +17,10 @@ from helpers import run_cli
 from preannot.engine.config import load_config
 from preannot.engine.ledger import Ledger
 from preannot.engine.migrations import WorkspaceTooNew
-from preannot.labelstudio.harvest import HarvestStore
-from preannot.review.alarms import Alarms
-from preannot.review.decisions import Decisions
-from preannot.review.outbox import Outbox
+from preannot.harvest.store import HarvestStore
+from preannot.production.alarms import Alarms
+from preannot.production.decisions import Decisions
+from preannot.production.outbox import Outbox
 from preannot.selection.store import EmbeddingStore
 
 FIXTURE = Path(__file__).parent / "fixtures" / "workspace_v1" / "project"
