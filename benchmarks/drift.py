@@ -50,6 +50,7 @@ from preannot.engine.config import load_config
 from preannot.labelstudio.client import Client
 from preannot.production import drift_monitor as drift, review_pass as production
 from preannot.labelstudio import sync
+from preannot.harvest.pull import pull as harvest_pull
 from preannot.production import calibrate as review_ops
 
 KNOWN = ["Acme widget", "Zeta bolt", "Omega drill", "Delta saw", "Sigma router", "Nimbus hub",
@@ -125,7 +126,7 @@ def calibrate(work: Path, client: Client, n: int, seed: int, title: str) -> Path
     config.inputs = [base / "cal.jsonl"]
     project = sync.push(config, client).project_id
     SimulatedAnnotator(client, {d.id: d for d in docs}).correct(project)
-    sync.pull(config, client)
+    harvest_pull(config, client)
     done = review_ops.calibrate(config)
     print(f"calibration: {n} reviewed e-mails: {done.verdict}", flush=True)
     if done.calibration.threshold is None:
@@ -172,7 +173,7 @@ def play(name: str, base: Path, work: Path, client: Client, docs: list[Doc], bat
                 if terms:
                     with (folder / "rules" / "products.csv").open("a") as f:
                         f.write("".join(f"{t},PRODUCT\n" for t in terms))
-                sync.pull(config, client)
+                harvest_pull(config, client)
                 cal = review_ops.calibrate(config)
                 relearned_at = relearned_at or start + batch
                 print(f"  [{name}] task {start + batch}: {reviewed} post-alarm reviews; added "

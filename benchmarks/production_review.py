@@ -92,6 +92,7 @@ from preannot.harvest.store import HarvestStore, pull
 from preannot.labelstudio.push import read_import_file
 from preannot.production import review_pass as production
 from preannot.labelstudio import sync
+from preannot.harvest.pull import pull as harvest_pull
 from preannot.production import calibrate as review_ops
 from preannot.lsjson import task_key
 from preannot.production.calibration import fewest_tasks, fit, label_of
@@ -507,7 +508,7 @@ def wnut(args, client: Client, connection: dict[str, str], work: Path, log_path:
     done = SimulatedAnnotator(client, gold).correct(project_id, threads=args.threads)
     n, counts = len(done.tasks), done.edits
     harvest: list = []
-    captured(log_path, lambda: harvest.append(sync.pull(config, client)))
+    captured(log_path, lambda: harvest.append(harvest_pull(config, client)))
     total = sum(counts[k] for k in ("add", "delete", "change")) / max(1, n)
     print(f"  dev reviewed: {n} tasks corrected to gold ({total:.2f} edits/task: "
           f"{counts['add']} added, {counts['delete']} deleted, {counts['change']} changed, "

@@ -104,7 +104,7 @@ def test_images_beside_the_config_are_refused_with_what_to_set(tmp_path):
     said = str(refused.value)
     assert "\n" not in said
     assert f"Label Studio would serve {tmp_path.resolve()} " in said
-    assert f"preannot's state (.preannot: the Label Studio login" in said
+    assert "preannot's state (.preannot: the Label Studio login" in said
     assert "[labelstudio] local_files_root" in said
 
 

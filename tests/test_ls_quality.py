@@ -10,7 +10,7 @@ import pytest
 from preannot import Prediction, Span, Task
 from preannot.engine.config import parse_config
 from preannot.evaluation.quality import dawid_skene, estimated_accuracy, krippendorff_alpha
-from preannot.labelstudio import sync
+from preannot.harvest.pull import pull as harvest_pull
 from preannot.lsjson import region_to_result, task_to_ls
 
 LABELS = ("PRODUCT", "BRAND", "COLOR")
@@ -46,7 +46,7 @@ def people(labelstudio):
 def harvest(client, project, tmp_path, **harvest_settings):
     config = parse_config({"labelstudio": {"project": project}, "harvest": harvest_settings},
                           tmp_path, "test")
-    return config, sync.pull(config, client)
+    return config, harvest_pull(config, client)
 
 
 def who(client, people):
@@ -225,12 +225,12 @@ def test_a_renamed_label_maps_forward_and_a_split_one_is_queued(labelstudio, peo
     create(ids[2], result=[item(texts[2], "Zeta bolt", "PRODUCT")], completed_by=people["ann"])
     settings = {"labelstudio": {"project": project}, "labels": {"rename": {"GADGET": "PRODUCT"}}}
     config = parse_config(settings, tmp_path, "test")
-    first = sync.pull(config, client)
+    first = harvest_pull(config, client)
     v1 = first.metrics["spec"]["version"]
     assert first.metrics["spec"] == {"version": v1, "changed": False}
     # GADGET becomes PRODUCT (renamed), BRAND is split into MAKER and SELLER
     client.sdk.projects.update(project, label_config=config_of("PRODUCT", "MAKER", "SELLER"))
-    second = sync.pull(config, client)
+    second = harvest_pull(config, client)
     spec = second.metrics["spec"]
     assert spec["changed"] and spec["previous"] == v1 and spec["version"] != v1
     assert (spec["added"], spec["removed"]) == (["MAKER", "SELLER"], ["BRAND", "GADGET"])
@@ -250,7 +250,7 @@ def test_a_renamed_label_maps_forward_and_a_split_one_is_queued(labelstudio, peo
     # re-annotated under the new spec: the task is usable again and leaves the tab
     annotation = client.sdk.tasks.get(ids[1]).annotations[0]["id"]
     client.sdk.annotations.update(annotation, result=[item(texts[1], "Omega Inc", "MAKER")])
-    third = sync.pull(config, client)
+    third = harvest_pull(config, client)
     records = {r["task"]: r for r in map(json.loads,
                                          (tmp_path / "harvest" / "corrections.jsonl").open())}
     assert records[ids[1]]["status"] == "annotated"
@@ -270,10 +270,10 @@ def test_an_annotation_changed_back_and_forth_across_pulls_is_listed(labelstudio
                       completed_by=people["ann"]).id
     create(steady, result=[item(text, "Acme widget", "PRODUCT")], completed_by=people["ben"])
     config = parse_config({"labelstudio": {"project": project}}, tmp_path, "test")
-    sync.pull(config, client)
+    harvest_pull(config, client)
     for label in ("BRAND", "PRODUCT"):  # PRODUCT -> BRAND -> PRODUCT, a pull after each
         client.sdk.annotations.update(flipping, result=[item(text, "Acme widget", label)])
-        pulled = sync.pull(config, client)
+        pulled = harvest_pull(config, client)
     assert pulled.metrics["churn"] == [
         {"task": tid, "annotation": flipping, "changes": 2, "reverted": True}]
     html = (tmp_path / "harvest" / "report.html").read_text()

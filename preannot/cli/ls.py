@@ -3,7 +3,6 @@ group (`ls pull`, `ls connect`...) through ``register_commands``."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path

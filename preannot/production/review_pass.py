@@ -23,6 +23,7 @@ from ..engine.lock import output_lock
 from ..evaluation.corrections import classify
 from ..evaluation.split import fraction
 from ..labelstudio.client import Client, Unreachable
+from ..harvest.pull import pull
 from ..harvest.store import HarvestStore
 from ..labelstudio.push import ensure_project, push_tasks, read_import_file
 from ..lsjson import task_key
@@ -286,8 +287,8 @@ def sync_reviews(config: RunConfig, client: Client, *,
     if built is None:
         built = sync.annotators(config, get_host())
     project = review_project(config, client, built)
-    harvest = sync.pull(config, client, project=str(project),
-                        output_dir=review_harvest_dir(config))
+    harvest = pull(config, client, project=str(project),
+                   output_dir=review_harvest_dir(config))
     synced = Synced(fetched=harvest.fetched.fetched)
     ledger = config.workspace.ledger
     store = HarvestStore(ledger, f"{client.url}#{project}")
