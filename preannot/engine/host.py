@@ -33,6 +33,12 @@ class PluginFailure:
     error: str
 
 
+def listed_name(plugin_name: str) -> str:
+    """How a registered plugin is named to users: the built-in features are one plugin,
+    ``preannot``, as the distribution that ships them."""
+    return "preannot" if plugin_name in DEFAULT_PLUGINS else plugin_name
+
+
 @dataclass
 class Host:
     """The loaded plugin manager and what its plugins registered."""
@@ -50,7 +56,7 @@ class Host:
     def _collect(self, hook_name: str, base: type) -> dict[str, tuple[str, type]]:
         found: dict[str, tuple[str, type]] = {}
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-            def register(cls: type, _plugin: str = impl.plugin_name) -> None:
+            def register(cls: type, _plugin: str = listed_name(impl.plugin_name)) -> None:
                 if not (isinstance(cls, type) and issubclass(cls, base) and cls.type):
                     raise ConfigError(
                         f"plugin {_plugin!r} registered {cls!r}: expected a {base.__name__} "
@@ -109,10 +115,10 @@ class Host:
                             for h in self.pm.get_hookcallers(plugin) or []})
             provided = [{"type": t, "description": cls.description, "reads": list(cls.reads),
                          "emits": list(cls.emits), "can_train": t in trainable}
-                        for t, (owner, cls) in sorted(annotators.items()) if owner in owners]
+                        for t, (owner, cls) in sorted(annotators.items()) if owner == name]
             trains = [{"type": t, "description": cls.description, "annotator": cls.annotator,
                        "learns": list(cls.learns)}
-                      for t, (owner, cls) in sorted(trainers.items()) if owner in owners]
+                      for t, (owner, cls) in sorted(trainers.items()) if owner == name]
             listing.append({"name": name, "distribution": dist, "version": version,
                             "hooks": hooks, "annotators": provided, "trainers": trains})
         return listing
@@ -122,8 +128,7 @@ class Host:
         ``preannot``, as the distribution that ships them."""
         grouped: dict[str, dict[str, object]] = {}
         for name, plugin in self.pm.list_name_plugin():
-            listed = "preannot" if name in DEFAULT_PLUGINS else name
-            grouped.setdefault(listed, {})[name] = plugin
+            grouped.setdefault(listed_name(name), {})[name] = plugin
         return grouped
 
     def add_commands(self, cli: click.Group) -> list[str]:
