@@ -181,14 +181,15 @@ def serve_local_images(client: Client, project_id: int, items: Sequence[Item],
     outside = set()
     for index, item in enumerate(items):
         for key, path in local_images(item.data).items():
+            resolved = path.resolve()
             try:
-                relative = path.resolve().relative_to(base)
+                relative = resolved.relative_to(base)
             except ValueError:
                 outside.add(index)
                 continue
             item.meta.setdefault("preannot_image", str(path))
             item.data[key] = LOCAL_FILES + quote(relative.as_posix(), safe="/")
-            folder_of[index] = path.resolve().parent
+            folder_of[index] = resolved.parent
     if not folder_of:
         return list(items), [], len(outside)
     have = {Path(s.path) for s in client.call(client.sdk.import_storage.local.list,
